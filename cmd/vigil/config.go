@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vigilhq/vigil/collector/remotewrite"
+	"github.com/vigilhq/vigil/internal/yamlconf"
+	"github.com/vigilhq/vigil/query"
+	"github.com/vigilhq/vigil/storage"
+)
+
+// Config is the whole of vigil.yml. Every section is optional; what is left
+// out keeps the default of DefaultConfig.
+type Config struct {
+	Web       WebConfig       `yaml:"web"`
+	Storage   storage.Config  `yaml:"storage"`
+	Query     query.Config    `yaml:"query"`
+	Receivers ReceiversConfig `yaml:"receivers"`
+}
+
+// WebConfig is the HTTP server that carries the API, ingest and self-metrics.
+type WebConfig struct {
+	ListenAddress   string         `yaml:"listen_address"`
+	ReadTimeout     model.Duration `yaml:"read_timeout"`
+	MaxConnections  int            `yaml:"max_connections"`
+	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+}
+
+// ReceiversConfig configures the ingest endpoints.
+type ReceiversConfig struct {
+	RemoteWrite remotewrite.Config `yaml:"remote_write"`
+}
+
+// DefaultConfig is what `vigil serve` runs with when given nothing.
+func DefaultConfig() Config {
+	return Config{
+		Web: WebConfig{
+			ListenAddress:   "127.0.0.1:9400",
+			ReadTimeout:     model.Duration(5 * time.Minute),
+			MaxConnections:  512,
+			ShutdownTimeout: model.Duration(30 * time.Second),
+		},
+		Storage:   storage.DefaultConfig(),
+		Query:     query.DefaultConfig(),
+		Receivers: ReceiversConfig{RemoteWrite: remotewrite.DefaultConfig()},
+	}
+}
+
+// Validate checks every section, naming the section in the error.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Web.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Storage.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Query.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Receivers.RemoteWrite.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("receivers.remote_write.%w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the web section.
+func (w WebConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(w.ListenAddress); err != nil {
+		return fmt.Errorf("web.listen_address %q: %w", w.ListenAddress, err)
+	}
+	if w.ReadTimeout <= 0 {
+		return fmt.Errorf("web.read_timeout must be positive, got %s", w.ReadTimeout)
+	}
+	if w.MaxConnections < 0 {
+		return fmt.Errorf("web.max_connections must not be negative, got %d", w.MaxConnections)
+	}
+	if w.ShutdownTimeout <= 0 {
+		return fmt.Errorf("web.shutdown_timeout must be positive, got %s", w.ShutdownTimeout)
+	}
+	return nil
+}
+
+// LoadConfigFile reads a config file over the defaults. An unknown key or a
+// bad value is an error naming the key and its line.
+func LoadConfigFile(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config file: %w", err)
+	}
+	if err := yamlconf.Decode(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("parse config file %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid config file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// String renders the effective configuration as YAML for /api/v1/status/config.
+func (c Config) String() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Sprintf("# cannot render config: %v\n", err)
+	}
+	return string(b)
+}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"golang.org/x/net/netutil"
+
+	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/remotewrite"
+	"github.com/vigilhq/vigil/query"
+	"github.com/vigilhq/vigil/storage"
+)
+
+type serveCommand struct {
+	stderr io.Writer
+	cmd    *kingpin.CmdClause
+
+	configFile  string
+	listen      string
+	storagePath string
+	retention   model.Duration
+	logConfig   promslog.Config
+
+	set struct{ listen, storagePath, retention bool }
+}
+
+func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveCommand {
+	c := &serveCommand{stderr: stderr}
+	c.cmd = app.Command("serve", "Run the Vigil server: ingest, storage, PromQL API.")
+	c.cmd.Flag("config.file", "Vigil configuration file (YAML). Optional: without it Vigil runs on its defaults.").
+		PlaceHolder("vigil.yml").StringVar(&c.configFile)
+	c.cmd.Flag("config", "Alias of --config.file.").Hidden().StringVar(&c.configFile)
+	c.cmd.Flag("listen", "Address the HTTP server listens on (API, remote_write, /metrics). Overrides web.listen_address.").
+		PlaceHolder("127.0.0.1:9400").IsSetByUser(&c.set.listen).StringVar(&c.listen)
+	c.cmd.Flag("web.listen-address", "Alias of --listen.").Hidden().IsSetByUser(&c.set.listen).StringVar(&c.listen)
+	c.cmd.Flag("storage.path", "Data directory. Overrides storage.path.").
+		PlaceHolder("data").IsSetByUser(&c.set.storagePath).StringVar(&c.storagePath)
+	c.cmd.Flag("retention", "How long to keep samples, e.g. 15d. Overrides storage.retention.").
+		PlaceHolder("15d").IsSetByUser(&c.set.retention).SetValue(&c.retention)
+	c.cmd.Flag("storage.tsdb.retention.time", "Alias of --retention.").Hidden().IsSetByUser(&c.set.retention).SetValue(&c.retention)
+	promslogflag.AddFlags(app, &c.logConfig)
+	return c
+}
+
+func (*serveCommand) name() string { return "serve" }
+
+// config merges defaults, the config file and the flags given on the command line.
+func (c *serveCommand) config() (Config, error) {
+	cfg := DefaultConfig()
+	if c.configFile != "" {
+		var err error
+		if cfg, err = LoadConfigFile(c.configFile); err != nil {
+			return cfg, err
+		}
+	}
+	if c.set.listen {
+		cfg.Web.ListenAddress = c.listen
+	}
+	if c.set.storagePath {
+		cfg.Storage.Path = c.storagePath
+	}
+	if c.set.retention {
+		cfg.Storage.Retention = c.retention
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *serveCommand) flagMap() map[string]string {
+	m := map[string]string{}
+	for _, f := range c.cmd.Model().Flags {
+		m[f.Name] = f.Value.String()
+	}
+	return m
+}
+
+func (c *serveCommand) run() error {
+	logger := promslog.New(&c.logConfig)
+	cfg, err := c.config()
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, logger, c.flagMap())
+}
+
+// serve runs Vigil until ctx is cancelled, then shuts down cleanly: it stops
+// accepting requests, lets those in flight finish (up to
+// web.shutdown_timeout) and closes storage, which flushes the WAL.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[string]string) error {
+	logger.Info("Starting Vigil", "version", version.Info(), "build_context", version.BuildContext())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("vigil"),
+	)
+
+	// The listener comes up first so that /-/healthy answers while the WAL
+	// replays; everything else answers 503 until storage is open.
+	var app atomic.Pointer[http.ServeMux]
+	root := http.NewServeMux()
+	root.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	})))
+	root.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Vigil is Healthy.")
+	})
+	root.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if app.Load() == nil {
+			http.Error(w, "Service Unavailable: Vigil is starting (replaying the WAL).", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Vigil is Ready.")
+	})
+	root.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		mux := app.Load()
+		if mux == nil {
+			http.Error(w, "Service Unavailable: Vigil is starting (replaying the WAL).", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+
+	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Web.ListenAddress, err)
+	}
+	if cfg.Web.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.Web.MaxConnections)
+	}
+	srv := &http.Server{
+		Handler:           root,
+		ReadHeaderTimeout: 30 * time.Second,
+		ReadTimeout:       time.Duration(cfg.Web.ReadTimeout),
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.With("component", "web").Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("Listening", "address", ln.Addr().String())
+
+	shutdownHTTP := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Web.ShutdownTimeout))
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("HTTP server did not drain in time", "timeout", cfg.Web.ShutdownTimeout, "err", err)
+		}
+	}
+
+	store, err := storage.Open(cfg.Storage, logger, reg)
+	if err != nil {
+		shutdownHTTP()
+		return err
+	}
+	closeStore := func() {
+		if err := store.Close(); err != nil {
+			logger.Error("Closing storage failed", "err", err)
+			return
+		}
+		logger.Info("Storage closed")
+	}
+
+	engine, err := query.NewEngine(cfg.Query, cfg.Storage.Path, logger, reg)
+	if err != nil {
+		shutdownHTTP()
+		closeStore()
+		return err
+	}
+	api, err := query.NewAPI(query.APIConfig{
+		Engine:    engine,
+		Storage:   store,
+		Metadata:  store.Metadata(),
+		TSDB:      store,
+		Build:     buildInfo(),
+		Flags:     flags,
+		Config:    cfg.String,
+		Retention: retentionString(cfg.Storage),
+		Logger:    logger.With("component", "api"),
+	})
+	if err != nil {
+		shutdownHTTP()
+		closeStore()
+		return err
+	}
+	ingestMetrics := collector.NewMetrics(reg)
+	rw, err := remotewrite.New(cfg.Receivers.RemoteWrite, store, store.Metadata(), ingestMetrics, logger.With("component", "remote_write"))
+	if err != nil {
+		shutdownHTTP()
+		closeStore()
+		return err
+	}
+
+	mux := newInstrumentedMux(reg)
+	api.Register(mux)
+	mux.Handle("POST /api/v1/write", rw)
+	app.Store(mux.ServeMux)
+	logger.Info("Vigil is ready to receive and answer queries")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("Received shutdown signal, shutting down gracefully")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	shutdownHTTP()
+	if err := engine.Close(); err != nil {
+		logger.Warn("Closing the query engine failed", "err", err)
+	}
+	closeStore()
+	logger.Info("See you next time!")
+	return runErr
+}
+
+func buildInfo() query.BuildInfo {
+	return query.BuildInfo{
+		Version:   version.Version,
+		Revision:  version.GetRevision(),
+		Branch:    version.Branch,
+		BuildUser: version.BuildUser,
+		BuildDate: version.BuildDate,
+		GoVersion: version.GoVersion,
+	}
+}
+
+func retentionString(c storage.Config) string {
+	var parts []string
+	if c.Retention > 0 {
+		parts = append(parts, c.Retention.String())
+	}
+	if c.RetentionSize > 0 {
+		parts = append(parts, c.RetentionSize.String())
+	}
+	return strings.Join(parts, " or ")
+}
+
+// instrumentedMux registers each route with request count and latency
+// metrics labelled by path, like Prometheus's prometheus_http_* metrics.
+type instrumentedMux struct {
+	*http.ServeMux
+	duration *prometheus.HistogramVec
+	requests *prometheus.CounterVec
+}
+
+func newInstrumentedMux(reg prometheus.Registerer) *instrumentedMux {
+	m := &instrumentedMux{
+		ServeMux: http.NewServeMux(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "vigil_http_request_duration_seconds",
+			Help:                            "Latency of HTTP requests, by handler.",
+			Buckets:                         []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  100,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"handler"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_http_requests_total",
+			Help: "HTTP requests, by handler and status code.",
+		}, []string{"handler", "code"}),
+	}
+	reg.MustRegister(m.duration, m.requests)
+	return m
+}
+
+// Handle registers h for pattern ("METHOD /path").
+func (m *instrumentedMux) Handle(pattern string, h http.Handler) {
+	path := pattern
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		path = p
+	}
+	labels := prometheus.Labels{"handler": path}
+	h = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(labels), h)
+	h = promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(labels), h)
+	m.ServeMux.Handle(pattern, h)
+}

@@ -1,0 +1,460 @@
+// Package remotewrite receives Prometheus remote_write 1.0 and 2.0 requests
+// and appends them to storage. A request is acknowledged (2xx) only after
+// its samples are committed to the WAL; samples storage refuses
+// (out-of-order, duplicate, too old, bad labels) are answered with 400 and a
+// message naming the problem, as Prometheus answers them, while every valid
+// sample of the same request is kept.
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/alecthomas/units"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigilhq/vigil/collector"
+)
+
+// ReceiverName is the "receiver" label of this receiver's ingest metrics.
+const ReceiverName = "remote_write"
+
+// Config bounds what one request may carry.
+type Config struct {
+	// MaxRequestBytes is the largest compressed body accepted (413 beyond).
+	MaxRequestBytes units.Base2Bytes `yaml:"max_request_bytes"`
+	// MaxDecompressedBytes is the largest decompressed body accepted (413 beyond).
+	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+	// MaxAheadTime rejects samples further than this in the future.
+	MaxAheadTime time.Duration `yaml:"-"`
+}
+
+// DefaultConfig is the configuration used when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:      collector.DefaultMaxRequestBytes,
+		MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
+		MaxAheadTime:         10 * time.Minute,
+	}
+}
+
+// Validate reports a limit that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxRequestBytes <= 0:
+		return fmt.Errorf("max_request_bytes must be positive, got %s", c.MaxRequestBytes)
+	case c.MaxDecompressedBytes <= 0:
+		return fmt.Errorf("max_decompressed_bytes must be positive, got %s", c.MaxDecompressedBytes)
+	case c.MaxAheadTime <= 0:
+		return fmt.Errorf("max ahead time must be positive, got %s", c.MaxAheadTime)
+	}
+	return nil
+}
+
+// Appendable is the storage the receiver writes to. Its appenders must also
+// implement storage.ExemplarAppenderV2 for exemplars to be kept.
+type Appendable interface {
+	AppenderV2(ctx context.Context) storage.AppenderV2
+}
+
+// MetadataSink keeps metric metadata.
+type MetadataSink interface {
+	Set(family string, m metadata.Metadata)
+}
+
+// Receiver is the remote_write endpoint.
+type Receiver struct {
+	cfg     Config
+	app     Appendable
+	md      MetadataSink
+	metrics *collector.Metrics
+	logger  *slog.Logger
+	handler http.Handler
+	now     func() time.Time
+}
+
+// New builds a receiver writing to app. md may be nil to drop metadata.
+func New(cfg Config, app Appendable, md MetadataSink, metrics *collector.Metrics, logger *slog.Logger) (*Receiver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("remote_write receiver: %w", err)
+	}
+	if app == nil || metrics == nil {
+		return nil, errors.New("remote_write receiver: storage and metrics are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rcv := &Receiver{cfg: cfg, app: app, md: md, metrics: metrics, logger: logger, now: time.Now}
+	var h http.Handler = remoteapi.NewWriteHandler(rcv,
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
+		remoteapi.WithWriteHandlerLogger(logger),
+		remoteapi.WithWriteHandlerMiddlewares(rcv.readBody),
+	)
+	curried := prometheus.Labels{"receiver": ReceiverName}
+	h = promhttp.InstrumentHandlerCounter(metrics.Requests.MustCurryWith(curried), h)
+	h = promhttp.InstrumentHandlerDuration(metrics.RequestDuration.MustCurryWith(curried), h)
+	h = promhttp.InstrumentHandlerInFlight(metrics.InFlight.WithLabelValues(ReceiverName), h)
+	rcv.handler = h
+	return rcv, nil
+}
+
+// ServeHTTP handles POST /api/v1/write.
+func (rcv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rcv.handler.ServeHTTP(w, r)
+}
+
+type bodyKey struct{}
+
+// readBody reads and decompresses the body within the configured limits and
+// hands the decompressed bytes to Store through the request context, so the
+// payload is not copied again.
+func (rcv *Receiver) readBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
+			http.Error(w, fmt.Sprintf("%s encoding (compression) is not accepted by this server; only %s is acceptable", enc, remoteapi.SnappyBlockCompression), http.StatusUnsupportedMediaType)
+			return
+		}
+		wire, plain := collector.GetBuffer(), collector.GetBuffer()
+		defer collector.PutBuffer(wire)
+		defer collector.PutBuffer(plain)
+		if err := collector.ReadBody(r, int64(rcv.cfg.MaxRequestBytes), wire); err != nil {
+			rcv.reject(w, err)
+			return
+		}
+		if err := collector.DecodeSnappy(plain, wire.B, int64(rcv.cfg.MaxDecompressedBytes)); err != nil {
+			rcv.reject(w, err)
+			return
+		}
+		rcv.metrics.ReceivedBytes.WithLabelValues(ReceiverName, "wire").Add(float64(len(wire.B)))
+		rcv.metrics.ReceivedBytes.WithLabelValues(ReceiverName, "decompressed").Add(float64(len(plain.B)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyKey{}, plain.B)))
+	})
+}
+
+func (rcv *Receiver) reject(w http.ResponseWriter, err error) {
+	code := collector.StatusCode(err)
+	rcv.logger.Debug("Rejected remote write request", "code", code, "err", err)
+	http.Error(w, err.Error(), code)
+}
+
+var requestPool = sync.Pool{New: func() any { return new(Request) }}
+
+// Store implements the client_golang remote write handler's storage: it
+// decodes the message type the handler negotiated and appends it.
+func (rcv *Receiver) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
+	resp := remoteapi.NewWriteResponse()
+	body, _ := r.Context().Value(bodyKey{}).([]byte)
+	req := requestPool.Get().(*Request)
+	defer func() {
+		req.Reset()
+		requestPool.Put(req)
+	}()
+
+	v2 := msgType == remoteapi.WriteV2MessageType
+	var err error
+	if v2 {
+		err = DecodeV2(body, req)
+	} else {
+		err = DecodeV1(body, req)
+	}
+	if err != nil {
+		resp.SetStatusCode(http.StatusBadRequest)
+		return resp, fmt.Errorf("decode remote write %s request: %w", protocolVersion(v2), err)
+	}
+	stats, err := rcv.Write(r.Context(), req)
+	resp.Samples, resp.Histograms, resp.Exemplars = stats.Samples, stats.Histograms, stats.Exemplars
+	if err != nil {
+		resp.SetStatusCode(collector.StatusCode(err))
+		if resp.Stats().NoDataWritten() || collector.StatusCode(err) >= 500 {
+			rcv.logger.Warn("Remote write request failed", "protocol", protocolVersion(v2), "err", err)
+		}
+		return resp, err
+	}
+	return resp, nil
+}
+
+func protocolVersion(v2 bool) string {
+	if v2 {
+		return "2.0"
+	}
+	return "1.0"
+}
+
+// Stats counts what a request stored.
+type Stats struct {
+	Samples, Histograms, Exemplars int
+}
+
+// Write appends a decoded request and commits it. It returns a StatusError
+// with 400 when part of the request was refused (the rest is committed) and
+// with 500 when storage failed (nothing is committed, the sender retries).
+func (rcv *Receiver) Write(ctx context.Context, req *Request) (Stats, error) {
+	var (
+		stats    Stats
+		problems rejections
+		b        = labels.NewScratchBuilder(16)
+		exs      []exemplar.Exemplar
+		maxT     = rcv.now().Add(rcv.cfg.MaxAheadTime).UnixMilli()
+	)
+	app := rcv.app.AppenderV2(ctx)
+	exApp, _ := app.(storage.ExemplarAppenderV2)
+
+	for i := range req.Series {
+		s := &req.Series[i]
+		n := len(s.Samples) + len(s.Histograms)
+		ls, err := buildLabels(&b, s.Labels)
+		if err != nil {
+			problems.add(collector.ReasonInvalidLabels, n, fmt.Sprintf("series %d: %v", i, err))
+			continue
+		}
+		if n == 0 && len(s.Exemplars) == 0 {
+			continue
+		}
+		var opts storage.AOptions
+		if rcv.md != nil {
+			rcv.md.Set(ls.Get(labels.MetricName), s.Metadata)
+		}
+		var ref storage.SeriesRef
+		for _, smp := range s.Samples {
+			if smp.Timestamp > maxT {
+				problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", ls, smp.Timestamp))
+				continue
+			}
+			r, err := app.Append(ref, ls, smp.StartTimestamp, smp.Timestamp, smp.Value, nil, nil, opts)
+			if err := rcv.classify(&problems, err, ls, smp.Timestamp); err != nil {
+				_ = app.Rollback()
+				return Stats{}, err
+			} else if r != 0 {
+				ref = r
+			}
+			if err == nil {
+				stats.Samples++
+			}
+		}
+		for _, h := range s.Histograms {
+			if h.Timestamp > maxT {
+				problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", ls, h.Timestamp))
+				continue
+			}
+			reduceResolution(h)
+			r, err := app.Append(ref, ls, h.StartTimestamp, h.Timestamp, 0, h.H, h.FH, opts)
+			if err := rcv.classify(&problems, err, ls, h.Timestamp); err != nil {
+				_ = app.Rollback()
+				return Stats{}, err
+			} else if r != 0 {
+				ref = r
+			}
+			if err == nil {
+				stats.Histograms++
+			}
+		}
+		if len(s.Exemplars) > 0 && exApp != nil && ref != 0 {
+			exs = exs[:0]
+			for _, e := range s.Exemplars {
+				el, err := buildExemplarLabels(&b, e.Labels)
+				if err != nil {
+					continue
+				}
+				exs = append(exs, exemplar.Exemplar{Labels: el, Value: e.Value, Ts: e.Timestamp, HasTs: true})
+			}
+			slices.SortFunc(exs, exemplar.Compare)
+			_, err := exApp.AppendExemplars(ref, ls, exs)
+			failed := 0
+			var pErr *storage.AppendPartialError
+			if errors.As(err, &pErr) {
+				failed = len(pErr.ExemplarErrors)
+			} else if err != nil {
+				failed = len(exs)
+			}
+			stats.Exemplars += len(exs) - failed
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return Stats{}, collector.Errorf(http.StatusInternalServerError, "commit to storage: %w", err)
+	}
+	if rcv.md != nil {
+		for _, m := range req.Metadata {
+			rcv.md.Set(m.Family, m.Metadata)
+		}
+	}
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(stats.Samples))
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "histogram").Add(float64(stats.Histograms))
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "exemplar").Add(float64(stats.Exemplars))
+	for reason, p := range problems.byReason {
+		rcv.metrics.Rejected.WithLabelValues(ReceiverName, reason).Add(float64(p.count))
+	}
+	if err := problems.err(stats.Samples + stats.Histograms); err != nil {
+		return stats, err
+	}
+	return stats, nil
+}
+
+// classify records a refused sample and returns an error only when storage
+// itself failed, which aborts the request.
+func (rcv *Receiver) classify(p *rejections, err error, ls labels.Labels, t int64) error {
+	if err == nil {
+		return nil
+	}
+	var pErr *storage.AppendPartialError
+	if errors.As(err, &pErr) {
+		return nil // the sample was stored; only exemplars failed
+	}
+	reason := ""
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample):
+		reason = collector.ReasonOutOfOrder
+	case errors.Is(err, storage.ErrTooOldSample):
+		reason = collector.ReasonTooOld
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		reason = collector.ReasonDuplicate
+	case errors.Is(err, storage.ErrOutOfBounds):
+		reason = collector.ReasonOutOfBounds
+	case isHistogramError(err):
+		reason = collector.ReasonInvalidSample
+	default:
+		return collector.Errorf(http.StatusInternalServerError, "append to storage: %w", err)
+	}
+	p.add(reason, 1, fmt.Sprintf("%s @%d: %v", ls, t, err))
+	return nil
+}
+
+func isHistogramError(err error) bool {
+	var e histogram.Error
+	return errors.As(err, &e)
+}
+
+// reduceResolution brings histograms with a schema finer than the TSDB
+// supports down to its finest schema, as Prometheus's receiver does.
+func reduceResolution(h Histogram) {
+	if h.H != nil && histogram.IsExponentialSchemaReserved(h.H.Schema) && h.H.Schema > histogram.ExponentialSchemaMax {
+		_ = h.H.ReduceResolution(histogram.ExponentialSchemaMax)
+	}
+	if h.FH != nil && histogram.IsExponentialSchemaReserved(h.FH.Schema) && h.FH.Schema > histogram.ExponentialSchemaMax {
+		_ = h.FH.ReduceResolution(histogram.ExponentialSchemaMax)
+	}
+}
+
+// buildLabels validates a series' labels and builds the sorted label set
+// storage keeps. Labels with an empty value are dropped: in Prometheus an
+// empty value is the same as no label.
+func buildLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
+	if !slices.IsSortedFunc(ls, compareLabelNames) {
+		slices.SortFunc(ls, compareLabelNames)
+	}
+	b.Reset()
+	hasName := false
+	for i, l := range ls {
+		if err := validateLabel(l); err != nil {
+			return labels.EmptyLabels(), err
+		}
+		if i > 0 && ls[i-1].Name == l.Name {
+			return labels.EmptyLabels(), fmt.Errorf("duplicate label name %q", l.Name)
+		}
+		if l.Value == "" {
+			continue
+		}
+		if l.Name == labels.MetricName {
+			hasName = true
+		}
+		b.Add(l.Name, l.Value)
+	}
+	if !hasName {
+		return labels.EmptyLabels(), fmt.Errorf("no metric name: the %s label is missing or empty in {%s}", labels.MetricName, formatLabels(ls))
+	}
+	return b.Labels(), nil
+}
+
+func buildExemplarLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
+	b.Reset()
+	for _, l := range ls {
+		if err := validateLabel(l); err != nil {
+			return labels.EmptyLabels(), err
+		}
+		if l.Value != "" {
+			b.Add(l.Name, l.Value)
+		}
+	}
+	b.Sort()
+	return b.Labels(), nil
+}
+
+func compareLabelNames(a, b Label) int { return strings.Compare(a.Name, b.Name) }
+
+func validateLabel(l Label) error {
+	switch {
+	case l.Name == "":
+		return fmt.Errorf("empty label name (with value %q)", l.Value)
+	case !utf8.ValidString(l.Name):
+		return fmt.Errorf("label name %q is not valid UTF-8", l.Name)
+	case !utf8.ValidString(l.Value):
+		return fmt.Errorf("label %q has a value that is not valid UTF-8: %q", l.Name, l.Value)
+	}
+	return nil
+}
+
+func formatLabels(ls []Label) string {
+	var sb strings.Builder
+	for i, l := range ls {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "%s=%q", l.Name, l.Value)
+	}
+	return sb.String()
+}
+
+// rejections collects the samples a request could not store, by reason,
+// keeping the first example of each for the error message.
+type rejections struct {
+	byReason map[string]*rejection
+	order    []string
+	total    int
+}
+
+type rejection struct {
+	count   int
+	example string
+}
+
+func (r *rejections) add(reason string, n int, example string) {
+	if r.byReason == nil {
+		r.byReason = map[string]*rejection{}
+	}
+	p, ok := r.byReason[reason]
+	if !ok {
+		p = &rejection{example: example}
+		r.byReason[reason] = p
+		r.order = append(r.order, reason)
+	}
+	p.count += n
+	r.total += n
+}
+
+// err summarises the rejections as a 400, or returns nil when there were none.
+func (r *rejections) err(stored int) error {
+	if len(r.order) == 0 {
+		return nil
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d of %d samples rejected", r.total, r.total+stored)
+	for _, reason := range r.order {
+		p := r.byReason[reason]
+		fmt.Fprintf(&sb, "; %s: %d, first: %s", reason, p.count, p.example)
+	}
+	return collector.Errorf(http.StatusBadRequest, "%s", sb.String())
+}

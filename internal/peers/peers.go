@@ -1,0 +1,323 @@
+// Package peers starts the real programs Vigil's tests talk to — the Vigil
+// binary itself, Debian's Prometheus, promtool, Alertmanager and
+// VictoriaMetrics — on loopback, and cleans them up when the test ends.
+//
+// A missing peer skips the test on a developer machine and fails it when
+// CI=true: CI never passes because a peer quietly was not there. `make peers`
+// installs them.
+package peers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run in CI (CI=true), where nothing may be skipped for a missing peer.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Binary finds a peer program by name on PATH (or at one of the extra
+// paths). When it is missing the test is skipped, or failed under CI.
+func Binary(t testing.TB, name string, extra ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range extra {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("peer %q is not installed; run `make peers`", name)
+	if InCI() {
+		t.Fatal(msg + " (CI=true: a missing peer fails the run)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// FreeAddr returns a free loopback address like 127.0.0.1:41234.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Process is a peer program started by a test.
+type Process struct {
+	Name string
+	Addr string // host:port it serves on, if any
+	Dir  string // its working/data directory
+
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	waited chan struct{}
+	err    error
+}
+
+// URL is the base URL of the process's HTTP server.
+func (p *Process) URL() string { return "http://" + p.Addr }
+
+// Logs returns what the process wrote to stdout and stderr so far.
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Start runs bin with args, logging its output into the test log on failure.
+func Start(t testing.TB, name, bin string, args ...string) *Process {
+	t.Helper()
+	return StartIn(t, t.TempDir(), name, bin, args...)
+}
+
+// StartIn runs bin in dir.
+func StartIn(t testing.TB, dir, name, bin string, args ...string) *Process {
+	t.Helper()
+	p := &Process{Name: name, Dir: dir, logs: &lockedBuffer{}, waited: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.waited)
+	}()
+	t.Cleanup(func() {
+		p.Stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, tail(p.Logs(), 8000))
+		}
+	})
+	return p
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Kill kills the process with SIGKILL and waits for it.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.waited
+}
+
+// Stop sends SIGTERM and waits up to grace before killing; it returns the exit error.
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.waited:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.waited:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.waited
+	}
+	return p.err
+}
+
+// Wait waits for the process to exit on its own.
+func (p *Process) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-p.waited:
+		if p.cmd.ProcessState == nil {
+			return -1, p.err
+		}
+		return p.cmd.ProcessState.ExitCode(), nil
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("%s still running after %s", p.Name, timeout)
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.waited:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitHTTP polls url until it answers 200, the process exits, or timeout passes.
+func (p *Process) WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if p.Exited() {
+			t.Fatalf("%s exited before %s answered: %v\n%s", p.Name, url, p.err, tail(p.Logs(), 4000))
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer %s within %s (last: %s)\n%s", p.Name, url, timeout, last, tail(p.Logs(), 4000))
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var (
+	buildOnce sync.Once
+	builtPath string
+	buildErr  error
+)
+
+// VigilBinary builds the vigil command once per test binary and returns its path.
+func VigilBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vigil-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtPath = filepath.Join(dir, "vigil")
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", builtPath, "./cmd/vigil")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/vigil: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtPath
+}
+
+// moduleRoot finds the directory holding go.mod, from this source file.
+func moduleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate the module root")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above " + file)
+		}
+		dir = parent
+	}
+}
+
+// Vigil is a running `vigil serve`.
+type Vigil struct {
+	*Process
+	DataDir string
+}
+
+// StartVigil runs `vigil serve` on a free loopback port with its data in a
+// temporary directory (or dataDir when given) and waits until it is ready.
+// extra holds further flags.
+func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
+	t.Helper()
+	bin := VigilBinary(t)
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	addr := FreeAddr(t)
+	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug"}, extra...)
+	p := StartIn(t, dataDir, "vigil", bin, args...)
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
+	return &Vigil{Process: p, DataDir: dataDir}
+}
+
+// Prometheus is a running Debian prometheus.
+type Prometheus struct {
+	*Process
+}
+
+// StartPrometheus runs Prometheus with the given configuration file content
+// (and extra flags) on a free port and waits until it is ready.
+func StartPrometheus(t testing.TB, config string, extra ...string) *Prometheus {
+	t.Helper()
+	bin := Binary(t, "prometheus")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreeAddr(t)
+	args := append([]string{
+		"--config.file=" + cfgPath,
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr,
+	}, extra...)
+	p := StartIn(t, dir, "prometheus", bin, args...)
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
+	return &Prometheus{Process: p}
+}
+
+// Version runs `bin --version` and returns its first line.
+func Version(bin string) string {
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return line
+}
