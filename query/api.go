@@ -197,18 +197,22 @@ func (a *API) wrap(f apiFunc) http.Handler {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
-	b, err := jsonAPI.Marshal(map[string]string{
-		"status":    "error",
-		"errorType": string(e.typ),
-		"error":     e.err.Error(),
-	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status())
-	_, _ = w.Write(append(b, '\n'))
+	s := jsonAPI.BorrowStream(w)
+	defer jsonAPI.ReturnStream(s)
+	s.WriteObjectStart()
+	s.WriteObjectField("status")
+	s.WriteString("error")
+	s.WriteMore()
+	s.WriteObjectField("errorType")
+	s.WriteString(string(e.typ))
+	s.WriteMore()
+	s.WriteObjectField("error")
+	s.WriteString(e.err.Error())
+	s.WriteObjectEnd()
+	s.WriteRaw("\n")
+	_ = s.Flush()
 }
 
 // execError maps an engine error to the API error Prometheus gives for it.

@@ -109,4 +109,3 @@ func NewEngine(cfg Config, dataDir string, logger *slog.Logger, reg prometheus.R
 
 // Config returns the limits the engine runs under.
 func (e *Engine) Config() Config { return e.cfg }
-

@@ -24,9 +24,9 @@ type queryCommand struct {
 	at      string
 	start   string
 	end     string
-	step    time.Duration
-	rng     time.Duration
-	timeout time.Duration
+	step    model.Duration
+	rng     model.Duration
+	timeout model.Duration
 	output  string
 
 	isRange bool
@@ -40,9 +40,9 @@ func newQueryCommand(app *kingpin.Application, stdout, stderr io.Writer) *queryC
 	cmd.Flag("time", "Evaluation time of an instant query: RFC 3339, Unix seconds, 'now' or relative like -5m.").StringVar(&c.at)
 	cmd.Flag("start", "Start of a range query (same formats as --time). Makes the query a range query.").StringVar(&c.start)
 	cmd.Flag("end", "End of a range query (default now).").StringVar(&c.end)
-	cmd.Flag("step", "Resolution of a range query (default: range/120, at least 1s).").DurationVar(&c.step)
-	cmd.Flag("range", "Length of a range query ending at --end, e.g. 1h (instead of --start).").DurationVar(&c.rng)
-	cmd.Flag("timeout", "Server-side evaluation timeout.").DurationVar(&c.timeout)
+	cmd.Flag("step", "Resolution of a range query, e.g. 15s (default: range/120, at least 1s).").SetValue(&c.step)
+	cmd.Flag("range", "Length of a range query ending at --end, e.g. 1h or 2d (instead of --start).").SetValue(&c.rng)
+	cmd.Flag("timeout", "Server-side evaluation timeout, e.g. 30s.").SetValue(&c.timeout)
 	cmd.Flag("output", "Output format: table (a chart too for range queries on a terminal) or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
 	cmd.Arg("expr", "PromQL expression.").Required().StringVar(&c.expr)
 	cmd.PreAction(func(*kingpin.ParseContext) error {
@@ -79,25 +79,25 @@ func (c *queryCommand) run() error {
 				return exitWith(exitUsage, fmt.Errorf("--start: %w", err))
 			}
 		case c.rng > 0:
-			start = end.Add(-c.rng)
+			start = end.Add(-time.Duration(c.rng))
 		default:
 			start = end.Add(-time.Hour)
 		}
 		if !start.Before(end) {
 			return exitWith(exitUsage, errors.New("--start must be before --end"))
 		}
-		step = c.step
+		step = time.Duration(c.step)
 		if step == 0 {
 			step = max(time.Second, end.Sub(start)/120).Round(time.Second)
 		}
-		res, err = client.Range(ctx, c.expr, start, end, step, c.timeout)
+		res, err = client.Range(ctx, c.expr, start, end, step, time.Duration(c.timeout))
 		tEnd = end
 	} else {
 		ts, perr := parseCLITime(c.at, now)
 		if perr != nil {
 			return exitWith(exitUsage, fmt.Errorf("--time: %w", perr))
 		}
-		res, err = client.Instant(ctx, c.expr, ts, c.timeout)
+		res, err = client.Instant(ctx, c.expr, ts, time.Duration(c.timeout))
 		tEnd = ts
 	}
 	for _, w := range res.Warnings {
@@ -163,4 +163,3 @@ func parseCLITime(s string, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("cannot parse %q as a time: use RFC 3339, Unix seconds, 'now' or -<duration>", s)
 }
-

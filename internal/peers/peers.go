@@ -290,17 +290,18 @@ type Prometheus struct {
 	*Process
 }
 
-// StartPrometheus runs Prometheus with the given configuration file content
-// (and extra flags) on a free port and waits until it is ready.
-func StartPrometheus(t testing.TB, config string, extra ...string) *Prometheus {
+// StartPrometheus runs Prometheus on a free port with the configuration
+// file that config returns for that address (and extra flags), and waits
+// until it is ready.
+func StartPrometheus(t testing.TB, config func(addr string) string, extra ...string) *Prometheus {
 	t.Helper()
 	bin := Binary(t, "prometheus")
 	dir := t.TempDir()
+	addr := FreeAddr(t)
 	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(config(addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := FreeAddr(t)
 	args := append([]string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),

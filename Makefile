@@ -1,0 +1,68 @@
+# Vigil — the two commands that matter: `make run` and `make test`.
+
+GO        ?= go
+VERSION   := $(shell cat VERSION)
+REVISION  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BRANCH    := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILDDATE := $(shell date -u +%Y%m%d-%H:%M:%S)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=$(BRANCH) \
+             -X github.com/prometheus/common/version.BuildUser=$(USER)@$(shell hostname 2>/dev/null) \
+             -X github.com/prometheus/common/version.BuildDate=$(BUILDDATE)
+
+# Root installs packages directly; anyone else goes through sudo.
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+# Debian packages of the real peers the tests run against, and the command each provides.
+DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager victoria-metrics:victoria-metrics
+
+TEST_TIMEOUT ?= 20m
+FUZZTIME     ?= 30s
+
+.PHONY: all run build test peers vet fmt-check bench fuzz clean
+
+all: build
+
+## run: start `vigil serve` on its defaults (127.0.0.1:9400, data in ./data)
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/vigil serve
+
+## build: build ./vigil
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o vigil ./cmd/vigil
+
+## peers: install the real programs the tests talk to (apt-get; idempotent)
+peers:
+	@missing=""; for p in $(DEB_PEERS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo ">> installing Debian packages:$$missing"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
+	else echo ">> peers present: $(foreach p,$(DEB_PEERS),$(firstword $(subst :, ,$(p))))"; fi
+
+## vet: go vet and gofmt
+vet: fmt-check
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## test: install peers, then vet and run every test (CI=true makes a missing peer fail)
+test: peers vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## bench: the Go benchmarks of the ingest path and the query API
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo ">> $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; done
+
+clean:
+	rm -rf vigil data
