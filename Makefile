@@ -8,7 +8,7 @@ BUILDDATE := $(shell date -u +%Y%m%d-%H:%M:%S)
 LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=$(BRANCH) \
-             -X github.com/prometheus/common/version.BuildUser=$(USER)@$(shell hostname 2>/dev/null) \
+             -X github.com/prometheus/common/version.BuildUser=$(shell id -un 2>/dev/null)@$(shell hostname 2>/dev/null) \
              -X github.com/prometheus/common/version.BuildDate=$(BUILDDATE)
 
 # Root installs packages directly; anyone else goes through sudo.
