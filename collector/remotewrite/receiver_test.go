@@ -227,17 +227,26 @@ func TestReceiverSenderV2(t *testing.T) {
 		LabelsRefs: syms.SymbolizeLabels(labels.FromStrings("__name__", "jobs_done_total", "worker", "w1"), nil),
 		Samples:    []writev2.Sample{{Value: 42, Timestamp: now}},
 		Exemplars:  []writev2.Exemplar{{LabelsRefs: syms.SymbolizeLabels(labels.FromStrings("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"), nil), Value: 1, Timestamp: now}},
+		Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: syms.Symbolize("Jobs done.")},
+	}, {
+		// The same strings again: interned once in the symbol table.
+		LabelsRefs: syms.SymbolizeLabels(labels.FromStrings("__name__", "jobs_done_total", "worker", "w2"), nil),
+		Samples:    []writev2.Sample{{Value: 40, Timestamp: now}},
+		Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: syms.Symbolize("Jobs done.")},
 	}}}
 	req.Symbols = syms.Symbols()
 	stats, err := api.Write(context.Background(), remoteapi.WriteV2MessageType, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Samples != 1 || stats.Exemplars != 1 {
-		t.Fatalf("written stats %+v, want 1 sample and 1 exemplar", stats)
+	if stats.Samples != 2 || stats.Exemplars != 1 {
+		t.Fatalf("written stats %+v, want 2 samples and 1 exemplar", stats)
 	}
-	if got := selectAll(t, st, "jobs_done_total"); len(got) != 1 {
+	if got := selectAll(t, st, "jobs_done_total"); len(got) != 2 {
 		t.Fatalf("stored %v", got)
+	}
+	if md := st.Metadata().Get("jobs_done_total", 0, 0)["jobs_done_total"]; len(md) != 1 || md[0].Type != model.MetricTypeCounter || md[0].Help != "Jobs done." {
+		t.Fatalf("metadata %+v", md)
 	}
 }
 

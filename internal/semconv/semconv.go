@@ -1,0 +1,89 @@
+// Package semconv names the series Vigil derives from telemetry and the
+// labels that tie them to a deployment. The hot path writes them; the rule
+// and dashboard generators and the verdict engine query them. Changing a
+// name here changes Vigil's public contract: update the README with it.
+package semconv
+
+// Labels shared by every derived series. They come from OTLP resource
+// attributes (service.name, service.namespace, deployment.environment.name,
+// service.version) or from the labels of the same names on Prometheus
+// samples and Loki streams.
+const (
+	LabelService     = "service"
+	LabelNamespace   = "namespace"
+	LabelEnvironment = "environment"
+	LabelVersion     = "version"
+)
+
+// Span metrics: request rate, errors and duration (RED) per service,
+// operation and version, derived from every span, in the manner of the
+// OpenTelemetry Collector's spanmetrics connector (with seconds as the unit).
+const (
+	// SpanCalls counts spans. Labels: service, namespace, environment,
+	// version, span_name, span_kind, status_code.
+	SpanCalls = "traces_span_metrics_calls_total"
+	// SpanDuration is the span duration histogram, in seconds: a native
+	// histogram under this name and, when classic buckets are configured,
+	// SpanDuration+"_bucket"/"_sum"/"_count". Same labels as SpanCalls.
+	SpanDuration = "traces_span_metrics_duration_seconds"
+
+	LabelSpanName   = "span_name"
+	LabelSpanKind   = "span_kind"   // SPAN_KIND_SERVER, SPAN_KIND_CLIENT, ...
+	LabelStatusCode = "status_code" // STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR
+
+	StatusError = "STATUS_CODE_ERROR"
+	KindServer  = "SPAN_KIND_SERVER"
+	KindClient  = "SPAN_KIND_CLIENT"
+)
+
+// Service graph: requests between services, counted when both the client
+// and the server span of a call are seen.
+const (
+	// ServiceGraphRequests counts calls. Labels: client, server, and the
+	// client's version as client_version and the server's as server_version.
+	ServiceGraphRequests = "traces_service_graph_request_total"
+	// ServiceGraphFailed counts calls where either side has an error status.
+	ServiceGraphFailed = "traces_service_graph_request_failed_total"
+
+	LabelClient        = "client"
+	LabelServer        = "server"
+	LabelClientVersion = "client_version"
+	LabelServerVersion = "server_version"
+)
+
+// Log metrics.
+const (
+	// LogRecords counts log records. Labels: service, namespace,
+	// environment, version, severity.
+	LogRecords = "log_records_total"
+	// LabelSeverity is one of trace, debug, info, warn, error, fatal, unknown.
+	LabelSeverity = "severity"
+)
+
+// Severity values of LabelSeverity.
+const (
+	SeverityTrace   = "trace"
+	SeverityDebug   = "debug"
+	SeverityInfo    = "info"
+	SeverityWarn    = "warn"
+	SeverityError   = "error"
+	SeverityFatal   = "fatal"
+	SeverityUnknown = "unknown"
+)
+
+// Deployment series written by the deploy package.
+const (
+	// DeploymentInfo is 1 for each recorded deployment. Labels: service,
+	// namespace, environment, version, previous_version, strategy, pipeline, commit.
+	DeploymentInfo = "vigil_deployment_info"
+	// VerdictInfo is 1 for each verdict reached. Labels: service, namespace,
+	// environment, version, baseline_version, decision (promote, rollback, inconclusive).
+	VerdictInfo = "vigil_verdict_info"
+
+	LabelPreviousVersion = "previous_version"
+	LabelStrategy        = "strategy"
+	LabelPipeline        = "pipeline"
+	LabelCommit          = "commit"
+	LabelBaselineVersion = "baseline_version"
+	LabelDecision        = "decision"
+)
