@@ -147,3 +147,7 @@ func DecodeGzip(dst *Buffer, src []byte, maxBytes int64) error {
 	}
 	return nil
 }
+
+// ErrSeriesLimit is returned for a sample of a new series when storage
+// already holds the configured maximum number of series.
+var ErrSeriesLimit = errors.New("series limit reached: a new series was refused")

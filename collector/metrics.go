@@ -19,6 +19,7 @@ const (
 	ReasonInvalidSample = "invalid_sample"
 	ReasonStorage       = "storage_error"
 	ReasonLimit         = "limit"
+	ReasonSeriesLimit   = "series_limit"
 	ReasonUnsupported   = "unsupported"
 )
 

@@ -157,6 +157,9 @@ func (s *Storage) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuer
 	return s.db.ExemplarQuerier(ctx)
 }
 
+// NumSeries is the number of series in the in-memory head.
+func (s *Storage) NumSeries() uint64 { return s.db.Head().NumSeries() }
+
 // Metadata is the store of metric metadata (type, help, unit) learned at ingest.
 func (s *Storage) Metadata() *MetadataStore { return s.metadata }
 

@@ -10,7 +10,13 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigilhq/vigil/collector/hotpath"
+	"github.com/vigilhq/vigil/collector/logmetrics"
+	"github.com/vigilhq/vigil/collector/loki"
+	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
+	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/collector/streamaggr"
 	"github.com/vigilhq/vigil/internal/yamlconf"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
@@ -19,10 +25,14 @@ import (
 // Config is the whole of vigil.yml. Every section is optional; what is left
 // out keeps the default of DefaultConfig.
 type Config struct {
-	Web       WebConfig       `yaml:"web"`
-	Storage   storage.Config  `yaml:"storage"`
-	Query     query.Config    `yaml:"query"`
-	Receivers ReceiversConfig `yaml:"receivers"`
+	Web               WebConfig               `yaml:"web"`
+	Storage           storage.Config          `yaml:"storage"`
+	Query             query.Config            `yaml:"query"`
+	Receivers         ReceiversConfig         `yaml:"receivers"`
+	Ingest            hotpath.Config          `yaml:"ingest"`
+	StreamAggregation []streamaggr.RuleConfig `yaml:"stream_aggregation"`
+	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
+	LogMetrics        logmetrics.Config       `yaml:"log_metrics"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -36,6 +46,8 @@ type WebConfig struct {
 // ReceiversConfig configures the ingest endpoints.
 type ReceiversConfig struct {
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
+	OTLP        otlp.Config        `yaml:"otlp"`
+	Loki        loki.Config        `yaml:"loki"`
 }
 
 // DefaultConfig is what `vigil serve` runs with when given nothing.
@@ -47,9 +59,16 @@ func DefaultConfig() Config {
 			MaxConnections:  512,
 			ShutdownTimeout: model.Duration(30 * time.Second),
 		},
-		Storage:   storage.DefaultConfig(),
-		Query:     query.DefaultConfig(),
-		Receivers: ReceiversConfig{RemoteWrite: remotewrite.DefaultConfig()},
+		Storage: storage.DefaultConfig(),
+		Query:   query.DefaultConfig(),
+		Receivers: ReceiversConfig{
+			RemoteWrite: remotewrite.DefaultConfig(),
+			OTLP:        otlp.DefaultConfig(),
+			Loki:        loki.DefaultConfig(),
+		},
+		Ingest:      hotpath.DefaultConfig(),
+		SpanMetrics: spanmetrics.DefaultConfig(),
+		LogMetrics:  logmetrics.DefaultConfig(),
 	}
 }
 
@@ -67,6 +86,26 @@ func (c Config) Validate() error {
 	}
 	if err := c.Receivers.RemoteWrite.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("receivers.remote_write.%w", err))
+	}
+	if err := c.Receivers.OTLP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("receivers.otlp.%w", err))
+	}
+	if err := c.Receivers.Loki.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("receivers.loki.%w", err))
+	}
+	if err := c.Ingest.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ingest.%w", err))
+	}
+	for i, r := range c.StreamAggregation {
+		if err := r.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("stream_aggregation[%d]: %w", i, err))
+		}
+	}
+	if err := c.SpanMetrics.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("span_metrics.%w", err))
+	}
+	if err := c.LogMetrics.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("log_metrics.%w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,7 +27,12 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/hotpath"
+	"github.com/vigilhq/vigil/collector/logmetrics"
+	"github.com/vigilhq/vigil/collector/loki"
+	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
+	"github.com/vigilhq/vigil/collector/spanmetrics"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -41,7 +47,10 @@ type serveCommand struct {
 	retention   model.Duration
 	logConfig   promslog.Config
 
-	set struct{ listen, storagePath, retention bool }
+	otlpGRPC string
+	otlpHTTP string
+
+	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP bool }
 }
 
 func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveCommand {
@@ -58,6 +67,10 @@ func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveComman
 	c.cmd.Flag("retention", "How long to keep samples, e.g. 15d. Overrides storage.retention.").
 		PlaceHolder("15d").IsSetByUser(&c.set.retention).SetValue(&c.retention)
 	c.cmd.Flag("storage.tsdb.retention.time", "Alias of --retention.").Hidden().IsSetByUser(&c.set.retention).SetValue(&c.retention)
+	c.cmd.Flag("otlp.grpc.listen-address", "Address OTLP/gRPC is served on; empty disables it. Overrides receivers.otlp.grpc.listen_address.").
+		PlaceHolder("127.0.0.1:4317").IsSetByUser(&c.set.otlpGRPC).StringVar(&c.otlpGRPC)
+	c.cmd.Flag("otlp.http.listen-address", "Address OTLP/HTTP is served on; empty disables it (OTLP/HTTP stays available under /otlp/v1 on --listen). Overrides receivers.otlp.http.listen_address.").
+		PlaceHolder("127.0.0.1:4318").IsSetByUser(&c.set.otlpHTTP).StringVar(&c.otlpHTTP)
 	promslogflag.AddFlags(app, &c.logConfig)
 	return c
 }
@@ -81,6 +94,12 @@ func (c *serveCommand) config() (Config, error) {
 	}
 	if c.set.retention {
 		cfg.Storage.Retention = c.retention
+	}
+	if c.set.otlpGRPC {
+		cfg.Receivers.OTLP.GRPC.ListenAddress = c.otlpGRPC
+	}
+	if c.set.otlpHTTP {
+		cfg.Receivers.OTLP.HTTP.ListenAddress = c.otlpHTTP
 	}
 	return cfg, cfg.Validate()
 }
@@ -168,25 +187,41 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		}
 	}
 
-	store, err := storage.Open(cfg.Storage, logger, reg)
-	if err != nil {
+	// Everything started from here is stopped in reverse order on the way
+	// out, after the listeners have stopped taking requests.
+	var stack []func()
+	stopAll := func() {
+		for i := len(stack) - 1; i >= 0; i-- {
+			stack[i]()
+		}
+	}
+	fail := func(err error) error {
 		shutdownHTTP()
+		stopAll()
 		return err
 	}
-	closeStore := func() {
+
+	store, err := storage.Open(cfg.Storage, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, func() {
 		if err := store.Close(); err != nil {
 			logger.Error("Closing storage failed", "err", err)
 			return
 		}
 		logger.Info("Storage closed")
-	}
+	})
 
 	engine, err := query.NewEngine(cfg.Query, cfg.Storage.Path, logger, reg)
 	if err != nil {
-		shutdownHTTP()
-		closeStore()
-		return err
+		return fail(err)
 	}
+	stack = append(stack, func() {
+		if err := engine.Close(); err != nil {
+			logger.Warn("Closing the query engine failed", "err", err)
+		}
+	})
 	api, err := query.NewAPI(query.APIConfig{
 		Engine:    engine,
 		Storage:   store,
@@ -199,21 +234,72 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		Logger:    logger.With("component", "api"),
 	})
 	if err != nil {
-		shutdownHTTP()
-		closeStore()
-		return err
+		return fail(err)
 	}
-	ingestMetrics := collector.NewMetrics(reg)
-	rw, err := remotewrite.New(cfg.Receivers.RemoteWrite, store, store.Metadata(), ingestMetrics, logger.With("component", "remote_write"))
+
+	// The hot path sits between every receiver and storage; span and log
+	// metrics write through it too.
+	ingestCfg := cfg.Ingest
+	ingestCfg.StreamAggregation = cfg.StreamAggregation
+	pipeline, err := hotpath.New(ingestCfg, store, logger.With("component", "hotpath"), reg)
 	if err != nil {
-		shutdownHTTP()
-		closeStore()
-		return err
+		return fail(err)
 	}
+	spans, err := spanmetrics.New(cfg.SpanMetrics, pipeline, logger.With("component", "span_metrics"), reg)
+	if err != nil {
+		return fail(err)
+	}
+	logs, err := logmetrics.New(cfg.LogMetrics, pipeline, logger.With("component", "log_metrics"), reg)
+	if err != nil {
+		return fail(err)
+	}
+	// Background work flushes once more when it is stopped, before storage closes.
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	for _, run := range []func(context.Context){pipeline.Run, spans.Run, logs.Run} {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			run(bgCtx)
+		}()
+	}
+	stack = append(stack, func() {
+		bgCancel()
+		bg.Wait()
+		logger.Info("Flushed derived metrics")
+	})
+
+	ingestMetrics := collector.NewMetrics(reg)
+	rw, err := remotewrite.New(cfg.Receivers.RemoteWrite, pipeline, store.Metadata(), ingestMetrics, logger.With("component", "remote_write"))
+	if err != nil {
+		return fail(err)
+	}
+	otlpRcv, err := otlp.New(cfg.Receivers.OTLP, otlp.Consumers{Metrics: pipeline, Metadata: store.Metadata(), Traces: spans, Logs: logs}, ingestMetrics, logger.With("component", "otlp"))
+	if err != nil {
+		return fail(err)
+	}
+	lokiRcv, err := loki.New(cfg.Receivers.Loki, logs, ingestMetrics, logger.With("component", "loki"))
+	if err != nil {
+		return fail(err)
+	}
+	otlpServers, err := otlpRcv.Start()
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Web.ShutdownTimeout))
+		defer cancel()
+		otlpServers.Stop(sctx)
+	})
 
 	mux := newInstrumentedMux(reg)
 	api.Register(mux)
 	mux.Handle("POST /api/v1/write", rw)
+	mux.Handle("/otlp/v1/", otlpRcv.HTTPHandler("/otlp/v1"))
+	mux.Handle("/api/v1/otlp/v1/", otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
+	mux.Handle("/loki/api/v1/push", lokiRcv)
+	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
+	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
 	app.Store(mux.ServeMux)
 	logger.Info("Vigil is ready to receive and answer queries")
 
@@ -223,12 +309,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		logger.Info("Received shutdown signal, shutting down gracefully")
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-otlpServers.Err():
+		runErr = fmt.Errorf("otlp server: %w", err)
 	}
 	shutdownHTTP()
-	if err := engine.Close(); err != nil {
-		logger.Warn("Closing the query engine failed", "err", err)
-	}
-	closeStore()
+	stopAll()
 	logger.Info("See you next time!")
 	return runErr
 }

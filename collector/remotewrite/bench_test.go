@@ -15,6 +15,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -141,10 +142,25 @@ func openBenchStorage(b *testing.B) *storage.Storage {
 }
 
 // BenchmarkWrite measures decode + append + WAL commit of a 2000-series
-// request into a real TSDB whose series already exist (the steady state).
+// request into a real TSDB whose series already exist (the steady state),
+// straight to storage and through the hot path's series cache.
 func BenchmarkWrite(b *testing.B) {
-	st := openBenchStorage(b)
-	rcv, err := New(DefaultConfig(), st, st.Metadata(), collector.NewMetrics(nil), nil)
+	b.Run("storage", func(b *testing.B) {
+		st := openBenchStorage(b)
+		benchWrite(b, st)
+	})
+	b.Run("hotpath", func(b *testing.B) {
+		st := openBenchStorage(b)
+		p, err := hotpath.New(hotpath.DefaultConfig(), st, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchWrite(b, p)
+	})
+}
+
+func benchWrite(b *testing.B, app Appendable) {
+	rcv, err := New(DefaultConfig(), app, nil, collector.NewMetrics(nil), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

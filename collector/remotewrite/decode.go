@@ -116,6 +116,9 @@ func bytesToString(b []byte) string {
 // field reads the next tag. It returns the field number, wire type and the
 // length of the tag.
 func field(b []byte) (protowire.Number, protowire.Type, int, error) {
+	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 { // one-byte tag: fields 1-15
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1, nil
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
 		return 0, 0, 0, protowire.ParseError(n)
@@ -139,8 +142,13 @@ func wantType(num protowire.Number, got, want protowire.Type) error {
 }
 
 func consumeBytes(b []byte, num protowire.Number, typ protowire.Type) ([]byte, int, error) {
-	if err := wantType(num, typ, protowire.BytesType); err != nil {
-		return nil, 0, err
+	if typ != protowire.BytesType {
+		return nil, 0, wantType(num, typ, protowire.BytesType)
+	}
+	if len(b) > 0 && b[0] < 0x80 { // one-byte length
+		if n := int(b[0]); 1+n <= len(b) {
+			return b[1 : 1+n], 1 + n, nil
+		}
 	}
 	v, n := protowire.ConsumeBytes(b)
 	if n < 0 {
@@ -326,6 +334,14 @@ func (r *Request) decodeSeriesV1(b []byte) error {
 }
 
 func decodeLabel(b []byte) (Label, error) {
+	// Fast path for the encoding every writer produces: name (field 1) then
+	// value (field 2), each shorter than 128 bytes.
+	if len(b) >= 4 && b[0] == 0x0a && b[1] < 0x80 {
+		n := int(b[1])
+		if 4+n <= len(b) && b[2+n] == 0x12 && b[3+n] < 0x80 && 4+n+int(b[3+n]) == len(b) {
+			return Label{Name: bytesToString(b[2 : 2+n]), Value: bytesToString(b[4+n:])}, nil
+		}
+	}
 	var l Label
 	for len(b) > 0 {
 		num, typ, n, err := field(b)

@@ -200,91 +200,34 @@ type Stats struct {
 	Samples, Histograms, Exemplars int
 }
 
+// SeriesCache remembers the storage reference of series by their wire label
+// encoding (the hot path implements it). With it, a series seen before is
+// appended by reference without building or validating its labels again.
+type SeriesCache interface {
+	CachedRef(key []byte) (storage.SeriesRef, bool)
+	CacheRef(key []byte, ls labels.Labels, ref storage.SeriesRef)
+	ForgetRef(key []byte)
+}
+
 // Write appends a decoded request and commits it. It returns a StatusError
 // with 400 when part of the request was refused (the rest is committed) and
 // with 500 when storage failed (nothing is committed, the sender retries).
 func (rcv *Receiver) Write(ctx context.Context, req *Request) (Stats, error) {
-	var (
-		stats    Stats
-		problems rejections
-		b        = labels.NewScratchBuilder(16)
-		exs      []exemplar.Exemplar
-		maxT     = rcv.now().Add(rcv.cfg.MaxAheadTime).UnixMilli()
-	)
-	app := rcv.app.AppenderV2(ctx)
-	exApp, _ := app.(storage.ExemplarAppenderV2)
-
+	w := writer{
+		rcv:  rcv,
+		b:    labels.NewScratchBuilder(16),
+		maxT: rcv.now().Add(rcv.cfg.MaxAheadTime).UnixMilli(),
+		app:  rcv.app.AppenderV2(ctx),
+	}
+	w.cache, _ = rcv.app.(SeriesCache)
+	w.exApp, _ = w.app.(storage.ExemplarAppenderV2)
 	for i := range req.Series {
-		s := &req.Series[i]
-		n := len(s.Samples) + len(s.Histograms)
-		ls, err := buildLabels(&b, s.Labels)
-		if err != nil {
-			problems.add(collector.ReasonInvalidLabels, n, fmt.Sprintf("series %d: %v", i, err))
-			continue
-		}
-		if n == 0 && len(s.Exemplars) == 0 {
-			continue
-		}
-		var opts storage.AOptions
-		if rcv.md != nil {
-			rcv.md.Set(ls.Get(labels.MetricName), s.Metadata)
-		}
-		var ref storage.SeriesRef
-		for _, smp := range s.Samples {
-			if smp.Timestamp > maxT {
-				problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", ls, smp.Timestamp))
-				continue
-			}
-			r, err := app.Append(ref, ls, smp.StartTimestamp, smp.Timestamp, smp.Value, nil, nil, opts)
-			if err := rcv.classify(&problems, err, ls, smp.Timestamp); err != nil {
-				_ = app.Rollback()
-				return Stats{}, err
-			} else if r != 0 {
-				ref = r
-			}
-			if err == nil {
-				stats.Samples++
-			}
-		}
-		for _, h := range s.Histograms {
-			if h.Timestamp > maxT {
-				problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", ls, h.Timestamp))
-				continue
-			}
-			reduceResolution(h)
-			r, err := app.Append(ref, ls, h.StartTimestamp, h.Timestamp, 0, h.H, h.FH, opts)
-			if err := rcv.classify(&problems, err, ls, h.Timestamp); err != nil {
-				_ = app.Rollback()
-				return Stats{}, err
-			} else if r != 0 {
-				ref = r
-			}
-			if err == nil {
-				stats.Histograms++
-			}
-		}
-		if len(s.Exemplars) > 0 && exApp != nil && ref != 0 {
-			exs = exs[:0]
-			for _, e := range s.Exemplars {
-				el, err := buildExemplarLabels(&b, e.Labels)
-				if err != nil {
-					continue
-				}
-				exs = append(exs, exemplar.Exemplar{Labels: el, Value: e.Value, Ts: e.Timestamp, HasTs: true})
-			}
-			slices.SortFunc(exs, exemplar.Compare)
-			_, err := exApp.AppendExemplars(ref, ls, exs)
-			failed := 0
-			var pErr *storage.AppendPartialError
-			if errors.As(err, &pErr) {
-				failed = len(pErr.ExemplarErrors)
-			} else if err != nil {
-				failed = len(exs)
-			}
-			stats.Exemplars += len(exs) - failed
+		if err := w.series(i, &req.Series[i]); err != nil {
+			_ = w.app.Rollback()
+			return Stats{}, err
 		}
 	}
-	if err := app.Commit(); err != nil {
+	if err := w.app.Commit(); err != nil {
 		return Stats{}, collector.Errorf(http.StatusInternalServerError, "commit to storage: %w", err)
 	}
 	if rcv.md != nil {
@@ -292,44 +235,204 @@ func (rcv *Receiver) Write(ctx context.Context, req *Request) (Stats, error) {
 			rcv.md.Set(m.Family, m.Metadata)
 		}
 	}
-	rcv.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(stats.Samples))
-	rcv.metrics.Samples.WithLabelValues(ReceiverName, "histogram").Add(float64(stats.Histograms))
-	rcv.metrics.Samples.WithLabelValues(ReceiverName, "exemplar").Add(float64(stats.Exemplars))
-	for reason, p := range problems.byReason {
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(w.stats.Samples))
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "histogram").Add(float64(w.stats.Histograms))
+	rcv.metrics.Samples.WithLabelValues(ReceiverName, "exemplar").Add(float64(w.stats.Exemplars))
+	for reason, p := range w.problems.byReason {
 		rcv.metrics.Rejected.WithLabelValues(ReceiverName, reason).Add(float64(p.count))
 	}
-	if err := problems.err(stats.Samples + stats.Histograms); err != nil {
-		return stats, err
+	if err := w.problems.err(w.stats.Samples + w.stats.Histograms); err != nil {
+		return w.stats, err
 	}
-	return stats, nil
+	return w.stats, nil
+}
+
+// writer holds the state of one request's appends.
+type writer struct {
+	rcv      *Receiver
+	app      storage.AppenderV2
+	exApp    storage.ExemplarAppenderV2
+	cache    SeriesCache
+	b        labels.ScratchBuilder
+	key      []byte
+	exs      []exemplar.Exemplar
+	maxT     int64
+	stats    Stats
+	problems rejections
+}
+
+// seriesState is what the writer knows about the series being appended.
+type seriesState struct {
+	raw    []Label
+	ls     labels.Labels // empty while the series is appended by cached reference
+	ref    storage.SeriesRef
+	cached bool
+}
+
+func (st *seriesState) name() string {
+	if !st.ls.IsEmpty() {
+		return st.ls.String()
+	}
+	return "{" + formatLabels(st.raw) + "}"
+}
+
+// series appends one series. It returns an error only when storage failed.
+func (w *writer) series(i int, s *Series) error {
+	n := len(s.Samples) + len(s.Histograms)
+	st := seriesState{raw: s.Labels}
+	if w.cache != nil {
+		w.key = appendKey(w.key[:0], s.Labels)
+		st.ref, st.cached = w.cache.CachedRef(w.key)
+	}
+	if !st.cached {
+		ls, err := buildLabels(&w.b, s.Labels)
+		if err != nil {
+			w.problems.add(collector.ReasonInvalidLabels, n, fmt.Sprintf("series %d: %v", i, err))
+			return nil
+		}
+		st.ls = ls
+	}
+	if n == 0 && len(s.Exemplars) == 0 {
+		return nil
+	}
+	if w.rcv.md != nil && s.Metadata.Type != "" {
+		w.rcv.md.Set(metricName(s.Labels), s.Metadata)
+	}
+	for _, smp := range s.Samples {
+		ok, err := w.append(&st, smp.StartTimestamp, smp.Timestamp, smp.Value, Histogram{})
+		if err != nil {
+			return err
+		}
+		if ok {
+			w.stats.Samples++
+		}
+	}
+	for _, h := range s.Histograms {
+		reduceResolution(h)
+		ok, err := w.append(&st, h.StartTimestamp, h.Timestamp, 0, h)
+		if err != nil {
+			return err
+		}
+		if ok {
+			w.stats.Histograms++
+		}
+	}
+	if w.cache != nil && !st.cached && st.ref != 0 {
+		w.cache.CacheRef(w.key, st.ls, st.ref)
+	}
+	if len(s.Exemplars) > 0 && w.exApp != nil && st.ref != 0 {
+		w.exemplars(&st, s.Exemplars)
+	}
+	return nil
+}
+
+// append appends one sample. It reports whether the sample was stored, and
+// returns an error only when storage failed.
+func (w *writer) append(st *seriesState, start, t int64, v float64, h Histogram) (bool, error) {
+	if t > w.maxT {
+		w.problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", st.name(), t))
+		return false, nil
+	}
+	ref, err := w.app.Append(st.ref, st.ls, start, t, v, h.H, h.FH, storage.AOptions{})
+	if err != nil && st.cached && reasonOf(err) == "" {
+		// The cached reference is gone from the head (its series went
+		// inactive and was dropped): forget it and append by labels.
+		w.cache.ForgetRef(w.key)
+		st.cached, st.ref = false, 0
+		ls, lerr := buildLabels(&w.b, st.raw)
+		if lerr != nil {
+			w.problems.add(collector.ReasonInvalidLabels, 1, lerr.Error())
+			return false, nil
+		}
+		st.ls = ls
+		ref, err = w.app.Append(0, st.ls, start, t, v, h.H, h.FH, storage.AOptions{})
+	}
+	if ref != 0 {
+		st.ref = ref
+	}
+	if err := w.rcv.classify(&w.problems, err, st.name, t); err != nil {
+		return false, err
+	}
+	return err == nil || isPartial(err), nil
+}
+
+func (w *writer) exemplars(st *seriesState, in []Exemplar) {
+	w.exs = w.exs[:0]
+	for _, e := range in {
+		el, err := buildExemplarLabels(&w.b, e.Labels)
+		if err != nil {
+			continue
+		}
+		w.exs = append(w.exs, exemplar.Exemplar{Labels: el, Value: e.Value, Ts: e.Timestamp, HasTs: true})
+	}
+	slices.SortFunc(w.exs, exemplar.Compare)
+	_, err := w.exApp.AppendExemplars(st.ref, st.ls, w.exs)
+	failed := 0
+	var pErr *storage.AppendPartialError
+	if errors.As(err, &pErr) {
+		failed = len(pErr.ExemplarErrors)
+	} else if err != nil {
+		failed = len(w.exs)
+	}
+	w.stats.Exemplars += len(w.exs) - failed
+}
+
+// appendKey encodes a series' labels as they arrived, for the series cache.
+func appendKey(dst []byte, ls []Label) []byte {
+	for _, l := range ls {
+		dst = append(dst, l.Name...)
+		dst = append(dst, 0xff)
+		dst = append(dst, l.Value...)
+		dst = append(dst, 0xfe)
+	}
+	return dst
+}
+
+func metricName(ls []Label) string {
+	for _, l := range ls {
+		if l.Name == labels.MetricName {
+			return l.Value
+		}
+	}
+	return ""
+}
+
+func isPartial(err error) bool {
+	var pErr *storage.AppendPartialError
+	return errors.As(err, &pErr)
+}
+
+// reasonOf names why storage refused a sample, or returns "" when the
+// error is not a refusal of the sample.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample):
+		return collector.ReasonOutOfOrder
+	case errors.Is(err, storage.ErrTooOldSample):
+		return collector.ReasonTooOld
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return collector.ReasonDuplicate
+	case errors.Is(err, storage.ErrOutOfBounds):
+		return collector.ReasonOutOfBounds
+	case errors.Is(err, collector.ErrSeriesLimit):
+		return collector.ReasonSeriesLimit
+	case isHistogramError(err):
+		return collector.ReasonInvalidSample
+	}
+	return ""
 }
 
 // classify records a refused sample and returns an error only when storage
 // itself failed, which aborts the request.
-func (rcv *Receiver) classify(p *rejections, err error, ls labels.Labels, t int64) error {
-	if err == nil {
-		return nil
+func (rcv *Receiver) classify(p *rejections, err error, series func() string, t int64) error {
+	if err == nil || isPartial(err) {
+		return nil // stored; at most its exemplars failed
 	}
-	var pErr *storage.AppendPartialError
-	if errors.As(err, &pErr) {
-		return nil // the sample was stored; only exemplars failed
-	}
-	reason := ""
-	switch {
-	case errors.Is(err, storage.ErrOutOfOrderSample):
-		reason = collector.ReasonOutOfOrder
-	case errors.Is(err, storage.ErrTooOldSample):
-		reason = collector.ReasonTooOld
-	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		reason = collector.ReasonDuplicate
-	case errors.Is(err, storage.ErrOutOfBounds):
-		reason = collector.ReasonOutOfBounds
-	case isHistogramError(err):
-		reason = collector.ReasonInvalidSample
-	default:
+	reason := reasonOf(err)
+	if reason == "" {
 		return collector.Errorf(http.StatusInternalServerError, "append to storage: %w", err)
 	}
-	p.add(reason, 1, fmt.Sprintf("%s @%d: %v", ls, t, err))
+	p.add(reason, 1, fmt.Sprintf("%s @%d: %v", series(), t, err))
 	return nil
 }
 

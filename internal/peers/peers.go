@@ -265,7 +265,9 @@ func moduleRoot() (string, error) {
 // Vigil is a running `vigil serve`.
 type Vigil struct {
 	*Process
-	DataDir string
+	DataDir  string
+	OTLPGRPC string // host:port of OTLP/gRPC
+	OTLPHTTP string // host:port of OTLP/HTTP
 }
 
 // StartVigil runs `vigil serve` on a free loopback port with its data in a
@@ -277,12 +279,13 @@ func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	addr := FreeAddr(t)
-	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug"}, extra...)
+	addr, grpcAddr, httpAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
+	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug",
+		"--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", httpAddr}, extra...)
 	p := StartIn(t, dataDir, "vigil", bin, args...)
 	p.Addr = addr
 	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
-	return &Vigil{Process: p, DataDir: dataDir}
+	return &Vigil{Process: p, DataDir: dataDir, OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr}
 }
 
 // Prometheus is a running Debian prometheus.

@@ -1,0 +1,101 @@
+// Package derived holds series that Vigil computes from telemetry (log
+// record counts, service graph edges) in memory and writes to storage as
+// cumulative counters on a flush interval. The number of series is
+// bounded; series that stop changing expire and get a staleness marker.
+package derived
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+)
+
+// Counters is a bounded set of counters of one metric.
+type Counters struct {
+	name   string
+	max    int
+	expiry time.Duration
+
+	mu     sync.Mutex
+	series map[string]*counter
+}
+
+type counter struct {
+	ls      labels.Labels
+	v       float64
+	updated time.Time
+	written bool
+}
+
+// NewCounters holds at most max counters named name; a counter not
+// increased for expiry is dropped.
+func NewCounters(name string, max int, expiry time.Duration) *Counters {
+	return &Counters{name: name, max: max, expiry: expiry, series: map[string]*counter{}}
+}
+
+// Add increases the counter identified by key (any byte encoding unique to
+// its labels) by delta. mk builds its labels (without __name__) the first
+// time. It returns false, adding nothing, when the set is full.
+func (c *Counters) Add(key []byte, mk func() labels.Labels, delta float64, at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.series[string(key)]
+	if !ok {
+		if len(c.series) >= c.max {
+			return false
+		}
+		s = &counter{ls: labels.NewBuilder(mk()).Set(labels.MetricName, c.name).Labels()}
+		c.series[string(key)] = s
+	}
+	s.v += delta
+	s.updated = at
+	return true
+}
+
+// Len is the number of counters held.
+func (c *Counters) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.series)
+}
+
+// Sample is one value to write.
+type Sample struct {
+	Labels labels.Labels
+	Value  float64
+}
+
+// Collect returns the current value of every live counter, and a
+// staleness marker for each counter that expired (which it forgets).
+func (c *Counters) Collect(at time.Time) []Sample {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Sample, 0, len(c.series))
+	for k, s := range c.series {
+		if at.Sub(s.updated) > c.expiry {
+			if s.written {
+				out = append(out, Sample{s.ls, math.Float64frombits(value.StaleNaN)})
+			}
+			delete(c.series, k)
+			continue
+		}
+		s.written = true
+		out = append(out, Sample{s.ls, s.v})
+	}
+	return out
+}
+
+// Get returns the value of the counter with labels ls (without __name__), for tests.
+func (c *Counters) Get(match func(labels.Labels) bool) (float64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.series {
+		if match(s.ls) {
+			return s.v, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,150 @@
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // OTLP clients may gzip requests
+	"google.golang.org/grpc/status"
+)
+
+type metricsServer struct {
+	pmetricotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (s *metricsServer) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	resp := pmetricotlp.NewExportResponse()
+	res, err := s.r.consumeMetrics(ctx, req.Metrics())
+	if err != nil {
+		return resp, s.r.grpcError(err)
+	}
+	if res.rejected > 0 {
+		resp.PartialSuccess().SetRejectedDataPoints(res.rejected)
+		resp.PartialSuccess().SetErrorMessage(res.message)
+	}
+	return resp, nil
+}
+
+type tracesServer struct {
+	ptraceotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (s *tracesServer) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	if _, err := s.r.consumeTraces(ctx, req.Traces()); err != nil {
+		return ptraceotlp.NewExportResponse(), s.r.grpcError(err)
+	}
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+type logsServer struct {
+	plogotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (s *logsServer) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	if _, err := s.r.consumeLogs(ctx, req.Logs()); err != nil {
+		return plogotlp.NewExportResponse(), s.r.grpcError(err)
+	}
+	return plogotlp.NewExportResponse(), nil
+}
+
+// grpcError maps a consumer failure to the OTLP gRPC status: Unavailable
+// (retryable) when storage is unavailable, Internal otherwise.
+func (r *Receiver) grpcError(err error) error {
+	r.logger.Warn("OTLP request failed", "err", err)
+	if errors.Is(err, errUnavailable) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// instrument counts gRPC requests in the shared ingest metrics.
+func (r *Receiver) instrument(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	inflight := r.metrics.InFlight.WithLabelValues(ReceiverName)
+	inflight.Inc()
+	defer inflight.Dec()
+	resp, err := handler(ctx, req)
+	r.metrics.Requests.WithLabelValues(ReceiverName, status.Code(err).String()).Inc()
+	r.metrics.RequestDuration.WithLabelValues(ReceiverName).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+// Servers are the listening OTLP transports.
+type Servers struct {
+	grpc     *grpc.Server
+	http     *http.Server
+	GRPCAddr net.Addr // nil when gRPC is disabled
+	HTTPAddr net.Addr // nil when the HTTP listener is disabled
+	errs     chan error
+}
+
+// Start listens on the configured gRPC and HTTP addresses.
+func (r *Receiver) Start() (*Servers, error) {
+	s := &Servers{errs: make(chan error, 2)}
+	if addr := r.cfg.GRPC.ListenAddress; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen for OTLP/gRPC on %s: %w", addr, err)
+		}
+		s.grpc = grpc.NewServer(
+			grpc.MaxRecvMsgSize(int(r.cfg.GRPC.MaxRecvMsgSize)),
+			grpc.ChainUnaryInterceptor(r.instrument),
+		)
+		pmetricotlp.RegisterGRPCServer(s.grpc, &metricsServer{r: r})
+		ptraceotlp.RegisterGRPCServer(s.grpc, &tracesServer{r: r})
+		plogotlp.RegisterGRPCServer(s.grpc, &logsServer{r: r})
+		s.GRPCAddr = ln.Addr()
+		go func() { s.errs <- s.grpc.Serve(ln) }()
+		r.logger.Info("Listening for OTLP/gRPC", "address", ln.Addr().String())
+	}
+	if addr := r.cfg.HTTP.ListenAddress; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.Stop(context.Background())
+			return nil, fmt.Errorf("listen for OTLP/HTTP on %s: %w", addr, err)
+		}
+		s.http = &http.Server{Handler: r.HTTPHandler("/v1"), ReadHeaderTimeout: 30 * time.Second, ReadTimeout: 2 * time.Minute}
+		s.HTTPAddr = ln.Addr()
+		go func() {
+			if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				s.errs <- err
+			}
+		}()
+		r.logger.Info("Listening for OTLP/HTTP", "address", ln.Addr().String())
+	}
+	return s, nil
+}
+
+// Err delivers a listener's failure.
+func (s *Servers) Err() <-chan error { return s.errs }
+
+// Stop stops accepting requests and waits for those in flight until ctx is done.
+func (s *Servers) Stop(ctx context.Context) {
+	if s.http != nil {
+		_ = s.http.Shutdown(ctx)
+	}
+	if s.grpc != nil {
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+	}
+}
