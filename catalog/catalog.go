@@ -1,0 +1,245 @@
+// Package catalog reads the service catalog: the small YAML file that names
+// the services a team ships, their SLOs and how to roll them back. The rule
+// generator (alerting), the dashboard generator (dashboards) and the verdict
+// engine (deploy) all read the same file, so a service is described once.
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigilhq/vigil/internal/yamlconf"
+)
+
+// Catalog is the parsed catalog file.
+type Catalog struct {
+	// Defaults apply to every service that leaves the field empty.
+	Defaults Defaults `yaml:"defaults"`
+	Services []Service `yaml:"services"`
+}
+
+// Defaults are catalog-wide values.
+type Defaults struct {
+	Environment string `yaml:"environment"`
+	Namespace   string `yaml:"namespace"`
+	// RunbookURL is a template; "{{service}}" is replaced by the service name.
+	RunbookURL string `yaml:"runbook_url"`
+	// SLOWindow is the SLO compliance period, 30d when unset.
+	SLOWindow model.Duration `yaml:"slo_window"`
+}
+
+// Service is one deployable service.
+type Service struct {
+	Name        string `yaml:"name"`
+	Namespace   string `yaml:"namespace"`
+	Environment string `yaml:"environment"`
+	Owner       string `yaml:"owner"`
+	RunbookURL  string `yaml:"runbook_url"`
+	// Matchers are extra PromQL label matchers added to every query of this
+	// service's signals, e.g. `cluster="eu-1"`. Written without braces.
+	Matchers string `yaml:"matchers"`
+	// Operations limits span-metric queries to these span names (all when empty).
+	Operations []string `yaml:"operations"`
+	SLOs       SLOs     `yaml:"slos"`
+	Rollback   Rollback `yaml:"rollback"`
+}
+
+// SLOs are a service's objectives. A nil objective is not generated.
+type SLOs struct {
+	Availability *AvailabilitySLO `yaml:"availability"`
+	Latency      *LatencySLO      `yaml:"latency"`
+}
+
+// AvailabilitySLO: the share of server spans that do not end in an error.
+type AvailabilitySLO struct {
+	// Objective in percent, e.g. 99.9.
+	Objective float64 `yaml:"objective"`
+	// Window is the compliance period; the catalog default when unset.
+	Window model.Duration `yaml:"window"`
+}
+
+// LatencySLO: the share of server spans faster than Threshold.
+type LatencySLO struct {
+	Objective float64        `yaml:"objective"`
+	Threshold model.Duration `yaml:"threshold"`
+	Window    model.Duration `yaml:"window"`
+}
+
+// Rollback says how Vigil rolls the service back on a rollback verdict.
+// Both are optional; with neither, Vigil only reports.
+type Rollback struct {
+	// Automatic turns on rollback without a person in the loop.
+	Automatic  bool               `yaml:"automatic"`
+	Kubernetes *KubernetesRollback `yaml:"kubernetes"`
+	Webhook    *WebhookRollback    `yaml:"webhook"`
+}
+
+// KubernetesRollback names a Deployment to roll back to its previous revision.
+type KubernetesRollback struct {
+	Namespace  string `yaml:"namespace"`
+	Deployment string `yaml:"deployment"`
+}
+
+// WebhookRollback is called with a JSON body describing the verdict.
+type WebhookRollback struct {
+	URL string `yaml:"url"`
+	// BearerTokenFile holds the token sent as Authorization: Bearer.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+}
+
+const defaultSLOWindow = model.Duration(30 * 24 * time.Hour)
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.\-]*$`)
+
+// Load reads, defaults and validates a catalog file.
+func Load(path string) (*Catalog, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a catalog, applies defaults and validates it. Unknown keys
+// are rejected with their path and line.
+func Parse(b []byte) (*Catalog, error) {
+	var c Catalog
+	if err := yamlconf.Decode(b, &c); err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Catalog) applyDefaults() {
+	if c.Defaults.SLOWindow == 0 {
+		c.Defaults.SLOWindow = defaultSLOWindow
+	}
+	for i := range c.Services {
+		s := &c.Services[i]
+		if s.Environment == "" {
+			s.Environment = c.Defaults.Environment
+		}
+		if s.Namespace == "" {
+			s.Namespace = c.Defaults.Namespace
+		}
+		if s.RunbookURL == "" {
+			s.RunbookURL = c.Defaults.RunbookURL
+		}
+		if a := s.SLOs.Availability; a != nil && a.Window == 0 {
+			a.Window = c.Defaults.SLOWindow
+		}
+		if l := s.SLOs.Latency; l != nil && l.Window == 0 {
+			l.Window = c.Defaults.SLOWindow
+		}
+		if k := s.Rollback.Kubernetes; k != nil {
+			if k.Namespace == "" {
+				k.Namespace = s.Namespace
+			}
+			if k.Deployment == "" {
+				k.Deployment = s.Name
+			}
+		}
+	}
+	sort.SliceStable(c.Services, func(i, j int) bool { return c.Services[i].Name < c.Services[j].Name })
+}
+
+// Validate reports the first problem, naming the service and key.
+func (c *Catalog) Validate() error {
+	if len(c.Services) == 0 {
+		return errors.New("services: at least one service is required")
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Services {
+		at := fmt.Sprintf("services[%d]", i)
+		if s.Name != "" {
+			at = fmt.Sprintf("services[%s]", s.Name)
+		}
+		if !nameRE.MatchString(s.Name) {
+			return fmt.Errorf("%s.name: %q is not a valid service name", at, s.Name)
+		}
+		key := s.Name + "\xff" + s.Environment
+		if seen[key] {
+			return fmt.Errorf("%s: service listed twice for environment %q", at, s.Environment)
+		}
+		seen[key] = true
+		if s.Matchers != "" {
+			if _, err := parser.NewParser(parser.Options{}).ParseMetricSelector("{" + s.Matchers + "}"); err != nil {
+				return fmt.Errorf("%s.matchers: %w", at, err)
+			}
+		}
+		if a := s.SLOs.Availability; a != nil {
+			if err := checkObjective(a.Objective); err != nil {
+				return fmt.Errorf("%s.slos.availability.objective: %w", at, err)
+			}
+		}
+		if l := s.SLOs.Latency; l != nil {
+			if err := checkObjective(l.Objective); err != nil {
+				return fmt.Errorf("%s.slos.latency.objective: %w", at, err)
+			}
+			if l.Threshold <= 0 {
+				return fmt.Errorf("%s.slos.latency.threshold: must be a positive duration such as 300ms", at)
+			}
+		}
+		if k := s.Rollback.Kubernetes; k != nil && k.Namespace == "" {
+			return fmt.Errorf("%s.rollback.kubernetes.namespace: required (or set the service's namespace)", at)
+		}
+		if w := s.Rollback.Webhook; w != nil && w.URL == "" {
+			return fmt.Errorf("%s.rollback.webhook.url: required", at)
+		}
+		if s.Rollback.Automatic && s.Rollback.Kubernetes == nil && s.Rollback.Webhook == nil {
+			return fmt.Errorf("%s.rollback.automatic: needs rollback.kubernetes or rollback.webhook", at)
+		}
+	}
+	return nil
+}
+
+func checkObjective(o float64) error {
+	if !(o > 0 && o < 100) {
+		return fmt.Errorf("%v must be a percentage between 0 and 100, such as 99.9", o)
+	}
+	return nil
+}
+
+// Service returns the named service in environment env ("" matches any).
+func (c *Catalog) Service(name, env string) (Service, bool) {
+	for _, s := range c.Services {
+		if s.Name == name && (env == "" || s.Environment == env) {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// Selector returns the PromQL label matchers that select this service's
+// derived series, without braces: service="checkout",environment="prod",...
+func (s Service) Selector() string {
+	sel := fmt.Sprintf("service=%q", s.Name)
+	if s.Namespace != "" {
+		sel += fmt.Sprintf(",namespace=%q", s.Namespace)
+	}
+	if s.Environment != "" {
+		sel += fmt.Sprintf(",environment=%q", s.Environment)
+	}
+	if s.Matchers != "" {
+		sel += "," + s.Matchers
+	}
+	return sel
+}
+
+// ErrorBudget is the allowed failure ratio for an objective in percent.
+func ErrorBudget(objective float64) float64 { return 1 - objective/100 }
