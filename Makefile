@@ -17,6 +17,10 @@ APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages of the real peers the tests run against, and the command each provides.
 DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager victoria-metrics:victoria-metrics
 
+# Go tools the tests run as real clients, pinned: name:module/cmd@version.
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v0.161.0
+
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 30s
 
@@ -40,6 +44,9 @@ peers:
 		echo ">> installing Debian packages:$$missing"; \
 		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
 	else echo ">> peers present: $(foreach p,$(DEB_PEERS),$(firstword $(subst :, ,$(p))))"; fi
+	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
+		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
+		else echo ">> go install $$mod"; GOBIN=$(GOBIN) $(GO) install $$mod || exit 1; fi; done
 
 ## vet: go vet and gofmt
 vet: fmt-check

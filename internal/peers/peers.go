@@ -325,3 +325,19 @@ func Version(bin string) string {
 	line, _, _ := strings.Cut(string(out), "\n")
 	return line
 }
+
+// GoBinary finds a Go tool installed by `make peers` (go install): on PATH,
+// in $GOBIN, or in $(go env GOPATH)/bin.
+func GoBinary(t testing.TB, name string) string {
+	t.Helper()
+	var extra []string
+	if d := os.Getenv("GOBIN"); d != "" {
+		extra = append(extra, filepath.Join(d, name))
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, d := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			extra = append(extra, filepath.Join(d, "bin", name))
+		}
+	}
+	return Binary(t, name, extra...)
+}
