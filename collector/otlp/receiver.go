@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -229,6 +230,7 @@ type countingAppender struct {
 	reasons    map[string]*rejection
 	order      []string
 	storageErr error
+	last       map[storage.SeriesRef]lastSample
 }
 
 func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
@@ -243,6 +245,15 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		a.md.Set(family, opts.Metadata)
 	}
 	r, err := a.inner.Append(ref, ls, st, t, v, h, fh, opts)
+	if err == nil && h == nil && fh == nil && r != 0 {
+		// The head checks a sample against committed samples only; two
+		// points of one series in one request (SDKs batch) that share a
+		// millisecond would be dropped silently at commit. Count them here.
+		if reason := a.inBatch(r, t, v); reason != "" {
+			a.reject(reason, ls, t, fmt.Errorf("%s within one request: sample at %d, value %v", strings.ReplaceAll(reason, "_", " "), t, v))
+			return r, nil
+		}
+	}
 	if err == nil || isPartial(err) {
 		if h != nil || fh != nil {
 			a.histograms++
@@ -256,6 +267,11 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		a.storageErr = err
 		return 0, err
 	}
+	a.reject(reason, ls, t, err)
+	return 0, nil
+}
+
+func (a *countingAppender) reject(reason string, ls labels.Labels, t int64, err error) {
 	a.rejected++
 	p, ok := a.reasons[reason]
 	if !ok {
@@ -264,7 +280,31 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		a.order = append(a.order, reason)
 	}
 	p.count++
-	return 0, nil
+}
+
+type lastSample struct {
+	t int64
+	v float64
+}
+
+// inBatch remembers the newest float sample of each series in this request
+// and names why the sample at t would not survive commit.
+func (a *countingAppender) inBatch(ref storage.SeriesRef, t int64, v float64) string {
+	if a.last == nil {
+		a.last = map[storage.SeriesRef]lastSample{}
+	}
+	prev, ok := a.last[ref]
+	switch {
+	case !ok || t > prev.t:
+		a.last[ref] = lastSample{t, v}
+		return ""
+	case t == prev.t && math.Float64bits(v) == math.Float64bits(prev.v):
+		return "" // an exact duplicate is harmless
+	case t == prev.t:
+		return collector.ReasonDuplicate
+	default:
+		return collector.ReasonOutOfOrder
+	}
 }
 
 func (a *countingAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (storage.SeriesRef, error) {

@@ -279,6 +279,9 @@ func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	addr, grpcAddr, httpAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug",
 		"--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", httpAddr}, extra...)
