@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
 
 	"github.com/vigilhq/vigil/collector"
 )
@@ -33,6 +35,12 @@ type Config struct {
 	// KeepIdentifyingResourceAttributes keeps service.name,
 	// service.namespace and service.instance.id on target_info.
 	KeepIdentifyingResourceAttributes bool `yaml:"keep_identifying_resource_attributes"`
+	// MaxSampleAge rejects data points older than this before translation
+	// (the TSDB would refuse them anyway, and a far-past timestamp would
+	// make target_info span the whole gap). MaxSampleFuture does the same
+	// for timestamps ahead of the clock.
+	MaxSampleAge    model.Duration `yaml:"max_sample_age"`
+	MaxSampleFuture model.Duration `yaml:"max_sample_future"`
 }
 
 // GRPCConfig is the OTLP/gRPC listener.
@@ -61,6 +69,8 @@ func DefaultConfig() Config {
 			MaxRequestBytes:      collector.DefaultMaxRequestBytes,
 			MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
 		},
+		MaxSampleAge:    model.Duration(2 * time.Hour),
+		MaxSampleFuture: model.Duration(10 * time.Minute),
 	}
 }
 
@@ -81,6 +91,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.MaxRequestBytes <= 0 || c.HTTP.MaxDecompressedBytes <= 0 {
 		return errors.New("http.max_request_bytes and http.max_decompressed_bytes must be positive")
+	}
+	if c.MaxSampleAge <= 0 || c.MaxSampleFuture <= 0 {
+		return errors.New("max_sample_age and max_sample_future must be positive durations")
 	}
 	for _, a := range c.PromoteResourceAttributes {
 		if a == "" {

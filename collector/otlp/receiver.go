@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"log/slog"
 	"math"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -107,6 +109,8 @@ func (r *Receiver) consumeMetrics(ctx context.Context, md pmetric.Metrics) (resu
 		return res, nil
 	}
 	rejectedDelta, deltaNames := dropDeltaMetrics(md)
+	now := time.Now()
+	tooOld, tooNew := dropOutOfWindow(md, now.Add(-time.Duration(r.cfg.MaxSampleAge)), now.Add(time.Duration(r.cfg.MaxSampleFuture)))
 	copyVersionAttribute(md)
 
 	app := &countingAppender{inner: r.cons.Metrics.AppenderV2(ctx), md: r.cons.Metadata, reasons: map[string]*rejection{}}
@@ -133,6 +137,14 @@ func (r *Receiver) consumeMetrics(ctx context.Context, md pmetric.Metrics) (resu
 		msgs = append(msgs, fmt.Sprintf("%d data points of metrics with delta temporality (%s) rejected: Vigil stores cumulative series; set the SDK's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)", rejectedDelta, strings.Join(deltaNames, ", ")))
 		r.metrics.Rejected.WithLabelValues(ReceiverName, "delta_temporality").Add(float64(rejectedDelta))
 	}
+	if tooOld > 0 {
+		msgs = append(msgs, fmt.Sprintf("%s: %d data points older than max_sample_age (%s)", collector.ReasonTooOld, tooOld, r.cfg.MaxSampleAge))
+		r.metrics.Rejected.WithLabelValues(ReceiverName, collector.ReasonTooOld).Add(float64(tooOld))
+	}
+	if tooNew > 0 {
+		msgs = append(msgs, fmt.Sprintf("%s: %d data points more than max_sample_future (%s) ahead of Vigil's clock", collector.ReasonFuture, tooNew, r.cfg.MaxSampleFuture))
+		r.metrics.Rejected.WithLabelValues(ReceiverName, collector.ReasonFuture).Add(float64(tooNew))
+	}
 	if err != nil {
 		msgs = append(msgs, "translation: "+err.Error())
 	}
@@ -144,7 +156,7 @@ func (r *Receiver) consumeMetrics(ctx context.Context, md pmetric.Metrics) (resu
 	if ws, _ := annots.AsStrings("", 5, 0); len(ws) > 0 {
 		r.logger.Debug("OTLP translation warnings", "warnings", ws)
 	}
-	res.rejected = rejectedDelta + app.rejected
+	res.rejected = rejectedDelta + tooOld + tooNew + app.rejected
 	res.accepted = app.floats + app.histograms
 	res.message = strings.Join(msgs, "; ")
 	r.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(app.floats))
@@ -200,6 +212,64 @@ func dropDeltaMetrics(md pmetric.Metrics) (int64, []string) {
 		out = append(out[:5], fmt.Sprintf("and %d more", len(out)-5))
 	}
 	return n, out
+}
+
+// dropOutOfWindow removes data points stamped before minT or after maxT
+// and counts them. A point without a timestamp is stamped with the time
+// of receipt.
+func dropOutOfWindow(md pmetric.Metrics, minT, maxT time.Time) (old, future int64) {
+	lo, hi := pcommon.NewTimestampFromTime(minT), pcommon.NewTimestampFromTime(maxT)
+	now := pcommon.NewTimestampFromTime(time.Now())
+	keep := func(ts pcommon.Timestamp) bool {
+		switch {
+		case ts == 0:
+			return true
+		case ts < lo:
+			old++
+			return false
+		case ts > hi:
+			future++
+			return false
+		}
+		return true
+	}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				m := ms.At(k)
+				switch m.Type() {
+				case pmetric.MetricTypeGauge:
+					m.Gauge().DataPoints().RemoveIf(func(dp pmetric.NumberDataPoint) bool { return stampZero(dp, now) || !keep(dp.Timestamp()) })
+				case pmetric.MetricTypeSum:
+					m.Sum().DataPoints().RemoveIf(func(dp pmetric.NumberDataPoint) bool { return stampZero(dp, now) || !keep(dp.Timestamp()) })
+				case pmetric.MetricTypeHistogram:
+					m.Histogram().DataPoints().RemoveIf(func(dp pmetric.HistogramDataPoint) bool { return stampZero(dp, now) || !keep(dp.Timestamp()) })
+				case pmetric.MetricTypeExponentialHistogram:
+					m.ExponentialHistogram().DataPoints().RemoveIf(func(dp pmetric.ExponentialHistogramDataPoint) bool {
+						return stampZero(dp, now) || !keep(dp.Timestamp())
+					})
+				case pmetric.MetricTypeSummary:
+					m.Summary().DataPoints().RemoveIf(func(dp pmetric.SummaryDataPoint) bool { return stampZero(dp, now) || !keep(dp.Timestamp()) })
+				}
+			}
+		}
+	}
+	return old, future
+}
+
+// stampZero gives a point without a timestamp the time of receipt. It
+// never removes the point.
+func stampZero(dp interface {
+	Timestamp() pcommon.Timestamp
+	SetTimestamp(pcommon.Timestamp)
+}, now pcommon.Timestamp) bool {
+	if dp.Timestamp() == 0 {
+		dp.SetTimestamp(now)
+	}
+	return false
 }
 
 // copyVersionAttribute copies service.version to the resource attribute

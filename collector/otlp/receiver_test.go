@@ -231,6 +231,22 @@ func TestHTTPMetricsPartialSuccess(t *testing.T) {
 		t.Errorf("gen_total = %v, want [0]", got)
 	}
 
+	// A point from 1970 next to a current one: rejected up front (and
+	// target_info is not spread over fifty years of samples).
+	old := sumMetrics("jobs", time.Unix(1, 0), pmetric.AggregationTemporalityCumulative, 1)
+	sumMetrics("jobs", now, pmetric.AggregationTemporalityCumulative, 2).ResourceMetrics().MoveAndAppendTo(old.ResourceMetrics())
+	code, body = f.post(t, "/v1/metrics", contentTypeProto, marshalMetrics(t, old, false), false)
+	resp = pmetricotlp.NewExportResponse()
+	if err := resp.UnmarshalProto(body); err != nil || code != http.StatusOK {
+		t.Fatalf("status %d, %v", code, err)
+	}
+	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "older than max_sample_age") {
+		t.Errorf("old point: rejected %d, message %q", ps.RejectedDataPoints(), ps.ErrorMessage())
+	}
+	if got := f.samples(t, "jobs_total"); len(got) != 1 || got[0] != 2 {
+		t.Errorf("jobs_total = %v, want [2]", got)
+	}
+
 	delta := sumMetrics("bytes_sent", now, pmetric.AggregationTemporalityDelta, 10, 20)
 	code, body = f.post(t, "/v1/metrics", contentTypeProto, marshalMetrics(t, delta, false), false)
 	resp = pmetricotlp.NewExportResponse()

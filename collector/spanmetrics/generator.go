@@ -485,6 +485,8 @@ func (g *Generator) collect(at time.Time) []sample {
 		if len(g.cfg.Buckets) > 0 {
 			out = append(out, g.classic(s.ls, h, s.exemplar)...)
 		}
+		// An exemplar is written once; the next flush carries a newer one or none.
+		s.exemplar = nil
 	}
 	return out
 }
