@@ -1,0 +1,277 @@
+package streamaggr
+
+import (
+	"context"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"go.yaml.in/yaml/v3"
+)
+
+// capture is an in-memory AppendableV2 that keeps committed samples.
+type capture struct {
+	mu      sync.Mutex
+	samples map[string][]float64
+}
+
+func (c *capture) AppenderV2(context.Context) storage.AppenderV2 { return &captureApp{c: c} }
+
+type captureApp struct {
+	c       *capture
+	pending map[string][]float64
+}
+
+func (a *captureApp) Append(_ storage.SeriesRef, ls labels.Labels, _, _ int64, v float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AOptions) (storage.SeriesRef, error) {
+	if a.pending == nil {
+		a.pending = map[string][]float64{}
+	}
+	a.pending[ls.String()] = append(a.pending[ls.String()], v)
+	return 0, nil
+}
+
+func (a *captureApp) Commit() error {
+	a.c.mu.Lock()
+	defer a.c.mu.Unlock()
+	if a.c.samples == nil {
+		a.c.samples = map[string][]float64{}
+	}
+	for k, v := range a.pending {
+		a.c.samples[k] = append(a.c.samples[k], v...)
+	}
+	return nil
+}
+
+func (a *captureApp) Rollback() error { return nil }
+
+func (c *capture) last(series string) (float64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.samples[series]
+	if len(s) == 0 {
+		return 0, false
+	}
+	return s[len(s)-1], true
+}
+
+func (c *capture) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k := range c.samples {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func ruleYAML(t *testing.T, y string) RuleConfig {
+	t.Helper()
+	var c RuleConfig
+	if err := yaml.Unmarshal([]byte(y), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func series(s string) labels.Labels {
+	ls, err := labelsParser(s)
+	if err != nil {
+		panic(err)
+	}
+	return ls
+}
+
+func TestOutputs(t *testing.T) {
+	out := &capture{}
+	r := ruleYAML(t, `
+match: 'http_requests_total'
+interval: 1m
+by: [code]
+outputs: [total, increase, count_samples, sum_samples, count_series, min, max, avg, last, stddev, 'quantiles(0.5, 1)']
+`)
+	a, err := New([]RuleConfig{r}, out, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1700000000, 0)
+	a.now = func() time.Time { return clock }
+
+	a1 := series(`http_requests_total{code="200",instance="a",version="v2"}`)
+	b1 := series(`http_requests_total{code="200",instance="b",version="v2"}`)
+	// Interval 1: first samples only set each counter's baseline.
+	a.Push(a1, 10)
+	a.Push(b1, 100)
+	a.FlushAll(clock)
+	// Interval 2: a rises by 5, b resets to 3 (an increase of 3).
+	clock = clock.Add(time.Minute)
+	a.Push(a1, 15)
+	a.Push(b1, 3)
+	a.FlushAll(clock)
+
+	name := func(out string) string {
+		return `{__name__="http_requests_total:1m_by_code_` + out + `", code="200", version="v2"}`
+	}
+	for _, tc := range []struct {
+		output string
+		want   float64
+	}{
+		{"total", 8},
+		{"increase", 8},
+		{"count_samples", 2},
+		{"sum_samples", 18},
+		{"count_series", 2},
+		{"min", 3},
+		{"max", 15},
+		{"avg", 9},
+		{"last", 3},
+		{"stddev", 6},
+	} {
+		got, ok := out.last(name(tc.output))
+		if !ok || got != tc.want {
+			t.Errorf("%s = %v (written %v), want %v; series: %v", tc.output, got, ok, tc.want, out.names())
+		}
+	}
+	for _, q := range []struct {
+		phi  string
+		want float64
+	}{{"0.5", 9}, {"1", 15}} {
+		s := `{__name__="http_requests_total:1m_by_code_quantiles", code="200", quantile="` + q.phi + `", version="v2"}`
+		if got, _ := out.last(s); got != q.want {
+			t.Errorf("quantile %s = %v, want %v", q.phi, got, q.want)
+		}
+	}
+}
+
+func TestWithoutAndDropInput(t *testing.T) {
+	out := &capture{}
+	a, err := New([]RuleConfig{ruleYAML(t, `
+match: '{__name__="queue_depth", job="worker"}'
+interval: 10s
+without: [instance]
+outputs: [max]
+drop_input: true
+`)}, out, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1700000000, 0)
+	a.now = func() time.Time { return clock }
+	if !a.Push(series(`queue_depth{job="worker",instance="a"}`), 4) {
+		t.Error("a matched input of a drop_input rule must be dropped")
+	}
+	a.Push(series(`queue_depth{job="worker",instance="b"}`), 9)
+	if a.Push(series(`queue_depth{job="api",instance="a"}`), 100) {
+		t.Error("an input the rule does not match must be kept")
+	}
+	a.FlushAll(clock)
+	if got, _ := out.last(`{__name__="queue_depth:10s_without_instance_max", job="worker"}`); got != 9 {
+		t.Errorf("max = %v; series %v", got, out.names())
+	}
+	if len(out.names()) != 1 {
+		t.Errorf("outputs %v, want only the worker group", out.names())
+	}
+}
+
+func TestStalenessAndLimit(t *testing.T) {
+	out := &capture{}
+	r := ruleYAML(t, `
+match: 'jobs_total'
+interval: 1m
+by: [queue]
+outputs: [total]
+max_series: 2
+`)
+	a, err := New([]RuleConfig{r}, out, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1700000000, 0)
+	a.now = func() time.Time { return clock }
+	for _, q := range []string{"a", "b", "c"} {
+		a.Push(series(`jobs_total{queue="`+q+`"}`), 1)
+	}
+	a.FlushAll(clock)
+	if n := len(out.names()); n != 2 {
+		t.Fatalf("%d output series, want 2 (max_series)", n)
+	}
+	// Nothing arrives for longer than the staleness interval (2m): the
+	// outputs get a staleness marker, so queries stop seeing them at once.
+	clock = clock.Add(3 * time.Minute)
+	a.FlushAll(clock)
+	got, _ := out.last(`{__name__="jobs_total:1m_by_queue_total", queue="a"}`)
+	if !value.IsStaleNaN(got) {
+		t.Errorf("after staleness: %v, want a staleness marker", got)
+	}
+}
+
+func TestRunFlushesOnShutdown(t *testing.T) {
+	out := &capture{}
+	a, err := New([]RuleConfig{ruleYAML(t, "match: x\ninterval: 1h\noutputs: [count_samples]")}, out, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	a.Push(series(`x{a="1"}`), 1)
+	a.Push(series(`x{a="1"}`), 2)
+	cancel()
+	<-done
+	if got, _ := out.last(`{__name__="x:1h_count_samples", a="1"}`); got != 2 {
+		t.Errorf("count_samples flushed at shutdown = %v, want 2", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct{ y, want string }{
+		{"interval: 1m\noutputs: [total]", "match"},
+		{"match: '{a='\ninterval: 1m\noutputs: [total]", "match"},
+		{"match: x\noutputs: [total]", "interval"},
+		{"match: x\ninterval: 100ms\noutputs: [total]", "at least 1s"},
+		{"match: x\ninterval: 1m\nby: [a]\nwithout: [b]\noutputs: [total]", "by and without"},
+		{"match: x\ninterval: 1m\noutputs: [median]", "median"},
+		{"match: x\ninterval: 1m\noutputs: ['quantiles(2)']", "quantiles"},
+		{"match: x\ninterval: 1m", "outputs"},
+	} {
+		err := ruleYAML(t, tc.y).Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to mention %q", tc.y, err, tc.want)
+		}
+	}
+}
+
+func TestNaming(t *testing.T) {
+	for _, tc := range []struct {
+		by, without []string
+		want        string
+	}{
+		{nil, nil, ":5m"},
+		{[]string{"code", "method"}, nil, ":5m_by_code_method"},
+		{nil, []string{"pod", "instance"}, ":5m_without_instance_pod"},
+	} {
+		c := RuleConfig{Interval: model.Duration(5 * time.Minute), By: tc.by, Without: tc.without}
+		if got := c.suffix(); got != tc.want {
+			t.Errorf("suffix(by %v, without %v) = %q, want %q", tc.by, tc.without, got, tc.want)
+		}
+	}
+	if q := quantile(0.5, []float64{1, 2, 3, 4}); q != 2.5 {
+		t.Errorf("median of 1..4 = %v", q)
+	}
+	if !math.IsNaN(quantile(0.5, nil)) {
+		t.Error("quantile of nothing must be NaN")
+	}
+}
+
+func labelsParser(s string) (labels.Labels, error) {
+	return parser.NewParser(parser.Options{}).ParseMetric(s)
+}
