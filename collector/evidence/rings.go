@@ -6,6 +6,7 @@
 package evidence
 
 import (
+	"container/list"
 	"slices"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ type Rings[T any] struct {
 
 	mu    sync.Mutex
 	rings map[Key]*ring[T]
+	lru   *list.List // of Key, most recently touched first
 
 	evicted prometheus.Counter
 	dropped prometheus.Counter
@@ -35,6 +37,7 @@ type ring[T any] struct {
 	next    int
 	full    bool
 	touched time.Time
+	elem    *list.Element
 }
 
 type stamped[T any] struct {
@@ -45,7 +48,7 @@ type stamped[T any] struct {
 // New creates rings. name labels the self-metrics (e.g. "error_logs").
 func New[T any](name string, perKey, maxKeys int, reg prometheus.Registerer) *Rings[T] {
 	r := &Rings[T]{
-		perKey: max(perKey, 1), maxKeys: max(maxKeys, 1), rings: map[Key]*ring[T]{},
+		perKey: max(perKey, 1), maxKeys: max(maxKeys, 1), rings: map[Key]*ring[T]{}, lru: list.New(),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_evidence_evicted_keys_total", Help: "Service versions whose recent records were evicted to make room for others.",
 			ConstLabels: prometheus.Labels{"ring": name},
@@ -70,8 +73,10 @@ func (r *Rings[T]) Add(key Key, at time.Time, item T) {
 		if len(r.rings) >= r.maxKeys {
 			r.evictOldest()
 		}
-		rg = &ring[T]{items: make([]stamped[T], 0, min(r.perKey, 16))}
+		rg = &ring[T]{items: make([]stamped[T], 0, min(r.perKey, 16)), elem: r.lru.PushFront(key)}
 		r.rings[key] = rg
+	} else {
+		r.lru.MoveToFront(rg.elem)
 	}
 	rg.touched = at
 	if len(rg.items) < r.perKey {
@@ -83,18 +88,13 @@ func (r *Rings[T]) Add(key Key, at time.Time, item T) {
 	r.dropped.Inc()
 }
 
+// evictOldest drops the key added to least recently.
 func (r *Rings[T]) evictOldest() {
-	var (
-		oldest Key
-		when   time.Time
-		first  = true
-	)
-	for k, rg := range r.rings {
-		if first || rg.touched.Before(when) {
-			oldest, when, first = k, rg.touched, false
-		}
+	back := r.lru.Back()
+	if back == nil {
+		return
 	}
-	delete(r.rings, oldest)
+	delete(r.rings, r.lru.Remove(back).(Key))
 	r.evicted.Inc()
 }
 

@@ -3,75 +3,22 @@ package streamaggr
 import (
 	"context"
 	"math"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/storage"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vigilhq/vigil/internal/memstore"
 )
 
-// capture is an in-memory AppendableV2 that keeps committed samples.
-type capture struct {
-	mu      sync.Mutex
-	samples map[string][]float64
-}
-
-func (c *capture) AppenderV2(context.Context) storage.AppenderV2 { return &captureApp{c: c} }
-
-type captureApp struct {
-	c       *capture
-	pending map[string][]float64
-}
-
-func (a *captureApp) Append(_ storage.SeriesRef, ls labels.Labels, _, _ int64, v float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AOptions) (storage.SeriesRef, error) {
-	if a.pending == nil {
-		a.pending = map[string][]float64{}
-	}
-	a.pending[ls.String()] = append(a.pending[ls.String()], v)
-	return 0, nil
-}
-
-func (a *captureApp) Commit() error {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	if a.c.samples == nil {
-		a.c.samples = map[string][]float64{}
-	}
-	for k, v := range a.pending {
-		a.c.samples[k] = append(a.c.samples[k], v...)
-	}
-	return nil
-}
-
-func (a *captureApp) Rollback() error { return nil }
-
-func (c *capture) last(series string) (float64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.samples[series]
-	if len(s) == 0 {
-		return 0, false
-	}
-	return s[len(s)-1], true
-}
-
-func (c *capture) names() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for k := range c.samples {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+func lastValue(st *memstore.Store, series string) (float64, bool) {
+	smp, ok := st.Last(series)
+	return smp.V, ok
 }
 
 func ruleYAML(t *testing.T, y string) RuleConfig {
@@ -92,7 +39,7 @@ func series(s string) labels.Labels {
 }
 
 func TestOutputs(t *testing.T) {
-	out := &capture{}
+	out := memstore.New()
 	r := ruleYAML(t, `
 match: 'http_requests_total'
 interval: 1m
@@ -136,9 +83,9 @@ outputs: [total, increase, count_samples, sum_samples, count_series, min, max, a
 		{"last", 3},
 		{"stddev", 6},
 	} {
-		got, ok := out.last(name(tc.output))
+		got, ok := lastValue(out, name(tc.output))
 		if !ok || got != tc.want {
-			t.Errorf("%s = %v (written %v), want %v; series: %v", tc.output, got, ok, tc.want, out.names())
+			t.Errorf("%s = %v (written %v), want %v; series: %v", tc.output, got, ok, tc.want, out.Series())
 		}
 	}
 	for _, q := range []struct {
@@ -146,14 +93,14 @@ outputs: [total, increase, count_samples, sum_samples, count_series, min, max, a
 		want float64
 	}{{"0.5", 9}, {"1", 15}} {
 		s := `{__name__="http_requests_total:1m_by_code_quantiles", code="200", quantile="` + q.phi + `", version="v2"}`
-		if got, _ := out.last(s); got != q.want {
+		if got, _ := lastValue(out, s); got != q.want {
 			t.Errorf("quantile %s = %v, want %v", q.phi, got, q.want)
 		}
 	}
 }
 
 func TestWithoutAndDropInput(t *testing.T) {
-	out := &capture{}
+	out := memstore.New()
 	a, err := New([]RuleConfig{ruleYAML(t, `
 match: '{__name__="queue_depth", job="worker"}'
 interval: 10s
@@ -174,16 +121,16 @@ drop_input: true
 		t.Error("an input the rule does not match must be kept")
 	}
 	a.FlushAll(clock)
-	if got, _ := out.last(`{__name__="queue_depth:10s_without_instance_max", job="worker"}`); got != 9 {
-		t.Errorf("max = %v; series %v", got, out.names())
+	if got, _ := lastValue(out, `{__name__="queue_depth:10s_without_instance_max", job="worker"}`); got != 9 {
+		t.Errorf("max = %v; series %v", got, out.Series())
 	}
-	if len(out.names()) != 1 {
-		t.Errorf("outputs %v, want only the worker group", out.names())
+	if len(out.Series()) != 1 {
+		t.Errorf("outputs %v, want only the worker group", out.Series())
 	}
 }
 
 func TestStalenessAndLimit(t *testing.T) {
-	out := &capture{}
+	out := memstore.New()
 	r := ruleYAML(t, `
 match: 'jobs_total'
 interval: 1m
@@ -201,21 +148,21 @@ max_series: 2
 		a.Push(series(`jobs_total{queue="`+q+`"}`), 1)
 	}
 	a.FlushAll(clock)
-	if n := len(out.names()); n != 2 {
+	if n := len(out.Series()); n != 2 {
 		t.Fatalf("%d output series, want 2 (max_series)", n)
 	}
 	// Nothing arrives for longer than the staleness interval (2m): the
 	// outputs get a staleness marker, so queries stop seeing them at once.
 	clock = clock.Add(3 * time.Minute)
 	a.FlushAll(clock)
-	got, _ := out.last(`{__name__="jobs_total:1m_by_queue_total", queue="a"}`)
+	got, _ := lastValue(out, `{__name__="jobs_total:1m_by_queue_total", queue="a"}`)
 	if !value.IsStaleNaN(got) {
 		t.Errorf("after staleness: %v, want a staleness marker", got)
 	}
 }
 
 func TestRunFlushesOnShutdown(t *testing.T) {
-	out := &capture{}
+	out := memstore.New()
 	a, err := New([]RuleConfig{ruleYAML(t, "match: x\ninterval: 1h\noutputs: [count_samples]")}, out, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +174,7 @@ func TestRunFlushesOnShutdown(t *testing.T) {
 	a.Push(series(`x{a="1"}`), 2)
 	cancel()
 	<-done
-	if got, _ := out.last(`{__name__="x:1h_count_samples", a="1"}`); got != 2 {
+	if got, _ := lastValue(out, `{__name__="x:1h_count_samples", a="1"}`); got != 2 {
 		t.Errorf("count_samples flushed at shutdown = %v, want 2", got)
 	}
 }
