@@ -21,7 +21,7 @@ import (
 // Catalog is the parsed catalog file.
 type Catalog struct {
 	// Defaults apply to every service that leaves the field empty.
-	Defaults Defaults `yaml:"defaults"`
+	Defaults Defaults  `yaml:"defaults"`
 	Services []Service `yaml:"services"`
 }
 
@@ -76,7 +76,7 @@ type LatencySLO struct {
 // Both are optional; with neither, Vigil only reports.
 type Rollback struct {
 	// Automatic turns on rollback without a person in the loop.
-	Automatic  bool               `yaml:"automatic"`
+	Automatic  bool                `yaml:"automatic"`
 	Kubernetes *KubernetesRollback `yaml:"kubernetes"`
 	Webhook    *WebhookRollback    `yaml:"webhook"`
 }
