@@ -74,12 +74,32 @@ type Generator struct {
 }
 
 type series struct {
-	ls       labels.Labels // without __name__
-	calls    float64
-	hist     prometheus.Histogram
-	updated  time.Time
-	written  bool
-	exemplar *exemplar.Exemplar
+	ls      labels.Labels // without __name__
+	calls   float64
+	hist    prometheus.Histogram
+	updated time.Time
+	written bool
+	// The newest span, kept raw and turned into an exemplar at flush so
+	// that the per-span path does not allocate.
+	ex exemplarSpan
+}
+
+type exemplarSpan struct {
+	set   bool
+	trace pcommon.TraceID
+	span  pcommon.SpanID
+	value float64
+	ts    int64
+}
+
+func (e exemplarSpan) exemplar() *exemplar.Exemplar {
+	if !e.set {
+		return nil
+	}
+	return &exemplar.Exemplar{
+		Labels: labels.FromStrings("span_id", e.span.String(), "trace_id", e.trace.String()),
+		Value:  e.value, Ts: e.ts, HasTs: true,
+	}
 }
 
 type pendingKey struct {
@@ -224,10 +244,7 @@ func (g *Generator) consumeSpan(id collector.Identity, span ptrace.Span, now tim
 	s.calls++
 	s.hist.Observe(dur)
 	s.updated = now
-	s.exemplar = &exemplar.Exemplar{
-		Labels: labels.FromStrings("trace_id", span.TraceID().String(), "span_id", span.SpanID().String()),
-		Value:  dur, Ts: now.UnixMilli(), HasTs: true,
-	}
+	s.ex = exemplarSpan{set: true, trace: span.TraceID(), span: span.SpanID(), value: dur, ts: now.UnixMilli()}
 
 	if span.Status().Code() == ptrace.StatusCodeError {
 		g.errors.Add(evidence.Key{Service: id.Service, Version: id.Version}, now, errorSpan(span, kind, dur))
@@ -470,8 +487,9 @@ func (g *Generator) collect(at time.Time) []sample {
 		}
 		s.written = true
 		var exs []exemplar.Exemplar
-		if s.exemplar != nil {
-			exs = []exemplar.Exemplar{*s.exemplar}
+		ex := s.ex.exemplar()
+		if ex != nil {
+			exs = []exemplar.Exemplar{*ex}
 		}
 		out = append(out, sample{ls: calls, v: s.calls, exs: exs})
 		m := &dto.Metric{}
@@ -483,10 +501,10 @@ func (g *Generator) collect(at time.Time) []sample {
 			out = append(out, sample{ls: native, h: toNative(h), exs: exs})
 		}
 		if len(g.cfg.Buckets) > 0 {
-			out = append(out, g.classic(s.ls, h, s.exemplar)...)
+			out = append(out, g.classic(s.ls, h, ex)...)
 		}
 		// An exemplar is written once; the next flush carries a newer one or none.
-		s.exemplar = nil
+		s.ex = exemplarSpan{}
 	}
 	return out
 }
