@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql/parser"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
@@ -31,6 +36,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vigilhq/vigil/collector/loki"
 	"github.com/vigilhq/vigil/internal/peers"
 	"github.com/vigilhq/vigil/internal/semconv"
 )
@@ -347,4 +353,109 @@ func selfMetric(t *testing.T, base, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestLokiPush pushes logs the way Promtail (snappy protobuf) and a JSON
+// client do, and finds them in the log metrics and the recent-errors ring.
+func TestLokiPush(t *testing.T) {
+	v := startCollectorVigil(t, "")
+	base := v.URL()
+	now := time.Now()
+	lbl := func(s string) labels.Labels {
+		ls, err := parser.NewParser(parser.Options{}).ParseMetric(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	body := loki.EncodeProto([]loki.Stream{
+		{Labels: lbl(`{service="payments", version="v4", namespace="shop", level="error"}`), Entries: []loki.Entry{
+			{Time: now, Line: "card processor unreachable", Metadata: map[string]string{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}},
+			{Time: now.Add(time.Millisecond), Line: "card processor unreachable (retry)"},
+		}},
+		{Labels: lbl(`{service="payments", version="v4", namespace="shop"}`), Entries: []loki.Entry{
+			{Time: now, Line: `level=info msg="charged" amount=12`},
+			{Time: now, Line: `level=warn msg="slow charge"`},
+		}},
+	})
+	resp, err := http.Post(base+"/loki/api/v1/push", "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("protobuf push: %d", resp.StatusCode)
+	}
+	jsonBody := fmt.Sprintf(`{"streams":[{"stream":{"service_name":"payments","version":"v4","namespace":"shop"},"values":[["%d","{\"level\":\"error\",\"msg\":\"ledger write failed\"}"]]}]}`, now.UnixNano())
+	resp, err = http.Post(base+"/loki/api/v1/push", "application/json", strings.NewReader(jsonBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("JSON push: %d", resp.StatusCode)
+	}
+	// A broken body is refused with the decoder's reason.
+	resp, err = http.Post(base+"/loki/api/v1/push", "application/json", strings.NewReader(`{"streams":[{"values":[["x"]]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), "values[0]") {
+		t.Fatalf("bad JSON push: %d %s", resp.StatusCode, msg)
+	}
+
+	sel := `service="payments",version="v4",namespace="shop"`
+	waitValue(t, base, fmt.Sprintf(`sum(%s{%s,severity="error"})`, semconv.LogRecords, sel), 3)
+	waitValue(t, base, fmt.Sprintf(`sum(%s{%s,severity="info"})`, semconv.LogRecords, sel), 1)
+	waitValue(t, base, fmt.Sprintf(`sum(%s{%s,severity="warn"})`, semconv.LogRecords, sel), 1)
+	logs := recent(t, base, "/api/v1/logs/recent", url.Values{"service": {"payments"}, "version": {"v4"}})
+	if len(logs) != 3 {
+		t.Fatalf("recent error logs = %d, want 3", len(logs))
+	}
+	var all string
+	for _, l := range logs {
+		all += string(l.Record)
+	}
+	if !contains(all, "ledger write failed", "card processor unreachable", "4bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Errorf("recent error logs miss lines: %s", all)
+	}
+}
+
+// TestStreamAggregation configures a rule like vmagent's and checks its
+// output series over remote_write, with the raw input dropped.
+func TestStreamAggregation(t *testing.T) {
+	v := startCollectorVigil(t, `
+stream_aggregation:
+  - match: 'http_requests_total'
+    interval: 1s
+    without: [instance, pod]
+    outputs: [total, count_series, max]
+    drop_input: true
+`)
+	base := v.URL()
+	now := time.Now()
+	var ts []prompb.TimeSeries
+	for i, pod := range []string{"a", "b", "c"} {
+		ts = append(ts, prompb.TimeSeries{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "http_requests_total"}, {Name: "code", Value: "200"}, {Name: "instance", Value: "10.0.0." + pod}, {Name: "pod", Value: pod}, {Name: "version", Value: "v2"}},
+			Samples: []prompb.Sample{{Value: float64(10 * (i + 1)), Timestamp: now.UnixMilli()}},
+		})
+	}
+	remoteWrite(t, base, &prompb.WriteRequest{Timeseries: ts})
+	// One second later every pod's counter has risen by 5.
+	time.Sleep(1100 * time.Millisecond)
+	for i := range ts {
+		ts[i].Samples[0] = prompb.Sample{Value: ts[i].Samples[0].Value + 5, Timestamp: now.Add(time.Second).UnixMilli()}
+	}
+	remoteWrite(t, base, &prompb.WriteRequest{Timeseries: ts})
+
+	out := `http_requests_total:1s_without_instance_pod`
+	waitValue(t, base, fmt.Sprintf(`max_over_time(%s_total{code="200",version="v2"}[1m])`, out), 15)
+	waitValue(t, base, fmt.Sprintf(`max_over_time(%s_count_series{code="200",version="v2"}[1m])`, out), 3)
+	waitValue(t, base, fmt.Sprintf(`max_over_time(%s_max{code="200",version="v2"}[1m])`, out), 35)
+	if got := vector(t, base, `count(http_requests_total)`, ""); len(got) != 0 {
+		t.Errorf("raw input stored despite drop_input: %v", got)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -217,3 +218,41 @@ func DecodeJSON(b []byte) ([]Stream, error) {
 }
 
 var labelParser = parser.NewParser(parser.Options{})
+
+// EncodeProto writes streams as a logproto.PushRequest (uncompressed; a
+// push body is snappy-compressed): the inverse of DecodeProto.
+func EncodeProto(streams []Stream) []byte {
+	var req, s, en, ts, kv []byte
+	for _, st := range streams {
+		s = protowire.AppendTag(s[:0], 1, protowire.BytesType)
+		s = protowire.AppendString(s, st.Labels.String())
+		for _, e := range st.Entries {
+			ts = protowire.AppendTag(ts[:0], 1, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(e.Time.Unix()))
+			ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(e.Time.Nanosecond()))
+			en = protowire.AppendTag(en[:0], 1, protowire.BytesType)
+			en = protowire.AppendBytes(en, ts)
+			en = protowire.AppendTag(en, 2, protowire.BytesType)
+			en = protowire.AppendString(en, e.Line)
+			keys := make([]string, 0, len(e.Metadata))
+			for k := range e.Metadata {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				kv = protowire.AppendTag(kv[:0], 1, protowire.BytesType)
+				kv = protowire.AppendString(kv, k)
+				kv = protowire.AppendTag(kv, 2, protowire.BytesType)
+				kv = protowire.AppendString(kv, e.Metadata[k])
+				en = protowire.AppendTag(en, 3, protowire.BytesType)
+				en = protowire.AppendBytes(en, kv)
+			}
+			s = protowire.AppendTag(s, 2, protowire.BytesType)
+			s = protowire.AppendBytes(s, en)
+		}
+		req = protowire.AppendTag(req, 1, protowire.BytesType)
+		req = protowire.AppendBytes(req, s)
+	}
+	return req
+}

@@ -21,48 +21,42 @@ import (
 	"github.com/vigilhq/vigil/collector/logmetrics"
 )
 
-// The helpers below hand-build a logproto.PushRequest on the wire, field
-// by field, as the Loki clients do.
-
 type protoEntry struct {
 	ts       time.Time
 	line     string
 	metadata [][2]string
 }
 
+// encodePush builds a push body with EncodeProto, streams in the given order.
 func encodePush(streams map[string][]protoEntry, order ...string) []byte {
-	var req []byte
+	var out []Stream
 	for _, lbls := range order {
-		var s []byte
-		s = protowire.AppendTag(s, 1, protowire.BytesType)
-		s = protowire.AppendString(s, lbls)
-		for _, e := range streams[lbls] {
-			var ts []byte
-			ts = protowire.AppendTag(ts, 1, protowire.VarintType)
-			ts = protowire.AppendVarint(ts, uint64(e.ts.Unix()))
-			ts = protowire.AppendTag(ts, 2, protowire.VarintType)
-			ts = protowire.AppendVarint(ts, uint64(e.ts.Nanosecond()))
-			var en []byte
-			en = protowire.AppendTag(en, 1, protowire.BytesType)
-			en = protowire.AppendBytes(en, ts)
-			en = protowire.AppendTag(en, 2, protowire.BytesType)
-			en = protowire.AppendString(en, e.line)
-			for _, kv := range e.metadata {
-				var p []byte
-				p = protowire.AppendTag(p, 1, protowire.BytesType)
-				p = protowire.AppendString(p, kv[0])
-				p = protowire.AppendTag(p, 2, protowire.BytesType)
-				p = protowire.AppendString(p, kv[1])
-				en = protowire.AppendTag(en, 3, protowire.BytesType)
-				en = protowire.AppendBytes(en, p)
-			}
-			s = protowire.AppendTag(s, 2, protowire.BytesType)
-			s = protowire.AppendBytes(s, en)
+		ls, err := labelParser.ParseMetric(lbls)
+		if err != nil {
+			// An invalid label string is kept raw, to test the decoder's error.
+			return rawStream(lbls)
 		}
-		req = protowire.AppendTag(req, 1, protowire.BytesType)
-		req = protowire.AppendBytes(req, s)
+		st := Stream{Labels: ls}
+		for _, e := range streams[lbls] {
+			en := Entry{Time: e.ts, Line: e.line}
+			for _, kv := range e.metadata {
+				if en.Metadata == nil {
+					en.Metadata = map[string]string{}
+				}
+				en.Metadata[kv[0]] = kv[1]
+			}
+			st.Entries = append(st.Entries, en)
+		}
+		out = append(out, st)
 	}
-	return req
+	return EncodeProto(out)
+}
+
+func rawStream(lbls string) []byte {
+	s := protowire.AppendTag(nil, 1, protowire.BytesType)
+	s = protowire.AppendString(s, lbls)
+	req := protowire.AppendTag(nil, 1, protowire.BytesType)
+	return protowire.AppendBytes(req, s)
 }
 
 var t0 = time.Unix(1700000000, 123456789)
