@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -213,34 +214,52 @@ var (
 	buildErr  error
 )
 
-// VigilBinary builds the vigil command once per test binary and returns its path.
+// VigilBinary builds the vigil command once per test binary and returns
+// its path. The binary lives at one path per checkout, replaced atomically,
+// so test runs do not leave a binary behind each time.
 func VigilBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vigil-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtPath = filepath.Join(dir, "vigil")
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err
 			return
 		}
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("vigil-test-%x", fnv64(root)))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "vigil-*")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		tmp.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", builtPath, "./cmd/vigil")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp.Name(), "./cmd/vigil")
 		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp.Name())
 			buildErr = fmt.Errorf("go build ./cmd/vigil: %v\n%s", err, out)
+			return
+		}
+		builtPath = filepath.Join(dir, "vigil")
+		if err := os.Rename(tmp.Name(), builtPath); err != nil {
+			buildErr = err
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return builtPath
+}
+
+func fnv64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // moduleRoot finds the directory holding go.mod, from this source file.
