@@ -1,0 +1,77 @@
+package logmetrics
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/value"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/vigilhq/vigil/internal/memstore"
+)
+
+func TestSeverity(t *testing.T) {
+	for _, tc := range []struct {
+		num  int32
+		text string
+		want string
+	}{
+		{1, "", "trace"}, {5, "", "debug"}, {9, "", "info"}, {13, "", "warn"}, {17, "", "error"}, {21, "", "fatal"}, {24, "", "fatal"},
+		{0, "ERROR", "error"}, {0, "Warning", "warn"}, {0, "crit", "fatal"}, {0, " info ", "info"}, {0, "verbose", "unknown"}, {0, "", "unknown"},
+	} {
+		if got := SeverityFromOTLP(tc.num, tc.text); got != tc.want {
+			t.Errorf("SeverityFromOTLP(%d, %q) = %q, want %q", tc.num, tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestConsumeLogs(t *testing.T) {
+	out := memstore.New()
+	cfg := DefaultConfig()
+	cfg.MaxLineLength = 16
+	g, err := New(cfg, out, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.Resource().Attributes().PutStr("service.version", "v2")
+	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+	for i, sev := range []plog.SeverityNumber{plog.SeverityNumberError, plog.SeverityNumberError, plog.SeverityNumberInfo, plog.SeverityNumberFatal} {
+		lr := lrs.AppendEmpty()
+		lr.SetSeverityNumber(sev)
+		lr.Body().SetStr(strings.Repeat("x", 10+i*10))
+	}
+	if err := g.ConsumeLogs(context.Background(), ld); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	g.Flush(now)
+	for series, want := range map[string]float64{
+		`{__name__="log_records_total", service="checkout", severity="error", version="v2"}`: 2,
+		`{__name__="log_records_total", service="checkout", severity="info", version="v2"}`:  1,
+		`{__name__="log_records_total", service="checkout", severity="fatal", version="v2"}`: 1,
+	} {
+		if s, ok := out.Last(series); !ok || s.V != want {
+			t.Errorf("%s = %v (written %v), want %v; series %v", series, s.V, ok, want, out.Series())
+		}
+	}
+	errs := g.ErrorLogs().Recent("checkout", "v2", time.Time{}, 0)
+	if len(errs) != 3 {
+		t.Fatalf("%d error records kept, want 3 (error and fatal)", len(errs))
+	}
+	for _, e := range errs {
+		if len(e.Item.Body) > cfg.MaxLineLength+len("…") {
+			t.Errorf("body %q longer than max_line_length", e.Item.Body)
+		}
+	}
+	// No records for longer than expiration: a staleness marker ends the series.
+	g.Flush(now.Add(time.Duration(cfg.Expiration) + time.Second))
+	if s, _ := out.Last(`{__name__="log_records_total", service="checkout", severity="info", version="v2"}`); !value.IsStaleNaN(s.V) {
+		t.Errorf("expired series last value %v, want a staleness marker", s.V)
+	}
+}
