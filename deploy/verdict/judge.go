@@ -1,0 +1,343 @@
+package verdict
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Decision is what the pipeline should do.
+type Decision string
+
+// Decisions.
+const (
+	Promote      Decision = "promote"
+	Rollback     Decision = "rollback"
+	Inconclusive Decision = "inconclusive"
+)
+
+// Signal statuses.
+const (
+	StatusPass    = "pass"    // no worse than baseline within tolerance, shown with confidence
+	StatusPending = "pending" // not significantly worse, not yet shown to be fine
+	StatusFail    = "fail"
+	StatusNoData  = "nodata"
+)
+
+// Policy holds the thresholds of a decision.
+type Policy struct {
+	// Alpha is the one-sided p-value below which a worsening is significant.
+	Alpha float64 `yaml:"alpha" json:"alpha"`
+	// Confidence is the z of the bound that shows a signal is no worse than
+	// the tolerance, for an early promotion.
+	Confidence float64 `yaml:"confidence" json:"confidence"`
+	// MinSamples is the fewest samples each side needs before a signal is judged.
+	MinSamples int `yaml:"min_samples" json:"minSamples"`
+	// MinRequests is the fewest canary requests before anything is decided
+	// (a firing critical alert or SLO breach aside).
+	MinRequests float64 `yaml:"min_requests" json:"minRequests"`
+	// PassScore is the weighted share of passing signals needed to promote;
+	// below it, with any signal failing, the verdict is rollback.
+	PassScore float64 `yaml:"pass_score" json:"passScore"`
+}
+
+// DefaultPolicy is what the verdict-quality benchmark was tuned with.
+func DefaultPolicy() Policy {
+	return Policy{Alpha: 0.001, Confidence: 2.33, MinSamples: 4, MinRequests: 200, PassScore: 0.9}
+}
+
+// Validate checks the policy.
+func (p Policy) Validate() error {
+	switch {
+	case !(p.Alpha > 0 && p.Alpha < 0.5):
+		return fmt.Errorf("alpha must be in (0, 0.5), got %v", p.Alpha)
+	case p.Confidence <= 0:
+		return fmt.Errorf("confidence must be positive, got %v", p.Confidence)
+	case p.MinSamples < 2:
+		return fmt.Errorf("min_samples must be at least 2, got %d", p.MinSamples)
+	case p.MinRequests < 0:
+		return fmt.Errorf("min_requests must not be negative, got %v", p.MinRequests)
+	case !(p.PassScore > 0 && p.PassScore <= 1):
+		return fmt.Errorf("pass_score must be in (0, 1], got %v", p.PassScore)
+	}
+	return nil
+}
+
+// Samples are one signal's values at each step for the canary and the baseline.
+type Samples struct {
+	Signal   Signal
+	Canary   []float64
+	Baseline []float64
+}
+
+// SignalResult is one signal's part of the verdict.
+type SignalResult struct {
+	Name          string    `json:"name"`
+	Kind          Kind      `json:"kind"`
+	Direction     Direction `json:"direction,omitempty"`
+	Status        string    `json:"status"`
+	Critical      bool      `json:"critical,omitempty"`
+	Weight        float64   `json:"weight,omitempty"`
+	Baseline      *float64  `json:"baseline,omitempty"` // mean of the baseline samples
+	Canary        *float64  `json:"canary,omitempty"`   // mean of the canary samples
+	PValue        *float64  `json:"pValue,omitempty"`
+	EffectSize    *float64  `json:"effectSize,omitempty"` // relative worsening of the mean (0.5: 50% worse)
+	Samples       [2]int    `json:"samples"`              // canary, baseline
+	Reason        string    `json:"reason"`
+	Query         string    `json:"query,omitempty"`
+	BaselineQuery string    `json:"baselineQuery,omitempty"`
+	Link          string    `json:"link,omitempty"`
+}
+
+// Judgement is the decision over a set of signal samples.
+type Judgement struct {
+	Decision Decision       `json:"decision"`
+	Score    float64        `json:"score"`
+	Reason   string         `json:"reason"`
+	Final    bool           `json:"final"`
+	NeedSecs float64        `json:"needSeconds,omitempty"`
+	Signals  []SignalResult `json:"signals"`
+}
+
+// Progress is how far the analysis has come.
+type Progress struct {
+	// Elapsed is the canary traffic time analysed; Window the most the analysis takes.
+	Elapsed, Window float64 // seconds
+	// Step is the seconds between samples.
+	Step float64
+}
+
+// Judge decides from the samples. It is deterministic: the same samples give
+// the same judgement. Before the window is over it promotes only when every
+// scored signal is shown to be within tolerance, and rolls back as soon as a
+// worsening is significant; at the end of the window a signal that is not
+// significantly worse counts as passing.
+func Judge(p Policy, samples []Samples, prog Progress) Judgement {
+	final := prog.Elapsed >= prog.Window
+	var (
+		j                     = Judgement{Final: final}
+		critical              []string
+		failing, pending, nod []string
+		wTotal, wPass         float64
+		requests              = math.NaN()
+		reqRate               float64
+	)
+	for _, s := range samples {
+		sig := s.Signal.withDefaults()
+		r := SignalResult{Name: sig.Name, Kind: sig.Kind, Critical: sig.Critical, Samples: [2]int{len(s.Canary), len(s.Baseline)}}
+		switch sig.Kind {
+		case KindAlert:
+			if len(s.Canary) > 0 {
+				r.Status, r.Reason = StatusFail, "a critical alert fired for the service during the analysis"
+				critical = append(critical, sig.Name)
+			} else {
+				r.Status, r.Reason = StatusPass, "no critical alert fired"
+			}
+		case KindTraffic:
+			mc := mean(s.Canary)
+			if len(s.Canary) > 0 {
+				r.Canary = ptr(mc)
+				reqRate = mc
+				requests = mc * prog.Elapsed
+			}
+			if len(s.Baseline) > 0 {
+				r.Baseline = ptr(mean(s.Baseline))
+			}
+			r.Status = StatusPass
+			r.Reason = fmt.Sprintf("%.0f canary requests analysed", nanZero(requests))
+			if len(s.Canary) == 0 {
+				r.Status, r.Reason = StatusNoData, "no canary traffic yet"
+			}
+		default:
+			r.Direction, r.Weight = sig.Direction, sig.Weight
+			judgeCompare(p, sig, s, &r, final)
+			if r.Status != StatusNoData {
+				wTotal += sig.Weight
+			}
+			switch r.Status {
+			case StatusPass:
+				wPass += sig.Weight
+			case StatusPending:
+				if final {
+					wPass += sig.Weight
+				}
+				pending = append(pending, sig.Name)
+			case StatusFail:
+				failing = append(failing, sig.Name)
+				if sig.Critical || strings.HasPrefix(r.Reason, "absolute") {
+					critical = append(critical, sig.Name)
+				}
+			case StatusNoData:
+				nod = append(nod, sig.Name)
+			}
+		}
+		j.Signals = append(j.Signals, r)
+	}
+	if wTotal > 0 {
+		j.Score = wPass / wTotal
+	}
+	enoughTraffic := math.IsNaN(requests) || requests >= p.MinRequests
+	switch {
+	case len(critical) > 0:
+		j.Decision, j.Reason = Rollback, fmt.Sprintf("critical: %s failed", strings.Join(critical, ", "))
+	case !enoughTraffic && !final:
+		j.Decision = Inconclusive
+		j.NeedSecs = math.Ceil((p.MinRequests - requests) / math.Max(reqRate, 1e-9))
+		j.NeedSecs = math.Min(math.Max(j.NeedSecs, prog.Step), math.Max(prog.Window-prog.Elapsed, prog.Step))
+		j.Reason = fmt.Sprintf("only %.0f canary requests so far, %.0f needed", requests, p.MinRequests)
+	case len(failing) > 0 && j.Score < p.PassScore:
+		j.Decision, j.Reason = Rollback, fmt.Sprintf("%s significantly worse than baseline (score %.2f)", strings.Join(failing, ", "), j.Score)
+	case wTotal == 0:
+		j.Decision, j.Reason = Inconclusive, "no signal has data for both the canary and the baseline"
+		if !final {
+			j.NeedSecs = math.Max(float64(p.MinSamples)*prog.Step-prog.Elapsed, prog.Step)
+		}
+	case len(pending) == 0 && !final && prog.Elapsed < float64(p.MinSamples)*prog.Step:
+		j.Decision, j.Reason = Inconclusive, "too early"
+		j.NeedSecs = float64(p.MinSamples)*prog.Step - prog.Elapsed
+	case j.Score >= p.PassScore && (len(pending) == 0 || final):
+		j.Decision = Promote
+		j.Reason = fmt.Sprintf("no signal worse than baseline beyond tolerance (score %.2f)", j.Score)
+		if len(nod) > 0 {
+			j.Reason += "; no data for " + strings.Join(nod, ", ")
+		}
+	case final:
+		j.Decision, j.Reason = Inconclusive, fmt.Sprintf("window over with score %.2f", j.Score)
+	default:
+		j.Decision = Inconclusive
+		j.Reason = fmt.Sprintf("%s not yet shown to be within tolerance", strings.Join(pending, ", "))
+		j.NeedSecs = math.Max(prog.Window-prog.Elapsed, prog.Step)
+	}
+	if final || j.Decision != Inconclusive {
+		j.Final = true
+		j.NeedSecs = 0
+	}
+	return j
+}
+
+func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool) {
+	c, b := finite(s.Canary), finite(s.Baseline)
+	r.Samples = [2]int{len(c), len(b)}
+	if len(c) > 0 {
+		r.Canary = ptr(mean(c))
+	}
+	if len(b) > 0 {
+		r.Baseline = ptr(mean(b))
+	}
+	if len(c) >= p.MinSamples {
+		mc := mean(c)
+		if sig.Max != nil && mc > *sig.Max {
+			r.Status, r.Reason = StatusFail, fmt.Sprintf("absolute bound broken: canary %.4g > max %.4g", mc, *sig.Max)
+			return
+		}
+		if sig.Min != nil && mc < *sig.Min {
+			r.Status, r.Reason = StatusFail, fmt.Sprintf("absolute bound broken: canary %.4g < min %.4g", mc, *sig.Min)
+			return
+		}
+	}
+	if len(c) < p.MinSamples || len(b) < p.MinSamples {
+		r.Status = StatusNoData
+		r.Reason = fmt.Sprintf("%d canary and %d baseline samples, %d each needed", len(c), len(b), p.MinSamples)
+		return
+	}
+	sign := 1.0
+	x, y := c, b
+	if sig.Direction == LowerIsWorse {
+		sign = -1
+		x, y = negate(c), negate(b)
+	}
+	_, pv := MannWhitney(x, y)
+	mc, mb := mean(c), mean(b)
+	worse := sign * (mc - mb)
+	allowed := math.Max(sig.Tolerance*math.Abs(mb), sig.Floor)
+	effect := worse / math.Max(math.Abs(mb), 1e-12)
+	if mb == 0 {
+		effect = math.Inf(int(math.Copysign(1, worse)))
+		if worse == 0 {
+			effect = 0
+		}
+	}
+	r.PValue = ptr(pv)
+	if !math.IsInf(effect, 0) {
+		r.EffectSize = ptr(effect)
+	}
+	// Standard error of the difference of means, for the promotion bound.
+	se := math.Sqrt(variance(c)/float64(len(c)) + variance(b)/float64(len(b)))
+	switch {
+	case pv < p.Alpha && worse > allowed:
+		r.Status = StatusFail
+		r.Reason = fmt.Sprintf("worse by %s (allowed %s), p=%.2g", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
+	case worse+p.Confidence*se <= allowed:
+		r.Status = StatusPass
+		r.Reason = fmt.Sprintf("within tolerance (upper bound %s, allowed %s)", fmtDelta(worse+p.Confidence*se, mb), fmtDelta(allowed, mb))
+	default:
+		r.Status = StatusPending
+		r.Reason = fmt.Sprintf("difference %s not significant (p=%.2g) but not yet bounded within %s", fmtDelta(worse, mb), pv, fmtDelta(allowed, mb))
+		if final {
+			r.Reason = fmt.Sprintf("not significantly worse (p=%.2g, difference %s)", pv, fmtDelta(worse, mb))
+		}
+	}
+}
+
+func fmtDelta(d, base float64) string {
+	if base != 0 {
+		return fmt.Sprintf("%+.4g (%+.0f%%)", d, 100*d/math.Abs(base))
+	}
+	return fmt.Sprintf("%+.4g", d)
+}
+
+func finite(v []float64) []float64 {
+	out := make([]float64, 0, len(v))
+	for _, x := range v {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func negate(v []float64) []float64 {
+	out := slices.Clone(v)
+	for i := range out {
+		out[i] = -out[i]
+	}
+	return out
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func variance(v []float64) float64 {
+	if len(v) < 2 {
+		return 0
+	}
+	m := mean(v)
+	var s float64
+	for _, x := range v {
+		s += (x - m) * (x - m)
+	}
+	return s / float64(len(v)-1)
+}
+
+func nanZero(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return v
+}
+
+func ptr(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

@@ -1,0 +1,137 @@
+// Package verdict decides whether a new version of a service should be
+// promoted or rolled back by comparing its health signals with a baseline
+// (the previous version running alongside it, or the service before the
+// deploy) with a Mann-Whitney U test plus an effect-size tolerance.
+package verdict
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigilhq/vigil/internal/semconv"
+)
+
+// Direction says which way a signal gets worse.
+type Direction string
+
+// Directions of a signal.
+const (
+	HigherIsWorse Direction = "higher_is_worse"
+	LowerIsWorse  Direction = "lower_is_worse"
+)
+
+// Kind is how a signal takes part in the verdict.
+type Kind string
+
+// Kinds of signal.
+const (
+	// KindCompare signals compare canary and baseline samples.
+	KindCompare Kind = "compare"
+	// KindTraffic is the request rate: it tells whether there is enough
+	// traffic to judge and how much more is needed; it is not scored.
+	KindTraffic Kind = "traffic"
+	// KindAlert fails immediately when its query returns any sample.
+	KindAlert Kind = "alert"
+)
+
+// Signal is one health signal. Query is PromQL in which $selector stands for
+// the label matchers of the version under test (service, environment,
+// version and the catalog's extra matchers), $service for the same without
+// the version, and $rate for the rate window; it must return one series.
+type Signal struct {
+	Name      string    `yaml:"name" json:"name"`
+	Query     string    `yaml:"query" json:"query"`
+	Kind      Kind      `yaml:"kind" json:"kind,omitempty"`
+	Direction Direction `yaml:"direction" json:"direction,omitempty"`
+	// Tolerance is the relative worsening accepted (0.2: 20% worse than baseline).
+	Tolerance float64 `yaml:"tolerance" json:"tolerance,omitempty"`
+	// Floor is the absolute worsening always accepted, in the signal's unit,
+	// so that a baseline near zero does not make every blip significant.
+	Floor float64 `yaml:"floor" json:"floor,omitempty"`
+	// Max and Min are absolute bounds (SLOs): a canary mean beyond one
+	// fails the signal at once, whatever the baseline.
+	Max *float64 `yaml:"max" json:"max,omitempty"`
+	Min *float64 `yaml:"min" json:"min,omitempty"`
+	// Weight is the signal's share of the score (default 1).
+	Weight float64 `yaml:"weight" json:"weight,omitempty"`
+	// Critical signals force a rollback when they fail.
+	Critical bool `yaml:"critical" json:"critical,omitempty"`
+}
+
+// Validate checks a signal, naming it.
+func (s Signal) Validate() error {
+	if s.Name == "" {
+		return errors.New("signal name is required")
+	}
+	if s.Query == "" {
+		return fmt.Errorf("signal %s: query is required", s.Name)
+	}
+	expr := Render(s.Query, Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Rate: "1m"})
+	if _, err := parser.NewParser(parser.Options{}).ParseExpr(expr); err != nil {
+		return fmt.Errorf("signal %s: query %q: %w", s.Name, s.Query, err)
+	}
+	switch s.Kind {
+	case "", KindCompare, KindTraffic, KindAlert:
+	default:
+		return fmt.Errorf("signal %s: kind %q is not compare, traffic or alert", s.Name, s.Kind)
+	}
+	switch s.Direction {
+	case "", HigherIsWorse, LowerIsWorse:
+	default:
+		return fmt.Errorf("signal %s: direction %q is not higher_is_worse or lower_is_worse", s.Name, s.Direction)
+	}
+	if s.Tolerance < 0 || s.Floor < 0 || s.Weight < 0 {
+		return fmt.Errorf("signal %s: tolerance, floor and weight must not be negative", s.Name)
+	}
+	return nil
+}
+
+func (s Signal) withDefaults() Signal {
+	if s.Kind == "" {
+		s.Kind = KindCompare
+	}
+	if s.Direction == "" {
+		s.Direction = HigherIsWorse
+	}
+	if s.Weight == 0 && s.Kind == KindCompare {
+		s.Weight = 1
+	}
+	return s
+}
+
+// Vars are what a signal query's placeholders stand for.
+type Vars struct {
+	Selector string // $selector
+	Service  string // $service
+	Rate     string // $rate
+}
+
+// Render substitutes the placeholders of a signal query.
+func Render(query string, v Vars) string {
+	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$rate", v.Rate).Replace(query)
+}
+
+func f(v float64) *float64 { return &v }
+
+// DefaultSignals are the RED signals of the span metrics, the log error
+// ratio and firing critical alerts.
+func DefaultSignals() []Signal {
+	server := fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
+	calls := fmt.Sprintf(`sum(rate(%s{%s}[$rate]))`, semconv.SpanCalls, server)
+	errs := fmt.Sprintf(`sum(rate(%s{%s,%s=%q}[$rate]))`, semconv.SpanCalls, server, semconv.LabelStatusCode, semconv.StatusError)
+	quantile := func(q float64) string {
+		return fmt.Sprintf(`histogram_quantile(%g, sum(rate(%s{%s}[$rate])))`, q, semconv.SpanDuration, server)
+	}
+	logErrs := fmt.Sprintf(`sum(rate(%s{$selector,%s=~"error|fatal"}[$rate]))`, semconv.LogRecords, semconv.LabelSeverity)
+	return []Signal{
+		{Name: "request_rate", Kind: KindTraffic, Query: calls},
+		{Name: "error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / %s`, errs, calls), Tolerance: 0.25, Floor: 0.005, Weight: 2},
+		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.15, Floor: 0.002},
+		{Name: "latency_p99", Query: quantile(0.99), Tolerance: 0.25, Floor: 0.005},
+		{Name: "log_error_ratio", Query: fmt.Sprintf(`%s / %s`, logErrs, calls), Tolerance: 0.25, Floor: 0.005},
+		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},
+	}
+}
