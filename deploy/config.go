@@ -1,0 +1,73 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+// Config is the deploy: section of vigil.yml.
+type Config struct {
+	// Catalog is the service catalog file (SLO bounds, rollback actions). Optional.
+	Catalog string `yaml:"catalog"`
+	// Window is the default analysis window of a verification.
+	Window model.Duration `yaml:"window"`
+	// Step is the resolution of the samples compared.
+	Step model.Duration `yaml:"step"`
+	// RateWindow is the range of the rate() in signal queries ($rate).
+	RateWindow model.Duration `yaml:"rate_window"`
+	// Policy holds the decision thresholds.
+	Policy verdict.Policy `yaml:"policy"`
+	// Signals are custom signals judged in addition to the default ones.
+	Signals []verdict.Signal `yaml:"signals"`
+	// ExternalURL is how users reach Vigil, for the PromQL links in verdicts.
+	ExternalURL string `yaml:"external_url"`
+	// BearerTokenFile holds the token acting endpoints (rollback) require.
+	// Without it, Vigil never acts: it only reports.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// SeriesInterval is how often the deployment and verdict series are re-written.
+	SeriesInterval model.Duration `yaml:"series_interval"`
+	// MaxBodyBytes bounds an event or request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// DefaultConfig is what `vigil serve` runs with.
+func DefaultConfig() Config {
+	return Config{
+		Window:         model.Duration(5 * time.Minute),
+		Step:           model.Duration(10 * time.Second),
+		RateWindow:     model.Duration(30 * time.Second),
+		Policy:         verdict.DefaultPolicy(),
+		SeriesInterval: model.Duration(15 * time.Second),
+		MaxBodyBytes:   1 << 20,
+	}
+}
+
+// Validate names the first bad key.
+func (c Config) Validate() error {
+	switch {
+	case c.Window <= 0:
+		return fmt.Errorf("window must be positive, got %s", c.Window)
+	case c.Step < model.Duration(time.Second):
+		return fmt.Errorf("step must be at least 1s, got %s", c.Step)
+	case c.RateWindow < c.Step:
+		return fmt.Errorf("rate_window (%s) must be at least step (%s)", c.RateWindow, c.Step)
+	case c.SeriesInterval <= 0:
+		return fmt.Errorf("series_interval must be positive, got %s", c.SeriesInterval)
+	case c.MaxBodyBytes <= 0:
+		return errors.New("max_body_bytes must be positive")
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("policy.%w", err)
+	}
+	for i, s := range c.Signals {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("signals[%d]: %w", i, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+// Mux is where the hook registers its routes ("METHOD /path" patterns).
+type Mux interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Register adds the deploy API to mux.
+func (h *Hook) Register(mux Mux) {
+	mux.Handle("POST /api/v1/deployments", http.HandlerFunc(h.handleEvent))
+	mux.Handle("POST /api/v1/deployments/{format}", http.HandlerFunc(h.handleEvent))
+	mux.Handle("GET /api/v1/deployments", http.HandlerFunc(h.handleList))
+	mux.Handle("GET /api/v1/deployments/{id}", http.HandlerFunc(h.handleGetDeployment))
+	mux.Handle("POST /api/v1/deployments/{id}/rollback", http.HandlerFunc(h.handleRollback))
+	mux.Handle("POST /api/v1/verify", http.HandlerFunc(h.handleVerify))
+	mux.Handle("GET /api/v1/verify/{id}", http.HandlerFunc(h.handleVerifyStatus))
+	mux.Handle("POST /api/v1/hooks/verdict", http.HandlerFunc(h.handleGate))
+	mux.Handle("GET /api/v1/verdicts", http.HandlerFunc(h.handleVerdicts))
+}
+
+type envelope struct {
+	Status    string `json:"status"`
+	Data      any    `json:"data,omitempty"`
+	ErrorType string `json:"errorType,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(envelope{Status: "success", Data: data})
+}
+
+func writeErr(w http.ResponseWriter, code int, typ string, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(envelope{Status: "error", ErrorType: typ, Error: err.Error()})
+}
+
+func (h *Hook) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErr(w, http.StatusRequestEntityTooLarge, "bad_data", fmt.Errorf("body larger than %d bytes", h.cfg.MaxBodyBytes))
+			return nil, false
+		}
+		writeErr(w, http.StatusBadRequest, "bad_data", fmt.Errorf("read body: %w", err))
+		return nil, false
+	}
+	return b, true
+}
+
+func (h *Hook) handleEvent(w http.ResponseWriter, r *http.Request) {
+	format := r.PathValue("format")
+	if format == "" {
+		format = FormatGeneric
+	}
+	if format == FormatGitHub {
+		switch ev := r.Header.Get("X-GitHub-Event"); ev {
+		case "ping":
+			writeJSON(w, http.StatusOK, map[string]string{"message": "pong"})
+			return
+		case "", "deployment_status":
+		default:
+			writeJSON(w, http.StatusAccepted, map[string]string{"message": fmt.Sprintf("ignored GitHub event %q: only deployment_status is recorded", ev)})
+			return
+		}
+	}
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	d, err := Decode(format, body, r.URL.Query(), h.now())
+	if err != nil {
+		h.events.WithLabelValues(metricFormat(format), "rejected").Inc()
+		writeErr(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	rec, created, err := h.RecordDeployment(r.Context(), d)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err)
+		return
+	}
+	code, result := http.StatusOK, "updated"
+	if created {
+		code, result = http.StatusCreated, "recorded"
+	}
+	h.events.WithLabelValues(format, result).Inc()
+	w.Header().Set("Location", "/api/v1/deployments/"+rec.ID)
+	writeJSON(w, code, rec)
+}
+
+// metricFormat bounds the format label to the known formats.
+func metricFormat(f string) string {
+	for _, k := range Formats {
+		if k == f {
+			return f
+		}
+	}
+	return "unknown"
+}
+
+func limitParam(r *http.Request, def int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid parameter \"limit\": %q is not a positive number", v)
+	}
+	return n, nil
+}
+
+func (h *Hook) handleList(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	q := r.URL.Query()
+	out := h.store.List(q.Get("service"), q.Get("environment"), limit)
+	if out == nil {
+		out = []Deployment{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Hook) handleGetDeployment(w http.ResponseWriter, r *http.Request) {
+	d, ok := h.store.Get(r.PathValue("id"))
+	if !ok {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Errorf("no deployment %q", r.PathValue("id")))
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// verifyStatus is the answer of the verify endpoints. Phase is "running"
+// until the verdict is final, then the decision: it is what Spinnaker's
+// webhook stage polls and Argo Rollouts' web metric reads.
+type verifyStatus struct {
+	ID        string           `json:"id"`
+	Phase     string           `json:"phase"`
+	Decision  verdict.Decision `json:"decision"`
+	Final     bool             `json:"final"`
+	Score     float64          `json:"score"`
+	StatusURL string           `json:"statusUrl"`
+	Verdict   *verdict.Verdict `json:"verdict,omitempty"`
+}
+
+func (j *job) status() verifyStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s := verifyStatus{ID: j.ID, Phase: "running", Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.ID}
+	if j.latest != nil {
+		v := *j.latest
+		s.Verdict, s.Decision, s.Score, s.Final = &v, v.Decision, v.Score, v.Final
+		if v.Final {
+			s.Phase = string(v.Decision)
+		}
+	}
+	return s
+}
+
+// decodeVerify reads a verify request from the JSON body and/or the query
+// string (service, environment, version, baseline, window).
+func (h *Hook) decodeVerify(w http.ResponseWriter, r *http.Request) (VerifyRequest, bool) {
+	var vr VerifyRequest
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return vr, false
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := unmarshal("verify", body, &vr, true); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return vr, false
+		}
+	}
+	q := r.URL.Query()
+	for k, dst := range map[string]*string{"service": &vr.Service, "environment": &vr.Environment, "version": &vr.Version, "baseline": &vr.Baseline, "window": &vr.Window} {
+		if v := q.Get(k); v != "" && *dst == "" {
+			*dst = v
+		}
+	}
+	return vr, true
+}
+
+func (h *Hook) handleVerify(w http.ResponseWriter, r *http.Request) {
+	vr, ok := h.decodeVerify(w, r)
+	if !ok {
+		return
+	}
+	h.startAndAnswer(w, r, vr)
+}
+
+func (h *Hook) startAndAnswer(w http.ResponseWriter, r *http.Request, vr VerifyRequest) {
+	j, created, err := h.StartVerification(r.Context(), vr)
+	if err != nil {
+		var re requestError
+		if errors.As(err, &re) {
+			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+		if j == nil {
+			writeErr(w, http.StatusInternalServerError, "internal", err)
+			return
+		}
+		h.logger.Warn("Verification evaluation failed", "id", j.ID, "err", err)
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	w.Header().Set("Location", "/api/v1/verify/"+j.ID)
+	writeJSON(w, code, j.status())
+}
+
+func (h *Hook) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
+	j, err := h.Get(r.Context(), r.PathValue("id"))
+	if j == nil {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Errorf("no verification %q (verifications are kept in memory for a day; verdicts under /api/v1/verdicts)", r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		h.logger.Warn("Verification evaluation failed", "id", j.ID, "err", err)
+	}
+	writeJSON(w, http.StatusOK, j.status())
+}
+
+// handleGate is the webhook gate for Flagger (and any tool that reads the
+// HTTP status): it accepts Flagger's webhook payload or a verify request
+// and answers 200 to go on and 412 to halt. ?type= says which question is
+// asked: rollout (default; halt only on rollback), confirm-promotion (go
+// only on promote) or rollback (200 means roll back now).
+func (h *Hook) handleGate(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	var vr VerifyRequest
+	var probe map[string]json.RawMessage
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := json.Unmarshal(body, &probe); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_data", fmt.Errorf("hook payload: %w", err))
+			return
+		}
+	}
+	if _, isFlagger := probe["name"]; isFlagger && probe["service"] == nil {
+		var fe flaggerEvent
+		if err := unmarshal(FormatFlagger, body, &fe, false); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+		vr = VerifyRequest{Service: first(fe.Metadata["service"], fe.Name), Environment: fe.Metadata["environment"],
+			Version: fe.Metadata["version"], Baseline: fe.Metadata["baseline"], Window: fe.Metadata["window"]}
+	} else if len(probe) > 0 {
+		if err := unmarshal("verify", body, &vr, true); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+	}
+	q := r.URL.Query()
+	for k, dst := range map[string]*string{"service": &vr.Service, "environment": &vr.Environment, "version": &vr.Version, "baseline": &vr.Baseline, "window": &vr.Window} {
+		if v := q.Get(k); v != "" && *dst == "" {
+			*dst = v
+		}
+	}
+	j, _, err := h.StartVerification(r.Context(), vr)
+	if err != nil {
+		var re requestError
+		if errors.As(err, &re) || j == nil {
+			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+	}
+	st := j.status()
+	var goOn bool
+	switch t := q.Get("type"); t {
+	case "", "rollout", "pre-rollout":
+		goOn = st.Decision != verdict.Rollback
+	case "confirm-promotion", "confirm-rollout":
+		goOn = st.Final && st.Decision == verdict.Promote
+	case "rollback":
+		goOn = st.Decision == verdict.Rollback
+	default:
+		writeErr(w, http.StatusBadRequest, "bad_data", fmt.Errorf("type %q is not rollout, pre-rollout, confirm-promotion, confirm-rollout or rollback", t))
+		return
+	}
+	code := http.StatusOK
+	if !goOn {
+		code = http.StatusPreconditionFailed
+	}
+	w.Header().Set("Location", "/api/v1/verify/"+j.ID)
+	writeJSON(w, code, st)
+}
+
+func (h *Hook) handleVerdicts(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r, 20)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	out := h.Verdicts(r.URL.Query().Get("service"), limit)
+	if out == nil {
+		out = []verdict.Verdict{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleRollback performs the service's rollback actions for a deployment
+// now. It needs the bearer token.
+func (h *Hook) handleRollback(w http.ResponseWriter, r *http.Request) {
+	ok, configured := h.authorized(r.Header.Get("Authorization"))
+	if !configured {
+		writeErr(w, http.StatusForbidden, "forbidden", errors.New("rollback actions are off: set deploy.bearer_token_file"))
+		return
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("a valid bearer token is required"))
+		return
+	}
+	d, found := h.store.Get(r.PathValue("id"))
+	if !found {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Errorf("no deployment %q", r.PathValue("id")))
+		return
+	}
+	if h.catalog == nil {
+		writeErr(w, http.StatusConflict, "no_action", errors.New("no catalog configured (deploy.catalog): no rollback action is known"))
+		return
+	}
+	svc, inCat := h.catalog.Service(d.Service, d.Environment)
+	if !inCat {
+		writeErr(w, http.StatusConflict, "no_action", fmt.Errorf("service %q is not in the catalog", d.Service))
+		return
+	}
+	v := verdict.Verdict{Service: d.Service, Environment: d.Environment, Version: d.Version, Baseline: d.PreviousVersion}
+	v.Decision, v.Reason = verdict.Rollback, "manual rollback through the API"
+	recs := h.rollback(r.Context(), svc, d.ID, v)
+	if len(recs) == 0 {
+		writeErr(w, http.StatusConflict, "no_action", fmt.Errorf("service %q has no rollback action this Vigil can perform", d.Service))
+		return
+	}
+	writeJSON(w, http.StatusOK, recs)
+}
