@@ -107,9 +107,10 @@ type Verdict struct {
 
 // Config configures the engine.
 type Config struct {
-	// Step is the resolution of the samples (default 10s).
+	// Step is the resolution of the samples (default 15s, the span
+	// metrics' flush interval).
 	Step time.Duration
-	// RateWindow is what $rate stands for (default 30s).
+	// RateWindow is what $rate stands for in custom signals (default 1m).
 	RateWindow time.Duration
 	Policy     Policy
 	// LinkBase is the external URL of Vigil, for the PromQL links in evidence.
@@ -126,10 +127,10 @@ type Engine struct {
 // New builds an engine. ev may be nil (no log or trace evidence).
 func New(cfg Config, q Querier, ev Evidence) (*Engine, error) {
 	if cfg.Step <= 0 {
-		cfg.Step = 10 * time.Second
+		cfg.Step = 15 * time.Second
 	}
 	if cfg.RateWindow <= 0 {
-		cfg.RateWindow = 30 * time.Second
+		cfg.RateWindow = time.Minute
 	}
 	if cfg.Policy == (Policy{}) {
 		cfg.Policy = DefaultPolicy()
@@ -153,11 +154,11 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 		return Verdict{}, err
 	}
 	step := e.cfg.Step
-	// The first sample is one rate window after the start, so that every
-	// sample covers the new version only.
-	from := req.Start.Add(e.cfg.RateWindow).Truncate(time.Second)
+	// The first canary sample is one step after the start, so that every
+	// sample covers the new version only; samples stop at the window's end.
+	from := req.Start.Add(step).Truncate(time.Second)
 	end := now
-	if lim := req.Start.Add(req.Window + e.cfg.RateWindow); end.After(lim) {
+	if lim := req.Start.Add(req.Window); end.After(lim) {
 		end = lim
 	}
 	v := Verdict{
@@ -181,28 +182,22 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 		if req.Matchers != "" {
 			svc += "," + req.Matchers
 		}
-		return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Rate: model(e.cfg.RateWindow)}
+		return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow)}
 	}
 	cv, bv := vars(req.Version), vars(req.Baseline)
 	var samples []Samples
 	if !end.Before(from) {
-		// Baseline: alongside the canary when it still has traffic, else
-		// the same length of time before the deploy.
-		bFrom, bEnd := from, end
-		rate := Render(signals[0].Query, bv)
+		// Baseline: the baseline version from one window before the deploy
+		// until now: its history and, in a canary, its pods alongside.
+		bFrom, bEnd := req.Start.Add(-req.Window), end
+		probe := Render(signals[0].Query, bv)
 		if sig := findTraffic(signals); sig != nil {
-			rate = Render(sig.Query, bv)
+			probe = Render(sig.Query, bv)
 		}
-		if got, err := e.q.QueryRange(ctx, rate, from, end, step); err != nil {
+		if got, err := e.q.QueryRange(ctx, probe, from, end, step); err != nil {
 			return v, fmt.Errorf("baseline traffic: %w", err)
-		} else if len(got) < e.cfg.Policy.MinSamples {
-			v.BaselineMode = "before"
-			span := end.Sub(from)
-			if span < time.Duration(e.cfg.Policy.MinSamples)*step {
-				span = req.Window
-			}
-			bEnd = req.Start
-			bFrom = bEnd.Add(-span)
+		} else if sum(got) == 0 {
+			v.BaselineMode = "before" // a rolling update replaced it
 		}
 		for _, sig := range signals {
 			sig = sig.withDefaults()
@@ -220,7 +215,9 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 			}
 			samples = append(samples, s)
 		}
-		v.Judgement = Judge(e.cfg.Policy, samples, Progress{Elapsed: elapsed, Window: req.Window.Seconds(), Step: step.Seconds()})
+		v.Judgement = Judge(e.cfg.Policy, samples, Progress{
+			Elapsed: elapsed, Window: req.Window.Seconds(), Step: step.Seconds(), Overlap: 1,
+		})
 		for i := range v.Judgement.Signals {
 			sig := samples[i].Signal
 			r := &v.Judgement.Signals[i]

@@ -106,6 +106,10 @@ type Progress struct {
 	Elapsed, Window float64 // seconds
 	// Step is the seconds between samples.
 	Step float64
+	// Overlap is how many samples each observation appears in (the rate
+	// window over the step, at least 1): overlapping windows make samples
+	// correlated, so the test's variance is inflated by this factor.
+	Overlap float64
 }
 
 // Judge decides from the samples. It is deterministic: the same samples give
@@ -135,11 +139,11 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 				r.Status, r.Reason = StatusPass, "no critical alert fired"
 			}
 		case KindTraffic:
-			mc := mean(s.Canary)
+			// Samples are requests per step.
 			if len(s.Canary) > 0 {
-				r.Canary = ptr(mc)
-				reqRate = mc
-				requests = mc * prog.Elapsed
+				r.Canary = ptr(mean(s.Canary))
+				requests = sum(s.Canary)
+				reqRate = requests / math.Max(prog.Elapsed, prog.Step)
 			}
 			if len(s.Baseline) > 0 {
 				r.Baseline = ptr(mean(s.Baseline))
@@ -151,7 +155,7 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 			}
 		default:
 			r.Direction, r.Weight = sig.Direction, sig.Weight
-			judgeCompare(p, sig, s, &r, final)
+			judgeCompare(p, sig, s, &r, final, math.Max(prog.Overlap, 1))
 			if r.Status != StatusNoData {
 				wTotal += sig.Weight
 			}
@@ -216,7 +220,7 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	return j
 }
 
-func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool) {
+func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, overlap float64) {
 	c, b := finite(s.Canary), finite(s.Baseline)
 	r.Samples = [2]int{len(c), len(b)}
 	if len(c) > 0 {
@@ -247,7 +251,8 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool) 
 		sign = -1
 		x, y = negate(c), negate(b)
 	}
-	_, pv := MannWhitney(x, y)
+	_, z := mannWhitneyZ(x, y)
+	pv := pUpper(z / math.Sqrt(overlap))
 	mc, mb := mean(c), mean(b)
 	worse := sign * (mc - mb)
 	allowed := math.Max(sig.Tolerance*math.Abs(mb), sig.Floor)
@@ -263,7 +268,7 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool) 
 		r.EffectSize = ptr(effect)
 	}
 	// Standard error of the difference of means, for the promotion bound.
-	se := math.Sqrt(variance(c)/float64(len(c)) + variance(b)/float64(len(b)))
+	se := math.Sqrt(overlap * (variance(c)/float64(len(c)) + variance(b)/float64(len(b))))
 	switch {
 	case pv < p.Alpha && worse > allowed:
 		r.Status = StatusFail
@@ -314,6 +319,16 @@ func mean(v []float64) float64 {
 		s += x
 	}
 	return s / float64(len(v))
+}
+
+func sum(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			s += x
+		}
+	}
+	return s
 }
 
 func variance(v []float64) float64 {

@@ -12,6 +12,21 @@ import (
 // than y". With no variation at all (every value tied) p is 1 when the
 // samples are equal in rank terms. It needs at least one value on each side.
 func MannWhitney(x, y []float64) (u, p float64) {
+	u, z := mannWhitneyZ(x, y)
+	return u, pUpper(z)
+}
+
+// pUpper is the one-sided p-value of a standard normal z.
+func pUpper(z float64) float64 {
+	if math.IsNaN(z) {
+		return math.NaN()
+	}
+	return 0.5 * math.Erfc(z/math.Sqrt2)
+}
+
+// mannWhitneyZ returns U for x and the continuity-corrected z of "x is
+// greater" (-Inf when every value is tied, so that p is 1).
+func mannWhitneyZ(x, y []float64) (u, z float64) {
 	nx, ny := len(x), len(y)
 	if nx == 0 || ny == 0 {
 		return math.NaN(), math.NaN()
@@ -59,8 +74,7 @@ func MannWhitney(x, y []float64) (u, p float64) {
 	mean := fx * fy / 2
 	variance := fx * fy / 12 * ((n + 1) - tieSum/(n*(n-1)))
 	if variance <= 0 {
-		return u, 1 // everything tied: no evidence either way
+		return u, math.Inf(-1) // everything tied: no evidence either way (p = 1)
 	}
-	z := (u - mean - 0.5) / math.Sqrt(variance)
-	return u, 0.5 * math.Erfc(z/math.Sqrt2)
+	return u, (u - mean - 0.5) / math.Sqrt(variance)
 }

@@ -69,7 +69,7 @@ func (s Signal) Validate() error {
 	if s.Query == "" {
 		return fmt.Errorf("signal %s: query is required", s.Name)
 	}
-	expr := Render(s.Query, Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Rate: "1m"})
+	expr := Render(s.Query, Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m"})
 	if _, err := parser.NewParser(parser.Options{}).ParseExpr(expr); err != nil {
 		return fmt.Errorf("signal %s: query %q: %w", s.Name, s.Query, err)
 	}
@@ -106,32 +106,37 @@ func (s Signal) withDefaults() Signal {
 type Vars struct {
 	Selector string // $selector
 	Service  string // $service
+	Step     string // $step
 	Rate     string // $rate
 }
 
 // Render substitutes the placeholders of a signal query.
 func Render(query string, v Vars) string {
-	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$rate", v.Rate).Replace(query)
+	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate).Replace(query)
 }
 
-func f(v float64) *float64 { return &v }
-
 // DefaultSignals are the RED signals of the span metrics, the log error
-// ratio and firing critical alerts.
+// ratio and firing critical alerts. Each sample is the change of the
+// counters over one step (x - x offset $step), so samples do not overlap
+// and are independent, as the test assumes; a step with no new data gives
+// no sample.
 func DefaultSignals() []Signal {
 	server := fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
-	calls := fmt.Sprintf(`sum(rate(%s{%s}[$rate]))`, semconv.SpanCalls, server)
-	errs := fmt.Sprintf(`sum(rate(%s{%s,%s=%q}[$rate]))`, semconv.SpanCalls, server, semconv.LabelStatusCode, semconv.StatusError)
-	quantile := func(q float64) string {
-		return fmt.Sprintf(`histogram_quantile(%g, sum(rate(%s{%s}[$rate])))`, q, semconv.SpanDuration, server)
+	delta := func(metric, sel string) string {
+		return fmt.Sprintf(`(sum(%s{%s}) - sum(%s{%s} offset $step))`, metric, sel, metric, sel)
 	}
-	logErrs := fmt.Sprintf(`sum(rate(%s{$selector,%s=~"error|fatal"}[$rate]))`, semconv.LogRecords, semconv.LabelSeverity)
+	calls := delta(semconv.SpanCalls, server)
+	errs := delta(semconv.SpanCalls, fmt.Sprintf(`%s,%s=%q`, server, semconv.LabelStatusCode, semconv.StatusError))
+	quantile := func(q float64) string {
+		return fmt.Sprintf(`histogram_quantile(%g, %s)`, q, delta(semconv.SpanDuration, server))
+	}
+	logErrs := delta(semconv.LogRecords, fmt.Sprintf(`$selector,%s=~"error|fatal"`, semconv.LabelSeverity))
 	return []Signal{
 		{Name: "request_rate", Kind: KindTraffic, Query: calls},
-		{Name: "error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / %s`, errs, calls), Tolerance: 0.25, Floor: 0.005, Weight: 2},
+		{Name: "error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, errs, calls), Tolerance: 0.25, Floor: 0.005, Weight: 2},
 		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.15, Floor: 0.002},
 		{Name: "latency_p99", Query: quantile(0.99), Tolerance: 0.25, Floor: 0.005},
-		{Name: "log_error_ratio", Query: fmt.Sprintf(`%s / %s`, logErrs, calls), Tolerance: 0.25, Floor: 0.005},
+		{Name: "log_error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, logErrs, calls), Tolerance: 0.25, Floor: 0.005},
 		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},
 	}
 }

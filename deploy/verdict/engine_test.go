@@ -1,0 +1,155 @@
+package verdict
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEvaluate(t *testing.T) {
+	db := newTestDB(t)
+	t0 := time.Now().Add(-20 * time.Minute).Truncate(time.Minute) // the deploy
+	end := t0.Add(10 * time.Minute)
+	before := t0.Add(-10 * time.Minute)
+	healthy := func(v string, from, to time.Time) traffic {
+		return traffic{version: v, from: from, to: to, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.01}
+	}
+	type want struct {
+		decision Decision
+		failing  []string
+		mode     string
+		reason   string
+	}
+	max := 0.05
+	tests := []struct {
+		name    string
+		traffic []traffic
+		alert   string // severity of an alert firing during the canary
+		at      time.Duration
+		window  time.Duration
+		signals []Signal
+		want    want
+	}{
+		{
+			name:    "healthy canary is promoted at the end of the window",
+			traffic: []traffic{healthy("v1", before, end), healthy("v2", t0, end)},
+			at:      5 * time.Minute, window: 3 * time.Minute,
+			want: want{decision: Promote, mode: "concurrent"},
+		},
+		{
+			name: "ten times the errors rolls back",
+			traffic: []traffic{healthy("v1", before, end),
+				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3, logErrs: 0.01}},
+			at: 2 * time.Minute, window: 10 * time.Minute,
+			want: want{decision: Rollback, failing: []string{"error_ratio"}},
+		},
+		{
+			name: "four times slower rolls back",
+			traffic: []traffic{healthy("v1", before, end),
+				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.01, latBucket: -1, logErrs: 0.01}},
+			at: 2 * time.Minute, window: 10 * time.Minute,
+			want: want{decision: Rollback, failing: []string{"latency_p50", "latency_p99"}},
+		},
+		{
+			name: "more error logs per request roll back",
+			traffic: []traffic{healthy("v1", before, end),
+				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.2}},
+			at: 2 * time.Minute, window: 10 * time.Minute,
+			want: want{decision: Rollback, failing: []string{"log_error_ratio"}},
+		},
+		{
+			name:    "no canary traffic is inconclusive",
+			traffic: []traffic{healthy("v1", before, end)},
+			at:      2 * time.Minute, window: 5 * time.Minute,
+			want: want{decision: Inconclusive, reason: "no canary traffic"},
+		},
+		{
+			name:    "rolling update compares with the baseline before the deploy",
+			traffic: []traffic{healthy("v1", before, t0), healthy("v2", t0, end)},
+			at:      5 * time.Minute, window: 3 * time.Minute,
+			want: want{decision: Promote, mode: "before"},
+		},
+		{
+			name:    "a critical alert rolls back at once",
+			traffic: []traffic{healthy("v1", before, end), healthy("v2", t0, end)},
+			alert:   "critical",
+			at:      time.Minute, window: 10 * time.Minute,
+			want: want{decision: Rollback, failing: []string{"critical_alerts"}},
+		},
+		{
+			name:    "a warning alert does not",
+			traffic: []traffic{healthy("v1", before, end), healthy("v2", t0, end)},
+			alert:   "warning",
+			at:      5 * time.Minute, window: 3 * time.Minute,
+			want: want{decision: Promote},
+		},
+		{
+			name: "an absolute SLO bound breaks even when the baseline is as bad",
+			traffic: []traffic{{version: "v1", from: before, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3},
+				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3}},
+			at: 2 * time.Minute, window: 10 * time.Minute,
+			signals: append(DefaultSignals(), Signal{Name: "slo_availability", Query: DefaultSignals()[1].Query, Max: &max}),
+			want:    want{decision: Rollback, failing: []string{"slo_availability"}},
+		},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := "svc" + string(rune('a'+i))
+			db.write(t, svc, uint64(i+1), tc.traffic...)
+			if tc.alert != "" {
+				db.alert(t, svc, tc.alert, t0.Add(30*time.Second), end)
+			}
+			e, err := New(Config{LinkBase: "http://vigil:9400"}, db, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := Request{Service: svc, Environment: "production", Version: "v2", Baseline: "v1", Start: t0, Window: tc.window, Signals: tc.signals}
+			v, err := e.Evaluate(context.Background(), req, t0.Add(tc.at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Decision != tc.want.decision {
+				t.Fatalf("decision = %s (%s), want %s\n%s", v.Decision, v.Reason, tc.want.decision, describe(v))
+			}
+			var failing []string
+			for _, s := range v.Signals {
+				if s.Status == StatusFail {
+					failing = append(failing, s.Name)
+				}
+				if s.Query == "" || !strings.Contains(s.Link, "/api/v1/query_range?") {
+					t.Errorf("signal %s has no query or link: %+v", s.Name, s)
+				}
+			}
+			if strings.Join(failing, ",") != strings.Join(tc.want.failing, ",") {
+				t.Errorf("failing signals = %v, want %v\n%s", failing, tc.want.failing, describe(v))
+			}
+			if tc.want.mode != "" && v.BaselineMode != tc.want.mode {
+				t.Errorf("baseline mode = %s, want %s", v.BaselineMode, tc.want.mode)
+			}
+			if tc.want.reason != "" && !strings.Contains(v.Reason+describe(v), tc.want.reason) {
+				t.Errorf("reason %q does not mention %q", v.Reason, tc.want.reason)
+			}
+			if v.Decision == Inconclusive && !v.Final && v.NeedSecs <= 0 {
+				t.Errorf("inconclusive without saying how long to wait: %+v", v.Judgement)
+			}
+			// Deterministic: the same data gives the same verdict.
+			again, err := e.Evaluate(context.Background(), req, t0.Add(tc.at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if describe(again) != describe(v) {
+				t.Errorf("second evaluation differs:\n%s\n%s", describe(v), describe(again))
+			}
+		})
+	}
+}
+
+func describe(v Verdict) string {
+	var b strings.Builder
+	b.WriteString(string(v.Decision) + " " + v.Reason + "\n")
+	for _, s := range v.Signals {
+		b.WriteString("  " + s.Name + " " + s.Status + ": " + s.Reason + "\n")
+	}
+	return b.String()
+}
