@@ -45,6 +45,17 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", s.path, err)
 	}
+	// A torn last line (no newline) is cut off so that the next record
+	// starts on a line of its own.
+	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
+		if logger != nil {
+			logger.Warn("Dropping a torn last line of the deployments file", "file", s.path, "bytes", len(b)-i-1)
+		}
+		b = b[:i+1]
+		if err := os.Truncate(s.path, int64(len(b))); err != nil {
+			return nil, fmt.Errorf("truncate torn line of %s: %w", s.path, err)
+		}
+	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -130,11 +141,18 @@ func merge(old *Deployment, n Deployment) {
 			*dst = v
 		}
 	}
-	set(&old.Namespace, n.Namespace)
-	set(&old.PreviousVersion, n.PreviousVersion)
-	set(&old.Pipeline, n.Pipeline)
-	set(&old.Commit, n.Commit)
-	set(&old.Strategy, n.Strategy)
+	keep := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	// What identifies the deployment (and labels its series) is kept from
+	// the first event; its state follows the latest.
+	keep(&old.Namespace, n.Namespace)
+	keep(&old.PreviousVersion, n.PreviousVersion)
+	keep(&old.Pipeline, n.Pipeline)
+	keep(&old.Commit, n.Commit)
+	keep(&old.Strategy, n.Strategy)
 	set(&old.Status, n.Status)
 	set(&old.URL, n.URL)
 	if n.FinishedAt != nil {

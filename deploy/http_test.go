@@ -1,0 +1,277 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/internal/memstore"
+	"github.com/vigilhq/vigil/query"
+	"github.com/vigilhq/vigil/storage"
+)
+
+type testServer struct {
+	*httptest.Server
+	hook *Hook
+	mem  *memstore.Store
+}
+
+// newTestServer runs the hook's API over Vigil's real (empty) storage and
+// PromQL engine; series go to an in-memory store.
+func newTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	scfg := storage.DefaultConfig()
+	scfg.Path = t.TempDir()
+	st, err := storage.Open(scfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng, err := query.NewEngine(query.DefaultConfig(), "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memstore.New()
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: mem, Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	mux := http.NewServeMux()
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &testServer{Server: srv, hook: h, mem: mem}
+}
+
+type reply struct {
+	code   int
+	header http.Header
+	Status string          `json:"status"`
+	Data   json.RawMessage `json:"data"`
+	Error  string          `json:"error"`
+}
+
+func call(t *testing.T, method, url, body string, header ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{code: resp.StatusCode, header: resp.Header}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s %s: %d, not JSON: %s", method, url, resp.StatusCode, b)
+	}
+	return r
+}
+
+func TestDeploymentsAPI(t *testing.T) {
+	s := newTestServer(t, DefaultConfig())
+	for _, f := range Formats {
+		body, _ := os.ReadFile(filepath.Join("testdata", f+".json"))
+		path := "/api/v1/deployments/" + f
+		if f == FormatFlagger {
+			path += "?version=v2.4.0&environment=production"
+		}
+		r := call(t, "POST", s.URL+path, string(body), "X-GitHub-Event", "deployment_status")
+		if r.code != http.StatusCreated && r.code != http.StatusOK {
+			t.Errorf("%s: %d %s", f, r.code, r.Error)
+		}
+	}
+	// The five events describe one deployment: the first created it.
+	r := call(t, "GET", s.URL+"/api/v1/deployments?service=checkout", "")
+	var list []Deployment
+	if err := json.Unmarshal(r.Data, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Version != "v2.4.0" || list[0].PreviousVersion != "v2.3.1" || list[0].FinishedAt == nil {
+		t.Fatalf("deployments = %+v", list)
+	}
+	if r := call(t, "GET", s.URL+"/api/v1/deployments/"+list[0].ID, ""); r.code != 200 {
+		t.Errorf("GET by id: %d", r.code)
+	}
+	if r := call(t, "GET", s.URL+"/api/v1/deployments/nope", ""); r.code != 404 {
+		t.Errorf("GET unknown id: %d", r.code)
+	}
+	// Bad payloads: 400 naming the field.
+	for path, body := range map[string]string{
+		"/api/v1/deployments":         `{"version":"v2"}`,
+		"/api/v1/deployments/flagger": `{"name":"checkout","phase":"Progressing"}`,
+		"/api/v1/deployments/nope":    `{}`,
+	} {
+		r := call(t, "POST", s.URL+path, body)
+		if r.code != 400 || r.Status != "error" || r.Error == "" {
+			t.Errorf("POST %s %s: %d %q", path, body, r.code, r.Error)
+		}
+	}
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/github", `{}`, "X-GitHub-Event", "ping"); r.code != 200 {
+		t.Errorf("GitHub ping: %d", r.code)
+	}
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/github", `{}`, "X-GitHub-Event", "push"); r.code != 202 {
+		t.Errorf("GitHub push: %d", r.code)
+	}
+	big := `{"service":"` + strings.Repeat("a", 2<<20) + `"}`
+	if r := call(t, "POST", s.URL+"/api/v1/deployments", big); r.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d", r.code)
+	}
+	// The deployment is a series: info and the start marker (0 then the start).
+	info := `{__name__="vigil_deployment_info", commit="9f2c1e4b7a", environment="production", namespace="shop", pipeline="github-actions:shop/checkout:deploy", previous_version="v2.3.1", service="checkout", strategy="canary", version="v2.4.0"}`
+	if smp, ok := s.mem.Last(info); !ok || smp.V != 1 {
+		t.Errorf("no %s; series: %v", info, s.mem.Series())
+	}
+	if n := len(s.mem.Select("vigil_deployment_info")); n != 1 {
+		t.Errorf("%d vigil_deployment_info series for one deployment, want 1: %v", n, s.mem.Series())
+	}
+	started := `{__name__="vigil_deployment_started_timestamp_seconds", environment="production", namespace="shop", service="checkout", version="v2.4.0"}`
+	if smp, ok := s.mem.Last(started); !ok || smp.V != float64(time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).Unix()) {
+		t.Errorf("%s = %+v", started, smp)
+	}
+}
+
+func TestVerifyContract(t *testing.T) {
+	s := newTestServer(t, DefaultConfig())
+	call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1"}`)
+
+	// Start: 201 with a Location to poll (Spinnaker's webhook stage), phase
+	// running until final; a second identical POST returns the same job.
+	r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"checkout","version":"v2","window":"5m"}`)
+	if r.code != http.StatusCreated {
+		t.Fatalf("verify: %d %s", r.code, r.Error)
+	}
+	var st verifyStatus
+	if err := json.Unmarshal(r.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != "running" || st.Decision != "inconclusive" || st.Verdict == nil || st.Verdict.Baseline != "v1" || st.Verdict.NeedSecs <= 0 {
+		t.Errorf("status = %+v", st)
+	}
+	if loc := r.header.Get("Location"); loc != "/api/v1/verify/"+st.ID {
+		t.Errorf("Location = %q", loc)
+	}
+	if r2 := call(t, "POST", s.URL+"/api/v1/verify?service=checkout&version=v2&window=5m", ``); r2.code != http.StatusOK || !strings.Contains(string(r2.Data), st.ID) {
+		t.Errorf("repeated verify: %d %s", r2.code, r2.Data)
+	}
+	// Poll (Argo Rollouts' web metric reads $.data.phase / $.data.decision).
+	r = call(t, "GET", s.URL+"/api/v1/verify/"+st.ID, "")
+	var polled map[string]any
+	_ = json.Unmarshal(r.Data, &polled)
+	if r.code != 200 || polled["phase"] != "running" || polled["decision"] != "inconclusive" {
+		t.Errorf("poll: %d %v", r.code, polled)
+	}
+	if r := call(t, "GET", s.URL+"/api/v1/verify/unknown", ""); r.code != 404 {
+		t.Errorf("unknown verification: %d", r.code)
+	}
+	// Requests that cannot be served: 400 naming what is missing.
+	for body, want := range map[string]string{
+		`{"version":"v2"}`:                                                              "service: missing",
+		`{"service":"checkout"}`:                                                        "version: missing",
+		`{"service":"cart","version":"v9"}`:                                             "baseline: missing",
+		`{"service":"checkout","version":"v2","window":"soon"}`:                         "window",
+		`{"service":"checkout","version":"v2","bogus":1}`:                               "unknown field",
+		`{"service":"checkout","version":"v2","signals":[{"name":"x","query":"sum("}]}`: "signal x",
+	} {
+		r := call(t, "POST", s.URL+"/api/v1/verify", body)
+		if r.code != 400 || !strings.Contains(r.Error, want) {
+			t.Errorf("verify %s: %d %q, want 400 naming %q", body, r.code, r.Error, want)
+		}
+	}
+	// Flagger's webhooks: 200 to go on, non-200 to halt.
+	flagger := `{"name":"checkout","namespace":"shop","phase":"Progressing","metadata":{"version":"v2","baseline":"v1","environment":"production"}}`
+	for typ, want := range map[string]int{"": 200, "rollout": 200, "confirm-promotion": 412, "rollback": 412} {
+		r := call(t, "POST", s.URL+"/api/v1/hooks/verdict?type="+typ, flagger)
+		if r.code != want {
+			t.Errorf("flagger %q hook: %d %s, want %d", typ, r.code, r.Error, want)
+		}
+	}
+	if r := call(t, "POST", s.URL+"/api/v1/hooks/verdict?type=maybe", flagger); r.code != 400 {
+		t.Errorf("unknown hook type: %d", r.code)
+	}
+	r = call(t, "GET", s.URL+"/api/v1/verdicts?service=checkout", "")
+	if r.code != 200 || !strings.Contains(string(r.Data), `"service":"checkout"`) {
+		t.Errorf("verdicts: %d %s", r.code, r.Data)
+	}
+}
+
+func TestRollbackEndpoint(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, r.Header.Get("Authorization")+" "+string(b))
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hookToken := write("hook-token", "spinnaker-secret\n")
+	cat := write("catalog.yml", `
+defaults: {environment: production, namespace: shop}
+services:
+  - name: checkout
+    rollback:
+      webhook: {url: "`+hook.URL+`", bearer_token_file: "`+hookToken+`"}
+`)
+	cfg := DefaultConfig()
+	cfg.Catalog = cat
+	cfg.BearerTokenFile = write("token", "s3cret")
+	s := newTestServer(t, cfg)
+	r := call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1"}`)
+	var d Deployment
+	_ = json.Unmarshal(r.Data, &d)
+
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", ""); r.code != 401 {
+		t.Errorf("without token: %d", r.code)
+	}
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer wrong"); r.code != 401 {
+		t.Errorf("wrong token: %d", r.code)
+	}
+	r = call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer s3cret")
+	if r.code != 200 {
+		t.Fatalf("rollback: %d %s", r.code, r.Error)
+	}
+	mu.Lock()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "Bearer spinnaker-secret ") || !strings.Contains(got[0], `"rollbackTo":"v1"`) {
+		t.Errorf("webhook received %q", got)
+	}
+	mu.Unlock()
+	// The action is recorded with the deployment.
+	rec, _ := s.hook.Store().Get(d.ID)
+	if len(rec.Actions) != 1 || !rec.Actions[0].OK || rec.Actions[0].Target != hook.URL {
+		t.Errorf("actions = %+v", rec.Actions)
+	}
+	_ = context.Background()
+}
+
+func TestRollbackNeedsTokenConfigured(t *testing.T) {
+	s := newTestServer(t, DefaultConfig())
+	r := call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","version":"v2"}`)
+	var d Deployment
+	_ = json.Unmarshal(r.Data, &d)
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer x"); r.code != 403 {
+		t.Errorf("rollback without deploy.bearer_token_file: %d, want 403", r.code)
+	}
+}
