@@ -17,6 +17,7 @@ import (
 	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/spanmetrics"
 	"github.com/vigilhq/vigil/collector/streamaggr"
+	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/internal/yamlconf"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
@@ -33,6 +34,7 @@ type Config struct {
 	StreamAggregation []streamaggr.RuleConfig `yaml:"stream_aggregation"`
 	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
 	LogMetrics        logmetrics.Config       `yaml:"log_metrics"`
+	Deploy            deploy.Config           `yaml:"deploy"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -69,6 +71,7 @@ func DefaultConfig() Config {
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
 		LogMetrics:  logmetrics.DefaultConfig(),
+		Deploy:      deploy.DefaultConfig(),
 	}
 }
 
@@ -106,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.LogMetrics.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("log_metrics.%w", err))
+	}
+	if err := c.Deploy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("deploy.%w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
@@ -46,13 +47,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.UsageWriter(stderr)
 	app.ErrorWriter(stderr)
 	app.HelpFlag.Short('h')
-	app.Version(version.Print("vigil"))
+	// `vigil verify --version v2` names the version under test, so the
+	// global --version flag is left out of that command's parse.
+	verifying := slices.Contains(args, "verify")
+	if !verifying {
+		app.Version(version.Print("vigil"))
+	}
 
 	var commands []command
 	commands = append(commands,
 		newServeCommand(app, stdout, stderr),
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
+		newVerifyCommand(app, stdout, stderr, verifying),
 		newVersionCommand(app, stdout),
 	)
 

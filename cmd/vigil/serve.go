@@ -300,6 +300,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	mux.Handle("/loki/api/v1/push", lokiRcv)
 	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
+	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, stopDeploy)
 	app.Store(mux.ServeMux)
 	logger.Info("Vigil is ready to receive and answer queries")
 

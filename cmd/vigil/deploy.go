@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigilhq/vigil/collector/logmetrics"
+	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/deploy"
+	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/query"
+	"github.com/vigilhq/vigil/storage"
+)
+
+// startDeploy wires the deploy component: deployment records and the
+// verdict hook on the embedded PromQL engine, with the collector's error
+// rings as evidence. It registers the routes and returns the function that
+// stops it.
+func startDeploy(cfg Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
+	mux deploy.Mux, logger *slog.Logger, reg prometheus.Registerer,
+) (stop func(), err error) {
+	dcfg := cfg.Deploy
+	if dcfg.ExternalURL == "" {
+		dcfg.ExternalURL = "http://" + cfg.Web.ListenAddress
+	}
+	h, err := deploy.New(deploy.Options{
+		Config:     dcfg,
+		Dir:        cfg.Storage.Path,
+		Out:        store,
+		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
+		Evidence:   ringEvidence{spans: spans, logs: logs},
+		Actors:     []deploy.Actor{deploy.WebhookActor{}},
+		Logger:     logger.With("component", "deploy"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.Register(mux)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { h.Run(ctx) })
+	return func() {
+		cancel()
+		wg.Wait()
+		if err := h.Close(); err != nil {
+			logger.Warn("Closing the deployments file failed", "err", err)
+		}
+	}, nil
+}
+
+// ringEvidence reads the collector's rings of recent error logs and traces.
+type ringEvidence struct {
+	spans *spanmetrics.Generator
+	logs  *logmetrics.Generator
+}
+
+func (r ringEvidence) ErrorLogs(service, version string, since time.Time, limit int) []verdict.LogLine {
+	var out []verdict.LogLine
+	for _, rec := range r.logs.ErrorLogs().Recent(service, version, since, limit) {
+		out = append(out, verdict.LogLine{Body: rec.Item.Body, TraceID: rec.Item.TraceID, Last: rec.At})
+	}
+	return out
+}
+
+func (r ringEvidence) ErrorTraces(service, version string, since time.Time, limit int) []verdict.TraceRef {
+	var out []verdict.TraceRef
+	for _, rec := range r.spans.ErrorTraces().Recent(service, version, since, limit) {
+		out = append(out, verdict.TraceRef{TraceID: rec.Item.TraceID, Span: rec.Item.SpanName, Message: rec.Item.StatusMessage, At: rec.At})
+	}
+	return out
+}
