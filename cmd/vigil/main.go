@@ -60,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
 		newVerifyCommand(app, stdout, stderr, verifying),
+		newDemoCommand(app, stdout, stderr),
 		newVersionCommand(app, stdout),
 	)
 

@@ -232,13 +232,9 @@ func renderVerdict(w io.Writer, v *verdict.Verdict, timedOut bool) {
 			fmt.Fprintf(w, "  %s  %s  %s\n", tr.TraceID, tr.Span, tr.Message)
 		}
 	}
-	fmt.Fprintln(w, "\nPromQL (canary):")
+	fmt.Fprintln(w, "\nPromQL of the new version's signals (links to query_range in -o json):")
 	for _, s := range v.Signals {
-		if s.Link != "" {
-			fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Link)
-		} else {
-			fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Query)
-		}
+		fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Query)
 	}
 }
 
