@@ -123,6 +123,7 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 		j                     = Judgement{Final: final}
 		critical              []string
 		failing, pending, nod []string
+		suspect               []string // pending and worse than allowed by the point estimate
 		wTotal, wPass         float64
 		requests              = math.NaN()
 		reqRate               float64
@@ -163,7 +164,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 			case StatusPass:
 				wPass += sig.Weight
 			case StatusPending:
-				if final {
+				if strings.HasPrefix(r.Reason, "suspect") {
+					suspect = append(suspect, sig.Name)
+				} else if final {
 					wPass += sig.Weight
 				}
 				pending = append(pending, sig.Name)
@@ -185,7 +188,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	switch {
 	case len(critical) > 0:
 		j.Decision, j.Reason = Rollback, fmt.Sprintf("critical: %s failed", strings.Join(critical, ", "))
-	case !enoughTraffic && !final:
+	case !enoughTraffic && final:
+		j.Decision, j.Reason = Inconclusive, fmt.Sprintf("window over with only %.0f canary requests, %.0f needed", requests, p.MinRequests)
+	case !enoughTraffic:
 		j.Decision = Inconclusive
 		j.NeedSecs = math.Ceil((p.MinRequests - requests) / math.Max(reqRate, 1e-9))
 		j.NeedSecs = math.Min(math.Max(j.NeedSecs, prog.Step), math.Max(prog.Window-prog.Elapsed, prog.Step))
@@ -200,6 +205,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	case len(pending) == 0 && !final && prog.Elapsed < float64(p.MinSamples)*prog.Step:
 		j.Decision, j.Reason = Inconclusive, "too early"
 		j.NeedSecs = float64(p.MinSamples)*prog.Step - prog.Elapsed
+	case final && len(suspect) > 0:
+		j.Decision = Inconclusive
+		j.Reason = fmt.Sprintf("window over: %s looks worse than allowed but not significantly; more traffic (a longer window) is needed", strings.Join(suspect, ", "))
 	case j.Score >= p.PassScore && (len(pending) == 0 || final):
 		j.Decision = Promote
 		j.Reason = fmt.Sprintf("no signal worse than baseline beyond tolerance (score %.2f)", j.Score)
@@ -251,11 +259,14 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 		sign = -1
 		x, y = negate(c), negate(b)
 	}
-	_, z := mannWhitneyZ(x, y)
-	pv := pUpper(z / math.Sqrt(overlap))
 	mc, mb := mean(c), mean(b)
 	worse := sign * (mc - mb)
 	allowed := math.Max(sig.Tolerance*math.Abs(mb), sig.Floor)
+	// The test asks whether the canary is worse than the baseline by more
+	// than the tolerance: the canary's samples, less what is allowed,
+	// against the baseline's.
+	_, z := mannWhitneyZ(shift(x, -allowed), y)
+	pv := pUpper(z / math.Sqrt(overlap))
 	effect := worse / math.Max(math.Abs(mb), 1e-12)
 	if mb == 0 {
 		effect = math.Inf(int(math.Copysign(1, worse)))
@@ -270,7 +281,7 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 	// Standard error of the difference of means, for the promotion bound.
 	se := math.Sqrt(overlap * (variance(c)/float64(len(c)) + variance(b)/float64(len(b))))
 	switch {
-	case pv < p.Alpha && worse > allowed:
+	case pv < p.Alpha:
 		r.Status = StatusFail
 		r.Reason = fmt.Sprintf("worse by %s (allowed %s), p=%.2g", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
 	case worse+p.Confidence*se <= allowed:
@@ -281,6 +292,9 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 		r.Reason = fmt.Sprintf("difference %s not significant (p=%.2g) but not yet bounded within %s", fmtDelta(worse, mb), pv, fmtDelta(allowed, mb))
 		if final {
 			r.Reason = fmt.Sprintf("not significantly worse (p=%.2g, difference %s)", pv, fmtDelta(worse, mb))
+		}
+		if worse > allowed {
+			r.Reason = fmt.Sprintf("suspect: worse by %s, beyond the %s allowed, but not significantly (p=%.2g)", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
 		}
 	}
 }
@@ -298,6 +312,14 @@ func finite(v []float64) []float64 {
 		if !math.IsNaN(x) && !math.IsInf(x, 0) {
 			out = append(out, x)
 		}
+	}
+	return out
+}
+
+func shift(v []float64, d float64) []float64 {
+	out := slices.Clone(v)
+	for i := range out {
+		out[i] += d
 	}
 	return out
 }

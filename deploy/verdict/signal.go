@@ -134,7 +134,7 @@ func DefaultSignals() []Signal {
 	return []Signal{
 		{Name: "request_rate", Kind: KindTraffic, Query: calls},
 		{Name: "error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, errs, calls), Tolerance: 0.25, Floor: 0.005, Weight: 2},
-		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.15, Floor: 0.002},
+		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.1, Floor: 0.002},
 		{Name: "latency_p99", Query: quantile(0.99), Tolerance: 0.25, Floor: 0.005},
 		{Name: "log_error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, logErrs, calls), Tolerance: 0.25, Floor: 0.005},
 		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+func main() {
+	cfg := Config{Policy: verdict.DefaultPolicy()}
+	flag.IntVar(&cfg.N, "n", 400, "deployments to simulate")
+	flag.Uint64Var(&cfg.Seed, "seed", 1, "random seed (runs are deterministic)")
+	flag.Float64Var(&cfg.RPS, "rps", 10, "nominal canary request rate")
+	flag.DurationVar(&cfg.Step, "step", 15*time.Second, "sample step (deploy.step)")
+	flag.DurationVar(&cfg.Window, "window", 5*time.Minute, "analysis window (deploy.window)")
+	asJSON := flag.Bool("json", false, "print the report as JSON")
+	flag.Float64Var(&cfg.Policy.Alpha, "alpha", cfg.Policy.Alpha, "policy alpha")
+	flag.Float64Var(&cfg.Policy.Confidence, "confidence", cfg.Policy.Confidence, "policy confidence (z)")
+	errTol := flag.Float64("error-tolerance", -1, "override the error ratio signals' tolerance")
+	errFloor := flag.Float64("error-floor", -1, "override the error ratio signals' floor")
+	flag.Parse()
+	if *errTol >= 0 || *errFloor >= 0 {
+		cfg.Signals = verdict.DefaultSignals()
+		for i, s := range cfg.Signals {
+			if s.Name == "error_ratio" || s.Name == "log_error_ratio" {
+				if *errTol >= 0 {
+					cfg.Signals[i].Tolerance = *errTol
+				}
+				if *errFloor >= 0 {
+					cfg.Signals[i].Floor = *errFloor
+				}
+			}
+		}
+	}
+	r := Summarise(Simulate(cfg))
+	if *asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	fmt.Printf("policy %+v, %.0f req/s canary, step %s, window %s, seed %d\n", cfg.Policy, cfg.RPS, cfg.Step, cfg.Window, cfg.Seed)
+	fmt.Print(r)
+}
