@@ -224,8 +224,30 @@ func (h *Hook) startAndAnswer(w http.ResponseWriter, r *http.Request, vr VerifyR
 	if created {
 		code = http.StatusCreated
 	}
-	w.Header().Set("Location", "/api/v1/verify/"+j.ID)
-	writeJSON(w, code, j.status())
+	st := j.status()
+	st.StatusURL = absURL(r, st.StatusURL)
+	w.Header().Set("Location", st.StatusURL)
+	writeJSON(w, code, st)
+}
+
+// absURL makes path absolute on the host the request came to, so that
+// tools polling the Location or statusUrl (Spinnaker) can follow it.
+func absURL(r *http.Request, path string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := r.Host
+	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+		host = h
+	}
+	if host == "" {
+		return path
+	}
+	return scheme + "://" + host + path
 }
 
 func (h *Hook) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
@@ -237,7 +259,9 @@ func (h *Hook) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.logger.Warn("Verification evaluation failed", "id", j.ID, "err", err)
 	}
-	writeJSON(w, http.StatusOK, j.status())
+	st := j.status()
+	st.StatusURL = absURL(r, st.StatusURL)
+	writeJSON(w, http.StatusOK, st)
 }
 
 // handleGate is the webhook gate for Flagger (and any tool that reads the
@@ -287,6 +311,7 @@ func (h *Hook) handleGate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st := j.status()
+	st.StatusURL = absURL(r, st.StatusURL)
 	var goOn bool
 	switch t := q.Get("type"); t {
 	case "", "rollout", "pre-rollout":
@@ -303,7 +328,7 @@ func (h *Hook) handleGate(w http.ResponseWriter, r *http.Request) {
 	if !goOn {
 		code = http.StatusPreconditionFailed
 	}
-	w.Header().Set("Location", "/api/v1/verify/"+j.ID)
+	w.Header().Set("Location", st.StatusURL)
 	writeJSON(w, code, st)
 }
 

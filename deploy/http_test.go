@@ -162,7 +162,7 @@ func TestVerifyContract(t *testing.T) {
 	if st.Phase != "running" || st.Decision != "inconclusive" || st.Verdict == nil || st.Verdict.Baseline != "v1" || st.Verdict.NeedSecs <= 0 {
 		t.Errorf("status = %+v", st)
 	}
-	if loc := r.header.Get("Location"); loc != "/api/v1/verify/"+st.ID {
+	if loc := r.header.Get("Location"); loc != s.URL+"/api/v1/verify/"+st.ID || st.StatusURL != loc {
 		t.Errorf("Location = %q", loc)
 	}
 	if r2 := call(t, "POST", s.URL+"/api/v1/verify?service=checkout&version=v2&window=5m", ``); r2.code != http.StatusOK || !strings.Contains(string(r2.Data), st.ID) {
