@@ -29,6 +29,8 @@ type Config struct {
 	// BearerTokenFile holds the token acting endpoints (rollback) require.
 	// Without it, Vigil never acts: it only reports.
 	BearerTokenFile string `yaml:"bearer_token_file"`
+	// Kubernetes configures the Kubernetes Deployment rollback action.
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	// SeriesInterval is how often the deployment and verdict series are re-written.
 	SeriesInterval model.Duration `yaml:"series_interval"`
 	// MaxBodyBytes bounds an event or request body.

@@ -27,13 +27,21 @@ func startDeploy(cfg Config, store *storage.Storage, engine *query.Engine, spans
 	if dcfg.ExternalURL == "" {
 		dcfg.ExternalURL = "http://" + cfg.Web.ListenAddress
 	}
+	actors := []deploy.Actor{deploy.WebhookActor{}}
+	if dcfg.Kubernetes.Enabled {
+		k, err := deploy.NewKubernetesActor(dcfg.Kubernetes)
+		if err != nil {
+			return nil, err
+		}
+		actors = append(actors, k)
+	}
 	h, err := deploy.New(deploy.Options{
 		Config:     dcfg,
 		Dir:        cfg.Storage.Path,
 		Out:        store,
 		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
 		Evidence:   ringEvidence{spans: spans, logs: logs},
-		Actors:     []deploy.Actor{deploy.WebhookActor{}},
+		Actors:     actors,
 		Logger:     logger.With("component", "deploy"),
 		Registerer: reg,
 	})
