@@ -6,14 +6,24 @@ import (
 	"fmt"
 	"strconv"
 
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+// The resources the rollback reads and writes. The dynamic client is used
+// rather than the typed clientset, whose scheme of every API group would
+// double the size of the binary.
+var (
+	deploymentsResource = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+	replicaSetsResource = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
 )
 
 // Annotations Kubernetes keeps on Deployments and their ReplicaSets.
@@ -28,7 +38,7 @@ const (
 // the highest revision below the current one becomes the Deployment's
 // template again, and the Deployment controller rolls it out.
 type KubernetesActor struct {
-	Client kubernetes.Interface
+	Client dynamic.Interface
 }
 
 // KubernetesConfig is the deploy.kubernetes section: how Vigil reaches the
@@ -53,7 +63,7 @@ func NewKubernetesActor(cfg KubernetesConfig) (KubernetesActor, error) {
 		return KubernetesActor{}, fmt.Errorf("deploy.kubernetes: %w", err)
 	}
 	rc.UserAgent = "vigil"
-	c, err := kubernetes.NewForConfig(rc)
+	c, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return KubernetesActor{}, fmt.Errorf("deploy.kubernetes: %w", err)
 	}
@@ -82,31 +92,39 @@ func (a KubernetesActor) Rollback(ctx context.Context, svc catalog.Service, _ De
 
 // Undo rolls the Deployment back to its previous revision and returns that revision.
 func (a KubernetesActor) Undo(ctx context.Context, namespace, name string) (int64, error) {
-	deps := a.Client.AppsV1().Deployments(namespace)
+	deps := a.Client.Resource(deploymentsResource).Namespace(namespace)
 	d, err := deps.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("get deployment %s/%s: %w", namespace, name, err)
 	}
-	if d.Spec.Paused {
+	if paused, _, _ := unstructured.NestedBool(d.Object, "spec", "paused"); paused {
 		return 0, fmt.Errorf("deployment %s/%s is paused; resume it before rolling back", namespace, name)
 	}
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	selMap, found, err := unstructured.NestedMap(d.Object, "spec", "selector")
+	if err != nil || !found {
+		return 0, fmt.Errorf("deployment %s/%s has no spec.selector", namespace, name)
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(selMap, &ls); err != nil {
+		return 0, fmt.Errorf("deployment %s/%s selector: %w", namespace, name, err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&ls)
 	if err != nil {
 		return 0, fmt.Errorf("deployment %s/%s selector: %w", namespace, name, err)
 	}
-	rss, err := a.Client.AppsV1().ReplicaSets(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	rss, err := a.Client.Resource(replicaSetsResource).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		return 0, fmt.Errorf("list replicasets of %s/%s: %w", namespace, name, err)
 	}
-	current := revision(d.Annotations)
-	var prev *appsv1.ReplicaSet
+	current := revision(d.GetAnnotations())
+	var prev *unstructured.Unstructured
 	var prevRev int64
 	for i := range rss.Items {
 		rs := &rss.Items[i]
-		if !metav1.IsControlledBy(rs, d) {
+		if !controlledBy(rs, d) {
 			continue
 		}
-		r := revision(rs.Annotations)
+		r := revision(rs.GetAnnotations())
 		if r > 0 && r < current && r > prevRev {
 			prev, prevRev = rs, r
 		}
@@ -114,19 +132,35 @@ func (a KubernetesActor) Undo(ctx context.Context, namespace, name string) (int6
 	if prev == nil {
 		return 0, fmt.Errorf("deployment %s/%s (revision %d) has no previous revision to roll back to", namespace, name, current)
 	}
-	tmpl := prev.Spec.Template.DeepCopy()
-	delete(tmpl.Labels, podTemplateHashLabel)
-	d.Spec.Template = *tmpl
-	if cause, ok := prev.Annotations[changeCauseAnnotation]; ok {
-		if d.Annotations == nil {
-			d.Annotations = map[string]string{}
+	tmpl, found, err := unstructured.NestedMap(prev.Object, "spec", "template")
+	if err != nil || !found {
+		return 0, fmt.Errorf("replicaset %s/%s has no pod template", namespace, prev.GetName())
+	}
+	unstructured.RemoveNestedField(tmpl, "metadata", "labels", podTemplateHashLabel)
+	if err := unstructured.SetNestedMap(d.Object, tmpl, "spec", "template"); err != nil {
+		return 0, fmt.Errorf("set template of %s/%s: %w", namespace, name, err)
+	}
+	if cause, ok := prev.GetAnnotations()[changeCauseAnnotation]; ok {
+		an := d.GetAnnotations()
+		if an == nil {
+			an = map[string]string{}
 		}
-		d.Annotations[changeCauseAnnotation] = cause
+		an[changeCauseAnnotation] = cause
+		d.SetAnnotations(an)
 	}
 	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "vigil"}); err != nil {
 		return 0, fmt.Errorf("roll back deployment %s/%s to revision %d: %w", namespace, name, prevRev, err)
 	}
 	return prevRev, nil
+}
+
+func controlledBy(obj, owner *unstructured.Unstructured) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller && ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
 }
 
 func revision(annotations map[string]string) int64 {

@@ -9,15 +9,17 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/fake"
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/deploy/verdict"
 )
 
-// These tests use client-go's fake clientset: no Kubernetes API server can
-// run on this machine. The fake stores objects like the API server does but
+// These tests use client-go's fake (dynamic) clientset: no Kubernetes API
+// server can run on this machine. The fake stores objects like the API server does but
 // runs no controllers, so the tests check what Vigil writes to the
 // Deployment, not the rollout that would follow.
 
@@ -28,24 +30,36 @@ func template(image string) corev1.PodTemplateSpec {
 	}
 }
 
-func history(dep *appsv1.Deployment, revs map[int]string) []runtime.Object {
-	out := []runtime.Object{dep}
+func history(t *testing.T, dep *appsv1.Deployment, revs map[int]string) []runtime.Object {
+	out := []runtime.Object{toUnstructured(t, dep, "Deployment")}
 	for rev, image := range revs {
 		tmpl := template(image)
 		tmpl.Labels = map[string]string{"app": "checkout", podTemplateHashLabel: "h" + image[len(image)-2:]}
-		out = append(out, &appsv1.ReplicaSet{
+		out = append(out, toUnstructured(t, &appsv1.ReplicaSet{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: "checkout-" + image[len(image)-2:], Namespace: "shop", Labels: tmpl.Labels,
 				Annotations:     map[string]string{revisionAnnotation: itoa(rev), changeCauseAnnotation: "deploy " + image},
 				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(dep, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
 			},
 			Spec: appsv1.ReplicaSetSpec{Selector: dep.Spec.Selector, Template: tmpl},
-		})
+		}, "ReplicaSet"))
 	}
 	return out
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func toUnstructured(t *testing.T, obj runtime.Object, kind string) *unstructured.Unstructured {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion("apps/v1")
+	u.SetKind(kind)
+	return u
+}
 
 func TestKubernetesRollback(t *testing.T) {
 	tests := []struct {
@@ -71,7 +85,9 @@ func TestKubernetesRollback(t *testing.T) {
 					Paused:   tc.paused,
 				},
 			}
-			client := fake.NewClientset(history(dep, tc.revs)...)
+			client := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+				deploymentsResource: "DeploymentList", replicaSetsResource: "ReplicaSetList",
+			}, history(t, dep, tc.revs)...)
 			a := KubernetesActor{Client: client}
 			svc := catalog.Service{Name: "checkout", Rollback: catalog.Rollback{Kubernetes: &catalog.KubernetesRollback{Namespace: "shop", Deployment: "checkout"}}}
 			if !a.Applies(svc) {
@@ -90,8 +106,12 @@ func TestKubernetesRollback(t *testing.T) {
 			if !strings.HasPrefix(target, "deployment/shop/checkout") {
 				t.Errorf("target = %q", target)
 			}
-			got, err := client.AppsV1().Deployments("shop").Get(context.Background(), "checkout", metav1.GetOptions{})
+			u, err := client.Resource(deploymentsResource).Namespace("shop").Get(context.Background(), "checkout", metav1.GetOptions{})
 			if err != nil {
+				t.Fatal(err)
+			}
+			var got appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &got); err != nil {
 				t.Fatal(err)
 			}
 			if img := got.Spec.Template.Spec.Containers[0].Image; img != tc.wantImage {
