@@ -44,7 +44,7 @@ type Policy struct {
 
 // DefaultPolicy is what the verdict-quality benchmark was tuned with.
 func DefaultPolicy() Policy {
-	return Policy{Alpha: 0.001, Confidence: 2.33, MinSamples: 4, MinRequests: 200, PassScore: 0.9}
+	return Policy{Alpha: 0.001, Confidence: 1.64, MinSamples: 4, MinRequests: 200, PassScore: 0.9}
 }
 
 // Validate checks the policy.
