@@ -47,6 +47,13 @@ type Scenario struct {
 	ErrFactor, LatFactor float64
 }
 
+// beyondTolerance reports whether the regression exceeds what the default
+// signals tolerate.
+func (s Scenario) beyondTolerance() bool {
+	extra := s.ErrRatio * (s.ErrFactor - 1)
+	return s.LatFactor > 1.10 || extra > math.Max(0.25*s.ErrRatio, 0.005)
+}
+
 // Bad reports whether the deployment should be rolled back.
 func (s Scenario) Bad() bool { return s.Kind == BadErrors || s.Kind == BadLatency || s.Kind == BadBoth }
 
@@ -208,6 +215,11 @@ type Report struct {
 	// BadPromoted is the share of bad deploys promoted (escaped); the rest
 	// of the misses ended inconclusive.
 	BadPromoted float64
+	// RecallBeyondTolerance is the recall on bad deploys whose regression
+	// exceeds the default signals' tolerance (latency +10%, errors +25% and
+	// +0.5 percentage points): the ones Vigil is configured to catch.
+	RecallBeyondTolerance float64
+	BeyondTolerance       int
 	// RecallByKind is the recall per kind of regression.
 	RecallByKind        map[Kind]float64
 	MedianSecs, P95Secs float64 // traffic time to a final decision, healthy and bad deploys
@@ -224,11 +236,18 @@ func Summarise(outs []Outcome) Report {
 	var times, badTimes, okTimes []float64
 	var caught, falseRB, promoted, escaped int
 	kindN, kindCaught := map[Kind]int{}, map[Kind]int{}
+	var beyondCaught int
 	for _, o := range outs {
 		switch {
 		case o.Scenario.Bad():
 			r.Bad++
 			kindN[o.Scenario.Kind]++
+			if o.Scenario.beyondTolerance() {
+				r.BeyondTolerance++
+				if o.Decision == verdict.Rollback {
+					beyondCaught++
+				}
+			}
 			if o.Decision == verdict.Rollback {
 				caught++
 				kindCaught[o.Scenario.Kind]++
@@ -258,6 +277,7 @@ func Summarise(outs []Outcome) Report {
 	}
 	r.Recall = float64(caught) / math.Max(float64(r.Bad), 1)
 	r.BadPromoted = float64(escaped) / math.Max(float64(r.Bad), 1)
+	r.RecallBeyondTolerance = float64(beyondCaught) / math.Max(float64(r.BeyondTolerance), 1)
 	r.RecallByKind = map[Kind]float64{}
 	for k, n := range kindN {
 		r.RecallByKind[k] = float64(kindCaught[k]) / float64(n)
@@ -291,6 +311,7 @@ func Simulate(cfg Config) []Outcome {
 func (r Report) String() string {
 	s := fmt.Sprintf("deployments: %d (healthy %d, bad %d)\n", r.N, r.Healthy, r.Bad)
 	s += fmt.Sprintf("recall on bad deploys:      %.1f%%\n", 100*r.Recall)
+	s += fmt.Sprintf("  beyond the default tolerance: %.1f%% of %d\n", 100*r.RecallBeyondTolerance, r.BeyondTolerance)
 	s += fmt.Sprintf("  by kind: errors %.1f%%, latency %.1f%%, both %.1f%%\n", 100*r.RecallByKind[BadErrors], 100*r.RecallByKind[BadLatency], 100*r.RecallByKind[BadBoth])
 	s += fmt.Sprintf("bad deploys promoted:       %.1f%% (the other misses ended inconclusive)\n", 100*r.BadPromoted)
 	s += fmt.Sprintf("false rollbacks (healthy):  %.1f%%\n", 100*r.FalseRollback)
