@@ -26,7 +26,7 @@ type testServer struct {
 
 // newTestServer runs the hook's API over Vigil's real (empty) storage and
 // PromQL engine; series go to an in-memory store.
-func newTestServer(t *testing.T, cfg Config) *testServer {
+func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	scfg := storage.DefaultConfig()
 	scfg.Path = t.TempDir()
@@ -274,4 +274,35 @@ func TestRollbackNeedsTokenConfigured(t *testing.T) {
 	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer x"); r.code != 403 {
 		t.Errorf("rollback without deploy.bearer_token_file: %d, want 403", r.code)
 	}
+}
+
+// FuzzVerifyRequests posts arbitrary bodies to the verify endpoint and the
+// webhook gate: every answer is a JSON 2xx or 4xx, never a 5xx or a panic.
+func FuzzVerifyRequests(f *testing.F) {
+	f.Add("/api/v1/verify", []byte(`{"service":"checkout","version":"v2","baseline":"v1"}`))
+	f.Add("/api/v1/verify", []byte(`{"service":"checkout","version":"v2","baseline":"v1","signals":[{"name":"x","query":"up{$selector}","max":1}]}`))
+	f.Add("/api/v1/hooks/verdict?type=confirm-promotion", []byte(`{"name":"checkout","namespace":"shop","phase":"Progressing","metadata":{"version":"v2","baseline":"v1"}}`))
+	f.Add("/api/v1/hooks/verdict", []byte(`{"name":1}`))
+	f.Add("/api/v1/verify", []byte(`{"service":"a","version":"b","baseline":"c","window":"-5m"}`))
+	s := newTestServer(f, DefaultConfig())
+	f.Fuzz(func(t *testing.T, path string, body []byte) {
+		if !strings.HasPrefix(path, "/api/v1/verify") && !strings.HasPrefix(path, "/api/v1/hooks/verdict") {
+			return
+		}
+		req := httptest.NewRequest(http.MethodPost, "http://vigil"+"/api/v1/verify", strings.NewReader(string(body)))
+		if strings.HasPrefix(path, "/api/v1/hooks/verdict") {
+			req = httptest.NewRequest(http.MethodPost, "http://vigil/api/v1/hooks/verdict", strings.NewReader(string(body)))
+		}
+		rec := httptest.NewRecorder()
+		mux := http.NewServeMux()
+		s.hook.Register(mux)
+		mux.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %q: %d %s", path, body, rec.Code, rec.Body)
+		}
+		var env map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
+			t.Fatalf("%s %q: answer is not JSON: %s", path, body, rec.Body)
+		}
+	})
 }

@@ -201,7 +201,7 @@ func runDemo(ctx context.Context, w io.Writer, base, otlp string, warmup time.Du
 	}
 	defer wg.Wait()
 	defer cancel()
-	start(simService{Service: "checkout", Version: "v1", RPS: 40, ErrorRatio: 0.01, Latency: 40 * time.Millisecond, ErrorMessage: "card declined", Seed: 1})
+	start(simService{Service: "checkout", Version: "v1", RPS: 40, ErrorRatio: 0.005, Latency: 40 * time.Millisecond, ErrorMessage: "card declined", Seed: 1})
 	start(simService{Service: "payments", Version: "v1", RPS: 40, ErrorRatio: 0.01, Latency: 60 * time.Millisecond, ErrorMessage: "card declined", Seed: 2})
 	fmt.Fprintf(w, "Simulating checkout v1 and payments v1 for %s...\n", warmup)
 	select {
@@ -224,7 +224,7 @@ func runDemo(ctx context.Context, w io.Writer, base, otlp string, warmup time.Du
 			return fmt.Errorf("record deployment: %s", resp.Status)
 		}
 	}
-	start(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.01, Latency: 40 * time.Millisecond, ErrorMessage: "card declined", Seed: 3})
+	start(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.005, Latency: 40 * time.Millisecond, ErrorMessage: "card declined", Seed: 3})
 	start(simService{Service: "payments", Version: "v2", RPS: 40, ErrorRatio: 0.08, Latency: 150 * time.Millisecond, ErrorMessage: "ledger write timed out after 100ms", Seed: 4})
 	fmt.Fprintln(w, "Shipped checkout v2 (healthy) and payments v2 (more errors, slower) as canaries; verifying both...")
 

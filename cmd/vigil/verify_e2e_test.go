@@ -42,7 +42,7 @@ func TestVerifyE2E(t *testing.T) {
 			}
 		})
 	}
-	send(simService{Service: "cart", Version: "v1", RPS: 40, ErrorRatio: 0.01, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 11})
+	send(simService{Service: "cart", Version: "v1", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 11})
 	send(simService{Service: "ledger", Version: "v1", RPS: 40, ErrorRatio: 0.01, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 12})
 	time.Sleep(12 * time.Second)
 
@@ -59,7 +59,7 @@ func TestVerifyE2E(t *testing.T) {
 			t.Fatalf("record deployment: %s", resp.Status)
 		}
 	}
-	send(simService{Service: "cart", Version: "v2", RPS: 40, ErrorRatio: 0.01, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 13})
+	send(simService{Service: "cart", Version: "v2", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 13})
 	send(simService{Service: "ledger", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "ledger write timed out", Seed: 14})
 
 	type run struct {
@@ -132,4 +132,22 @@ func TestVerifyE2E(t *testing.T) {
 		t.Errorf("verdicts after restart: %d %.300s", code, r.Data)
 	}
 	waitValue(t, v.URL(), fmt.Sprintf(`count(vigil_deployment_info{service=%q})`, "ledger"), 1)
+}
+
+// TestDemo runs `vigil demo` as a newcomer would: it must show a promote
+// and a rollback with their evidence, in under two minutes.
+func TestDemo(t *testing.T) {
+	start := time.Now()
+	stdout, stderr, code := runVigil(t, "demo")
+	if code != 0 {
+		t.Fatalf("vigil demo: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"checkout v2 in production: PROMOTE", "payments v2 in production: ROLLBACK", "SIGNAL", "[new]", "Example error traces of v2"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Minute {
+		t.Errorf("demo took %s, want under 2 minutes", d)
+	}
 }
