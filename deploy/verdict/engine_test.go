@@ -153,3 +153,24 @@ func describe(v Verdict) string {
 	}
 	return b.String()
 }
+
+// BenchmarkEvaluate measures one verdict (all default signals, canary and
+// baseline range queries) over Vigil's storage and PromQL engine with 15
+// minutes of data per version.
+func BenchmarkEvaluate(b *testing.B) {
+	db := newTestDB(b)
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	db.write(b, "bench", 1,
+		traffic{version: "v1", from: t0.Add(-10 * time.Minute), to: t0.Add(5 * time.Minute), perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.01},
+		traffic{version: "v2", from: t0, to: t0.Add(5 * time.Minute), perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.01})
+	e, err := New(Config{}, db, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := Request{Service: "bench", Environment: "production", Version: "v2", Baseline: "v1", Start: t0, Window: 5 * time.Minute}
+	for b.Loop() {
+		if _, err := e.Evaluate(context.Background(), req, t0.Add(5*time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -31,7 +31,7 @@ type testDB struct {
 	engine *query.Engine
 }
 
-func newTestDB(t *testing.T) *testDB {
+func newTestDB(t testing.TB) *testDB {
 	t.Helper()
 	cfg := storage.DefaultConfig()
 	cfg.Path = t.TempDir()
@@ -73,7 +73,7 @@ func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.T
 
 // write stores span and log metrics as the collector flushes them every 5 s:
 // cumulative counters and a cumulative native histogram per version.
-func (db *testDB) write(t *testing.T, service string, seed uint64, tr ...traffic) {
+func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	app := db.store.AppenderV2(context.Background())
