@@ -29,6 +29,9 @@ type Config struct {
 	// BearerTokenFile holds the token acting endpoints (rollback) require.
 	// Without it, Vigil never acts: it only reports.
 	BearerTokenFile string `yaml:"bearer_token_file"`
+	// GitHubSecretFile holds the secret of the GitHub webhook: when set,
+	// GitHub events must carry a valid X-Hub-Signature-256.
+	GitHubSecretFile string `yaml:"github_secret_file"`
 	// Kubernetes configures the Kubernetes Deployment rollback action.
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	// SeriesInterval is how often the deployment and verdict series are re-written.

@@ -61,6 +61,7 @@ type Hook struct {
 	series  *seriesWriter
 	actors  []Actor
 	token   string
+	ghKey   []byte
 	logger  *slog.Logger
 	now     func() time.Time
 
@@ -116,6 +117,15 @@ func New(opts Options) (*Hook, error) {
 		}
 		if h.token = strings.TrimSpace(string(b)); h.token == "" {
 			return nil, fmt.Errorf("deploy.bearer_token_file %s is empty", cfg.BearerTokenFile)
+		}
+	}
+	if cfg.GitHubSecretFile != "" {
+		b, err := os.ReadFile(cfg.GitHubSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("deploy.github_secret_file: %w", err)
+		}
+		if h.ghKey = []byte(strings.TrimSpace(string(b))); len(h.ghKey) == 0 {
+			return nil, fmt.Errorf("deploy.github_secret_file %s is empty", cfg.GitHubSecretFile)
 		}
 	}
 	var err error

@@ -1,6 +1,9 @@
 package deploy
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,6 +86,11 @@ func (h *Hook) handleEvent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if format == FormatGitHub && h.ghKey != nil && !validGitHubSignature(h.ghKey, body, r.Header.Get("X-Hub-Signature-256")) {
+		h.events.WithLabelValues(format, "rejected").Inc()
+		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("X-Hub-Signature-256 is missing or does not match deploy.github_secret_file"))
+		return
+	}
 	d, err := Decode(format, body, r.URL.Query(), h.now())
 	if err != nil {
 		h.events.WithLabelValues(metricFormat(format), "rejected").Inc()
@@ -101,6 +109,21 @@ func (h *Hook) handleEvent(w http.ResponseWriter, r *http.Request) {
 	h.events.WithLabelValues(format, result).Inc()
 	w.Header().Set("Location", "/api/v1/deployments/"+rec.ID)
 	writeJSON(w, code, rec)
+}
+
+// validGitHubSignature checks GitHub's HMAC-SHA256 of the body ("sha256=<hex>").
+func validGitHubSignature(key, body []byte, header string) bool {
+	got, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	sig, err := hex.DecodeString(got)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(body)
+	return hmac.Equal(sig, mac.Sum(nil))
 }
 
 // metricFormat bounds the format label to the known formats.

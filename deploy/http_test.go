@@ -2,6 +2,9 @@ package deploy
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -305,4 +308,29 @@ func FuzzVerifyRequests(f *testing.F) {
 			t.Fatalf("%s %q: answer is not JSON: %s", path, body, rec.Body)
 		}
 	})
+}
+
+func TestGitHubSignature(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "gh")
+	if err := os.WriteFile(secret, []byte("It's a Secret to Everybody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.GitHubSecretFile = secret
+	s := newTestServer(t, cfg)
+	body, _ := os.ReadFile(filepath.Join("testdata", "github.json"))
+	mac := hmac.New(sha256.New, []byte("It's a Secret to Everybody"))
+	mac.Write(body)
+	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	for sig, want := range map[string]int{"": 401, "sha256=00": 401, "sha1=abc": 401, good: 201} {
+		r := call(t, "POST", s.URL+"/api/v1/deployments/github", string(body), "X-GitHub-Event", "deployment_status", "X-Hub-Signature-256", sig)
+		if r.code != want {
+			t.Errorf("signature %q: %d %s, want %d", sig, r.code, r.Error, want)
+		}
+	}
+	// GitHub's documented example: secret "It's a Secret to Everybody", payload "Hello, World!".
+	if !validGitHubSignature([]byte("It's a Secret to Everybody"), []byte("Hello, World!"), "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17") {
+		t.Error("GitHub's documented example signature does not verify")
+	}
 }
