@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -273,6 +275,10 @@ func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bo
 	if req.Baseline == "" {
 		return nil, false, requestError{fmt.Errorf("baseline: missing (give one, or record a deployment of %s %s with previousVersion)", r.Service, r.Version)}
 	}
+	// Without a start (none given, no deployment recorded) the
+	// verification starts now, and later identical requests join it: tools
+	// such as Argo Rollouts' web provider POST the same body every interval.
+	startKey := "now"
 	switch {
 	case r.Start != nil:
 		req.Start = *r.Start
@@ -280,6 +286,9 @@ func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bo
 		req.Start = dep.StartedAt
 	default:
 		req.Start = h.now()
+	}
+	if r.Start != nil || dep != nil {
+		startKey = strconv.FormatInt(req.Start.UnixMilli(), 10)
 	}
 	if r.Window != "" {
 		w, err := parseDuration(r.Window)
@@ -292,7 +301,8 @@ func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bo
 	if err := req.Validate(); err != nil {
 		return nil, false, requestError{err}
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\xff%s\xff%s\xff%s\xff%d\xff%d\xff%v", req.Service, req.Environment, req.Version, req.Baseline, req.Start.UnixMilli(), req.Window, r.Signals))
+	custom, _ := json.Marshal(r.Signals)
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\xff%s\xff%s\xff%s\xff%s\xff%d\xff%s", req.Service, req.Environment, req.Version, req.Baseline, startKey, req.Window, custom))
 	id := hex.EncodeToString(sum[:8])
 	h.mu.Lock()
 	j, ok := h.jobs[id]

@@ -181,6 +181,19 @@ func TestVerifyContract(t *testing.T) {
 	if r := call(t, "GET", s.URL+"/api/v1/verify/unknown", ""); r.code != 404 {
 		t.Errorf("unknown verification: %d", r.code)
 	}
+	// Without a recorded deployment or a start, identical requests (Argo
+	// Rollouts' web provider POSTs every interval) join one verification.
+	var ids []string
+	for range 2 {
+		r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"cart","version":"v9","baseline":"v8","signals":[{"name":"q","query":"max(q{$selector})","max":3}]}`)
+		var st verifyStatus
+		_ = json.Unmarshal(r.Data, &st)
+		ids = append(ids, st.ID)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Errorf("repeated unrecorded verifications got IDs %v, want one", ids)
+	}
 	// Requests that cannot be served: 400 naming what is missing.
 	for body, want := range map[string]string{
 		`{"version":"v2"}`:                                                              "service: missing",
