@@ -83,10 +83,17 @@ type job struct {
 	DeploymentID string
 	Created      time.Time
 
-	mu     sync.Mutex
-	latest *verdict.Verdict
-	final  bool
+	mu      sync.Mutex
+	latest  *verdict.Verdict
+	final   bool
+	lastErr string
 }
+
+// maxRunning bounds the verifications without a final verdict.
+const maxRunning = 1000
+
+// errTooMany is returned when maxRunning verifications are running.
+var errTooMany = errors.New("too many verifications running")
 
 // New builds the hook, opening the deployments file under opts.Dir.
 func New(opts Options) (*Hook, error) {
@@ -304,8 +311,16 @@ func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bo
 	custom, _ := json.Marshal(r.Signals)
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\xff%s\xff%s\xff%s\xff%s\xff%d\xff%s", req.Service, req.Environment, req.Version, req.Baseline, startKey, req.Window, custom))
 	id := hex.EncodeToString(sum[:8])
+	running := 0
+	if _, ok := h.getJob(id); !ok {
+		running = h.runningJobs()
+	}
 	h.mu.Lock()
 	j, ok := h.jobs[id]
+	if !ok && running >= maxRunning {
+		h.mu.Unlock()
+		return nil, false, errTooMany
+	}
 	if !ok {
 		j = &job{ID: id, Req: req, Created: h.now()}
 		if dep != nil {
@@ -352,11 +367,16 @@ func sloSignals(svc catalog.Service, ok bool) []verdict.Signal {
 	return out
 }
 
+func (h *Hook) getJob(id string) (*job, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	j, ok := h.jobs[id]
+	return j, ok
+}
+
 // Get returns a job by ID, advancing it when it has no final verdict.
 func (h *Hook) Get(ctx context.Context, id string) (*job, error) {
-	h.mu.Lock()
-	j, ok := h.jobs[id]
-	h.mu.Unlock()
+	j, ok := h.getJob(id)
 	if !ok {
 		return nil, nil
 	}
@@ -375,8 +395,10 @@ func (h *Hook) advance(ctx context.Context, j *job) (verdict.Verdict, error) {
 	v, err := h.engine.Evaluate(ctx, j.Req, h.now())
 	h.evalDur.Observe(time.Since(start).Seconds())
 	if err != nil {
+		j.lastErr = err.Error()
 		return v, err
 	}
+	j.lastErr = ""
 	v.ID = j.ID
 	j.latest = &v
 	h.series.setVerdict(v)

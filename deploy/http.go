@@ -182,12 +182,14 @@ type verifyStatus struct {
 	Score     float64          `json:"score"`
 	StatusURL string           `json:"statusUrl"`
 	Verdict   *verdict.Verdict `json:"verdict,omitempty"`
+	// Error is why the last evaluation failed (a signal query the engine refused, ...).
+	Error string `json:"error,omitempty"`
 }
 
 func (j *job) status() verifyStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	s := verifyStatus{ID: j.ID, Phase: "running", Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.ID}
+	s := verifyStatus{ID: j.ID, Phase: "running", Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.ID, Error: j.lastErr}
 	if j.latest != nil {
 		v := *j.latest
 		s.Verdict, s.Decision, s.Score, s.Final = &v, v.Decision, v.Score, v.Final
@@ -235,6 +237,10 @@ func (h *Hook) startAndAnswer(w http.ResponseWriter, r *http.Request, vr VerifyR
 		var re requestError
 		if errors.As(err, &re) {
 			writeErr(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+		if errors.Is(err, errTooMany) {
+			writeErr(w, http.StatusTooManyRequests, "unavailable", err)
 			return
 		}
 		if j == nil {
@@ -326,6 +332,10 @@ func (h *Hook) handleGate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	j, _, err := h.StartVerification(r.Context(), vr)
+	if errors.Is(err, errTooMany) {
+		writeErr(w, http.StatusTooManyRequests, "unavailable", err)
+		return
+	}
 	if err != nil {
 		var re requestError
 		if errors.As(err, &re) || j == nil {

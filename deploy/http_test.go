@@ -347,3 +347,15 @@ func TestGitHubSignature(t *testing.T) {
 		t.Error("GitHub's documented example signature does not verify")
 	}
 }
+
+func TestVerifyReportsEvaluationErrors(t *testing.T) {
+	s := newTestServer(t, DefaultConfig())
+	// Parses, but the engine refuses it when run: the status says why.
+	start := time.Now().Add(-2 * time.Minute).UTC().Format(time.RFC3339)
+	r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"a","version":"v2","baseline":"v1","start":"`+start+`","signals":[{"name":"bad","query":"label_replace(up{$selector}, \"x\", \"$1\", \"y\", \"(\")"}]}`)
+	var st verifyStatus
+	_ = json.Unmarshal(r.Data, &st)
+	if r.code/100 != 2 || !strings.Contains(st.Error, "signal bad") {
+		t.Errorf("evaluation error not reported: %d %+v", r.code, st)
+	}
+}
