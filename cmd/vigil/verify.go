@@ -71,6 +71,7 @@ type verifyReply struct {
 		Decision verdict.Decision `json:"decision"`
 		Final    bool             `json:"final"`
 		Verdict  *verdict.Verdict `json:"verdict"`
+		Error    string           `json:"error"`
 	} `json:"data"`
 }
 
@@ -104,7 +105,9 @@ func (c *verifyCommand) run() error {
 	}
 	r := first
 	for {
-		if v := r.Data.Verdict; v != nil && !r.Data.Final {
+		if r.Data.Error != "" {
+			fmt.Fprintf(c.stderr, "evaluation failed: %s\n", r.Data.Error)
+		} else if v := r.Data.Verdict; v != nil && !r.Data.Final {
 			c.progress(term, v)
 		}
 		if r.Data.Final || !time.Now().Before(deadline) {
@@ -136,6 +139,8 @@ func (c *verifyCommand) run() error {
 		renderVerdict(c.stdout, v, !r.Data.Final)
 	}
 	switch {
+	case !r.Data.Final && r.Data.Error != "":
+		return exitWith(verifyError, fmt.Errorf("no decision within --wait %s: %s", c.wait, r.Data.Error))
 	case !r.Data.Final:
 		return exitWith(verifyInconclusive, fmt.Errorf("no decision within --wait %s", c.wait))
 	case v.Decision == verdict.Promote:
