@@ -151,3 +151,28 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo took %s, want under 2 minutes", d)
 	}
 }
+
+// TestVerifyExitCodes covers the exit codes other than promote and
+// rollback: 2 when no decision comes within --wait, 3 when the server
+// refuses the request or cannot be reached.
+func TestVerifyExitCodes(t *testing.T) {
+	v := peers.StartVigil(t, "")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no traffic within --wait", []string{"--server", v.URL(), "--service", "cart", "--version", "v2", "--baseline", "v1", "--wait", "2s", "--poll-interval", "500ms"}, verifyInconclusive, "no decision within --wait"},
+		{"no baseline known", []string{"--server", v.URL(), "--service", "cart", "--version", "v2"}, verifyError, "baseline: missing"},
+		{"server down", []string{"--server", "http://" + peers.FreeAddr(t), "--service", "cart", "--version", "v2", "--baseline", "v1"}, verifyError, "reach"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runVigil(t, append([]string{"verify"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d mentioning %q\n%s", code, stderr, tc.code, tc.stderr, stdout)
+			}
+		})
+	}
+}
