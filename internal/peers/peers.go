@@ -363,3 +363,28 @@ func GoBinary(t testing.TB, name string) string {
 	}
 	return Binary(t, name, extra...)
 }
+
+// Alertmanager is a running Debian prometheus-alertmanager.
+type Alertmanager struct {
+	*Process
+}
+
+// StartAlertmanager runs Alertmanager on a free loopback port with the
+// given configuration (alertmanager.yml), clustering off, and waits until it
+// is ready.
+func StartAlertmanager(t testing.TB, config string) *Alertmanager {
+	t.Helper()
+	bin := Binary(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	addr := FreeAddr(t)
+	cfgPath := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := StartIn(t, dir, "alertmanager", bin,
+		"--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=debug")
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
+	return &Alertmanager{Process: p}
+}
