@@ -61,9 +61,12 @@ func (a *AlertingSection) UnmarshalYAML(n *yaml.Node) error {
 	}
 	var ac promconfig.AlertingConfig
 	if err := yamlv2.UnmarshalStrict(b, &ac); err != nil {
-		return fmt.Errorf("alerting: %s", shiftLines(err.Error(), n.Line-1))
+		return errors.New(cleanYAMLv2Error(shiftLines(err.Error(), n.Line-1)))
 	}
 	for i, am := range ac.AlertmanagerConfigs {
+		if am.Scheme != "http" && am.Scheme != "https" {
+			return fmt.Errorf("alerting.alertmanagers[%d]: scheme %q: want http or https", i, am.Scheme)
+		}
 		if err := am.HTTPClientConfig.Validate(); err != nil {
 			return fmt.Errorf("alerting.alertmanagers[%d]: %w", i, err)
 		}
@@ -75,7 +78,17 @@ func (a *AlertingSection) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML renders the block for /api/v1/status/config (secrets hidden).
 func (a AlertingSection) MarshalYAML() (any, error) { return a.AlertingConfig, nil }
 
-var lineRE = regexp.MustCompile(`line (\d+)`)
+var (
+	lineRE     = regexp.MustCompile(`line (\d+)`)
+	notFoundRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+)
+
+// cleanYAMLv2Error words yaml v2's strict errors as yamlconf words its own.
+func cleanYAMLv2Error(msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	msg = notFoundRE.ReplaceAllString(msg, `unknown key "$1"`)
+	return strings.TrimSpace(msg)
+}
 
 // shiftLines makes "line N" in a yaml error count from the file's start.
 func shiftLines(msg string, by int) string {
