@@ -370,10 +370,17 @@ func deployGroup(s catalog.Service, d catalog.Defaults, o Options) Group {
 	}
 	g.Rules = append(g.Rules,
 		mk(AlertErrorRegression, DeployErrorRatio, "error ratio", o.ErrorRatioFactor, o.ErrorRatioMargin,
-			fmt.Sprintf("%s percentage points", num(o.ErrorRatioMargin*100))),
+			points(roundSig(o.ErrorRatioMargin*100))),
 		mk(AlertLatencyRegress, DeployLatencyP99, "p99 latency", o.LatencyFactor, o.LatencyMargin.Seconds(), o.LatencyMargin.String()),
 	)
 	return g
+}
+
+func points(p float64) string {
+	if p == 1 {
+		return "1 percentage point"
+	}
+	return num(p) + " percentage points"
 }
 
 // rollbackCommand is what a person runs to go back to the previous version.
