@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,7 +265,10 @@ func CheckRuleFiles(patterns []string) ([]string, error) {
 	for _, fn := range files {
 		if _, fileErrs := rulefmt.ParseFile(fn, false, model.UTF8Validation, p, nil); len(fileErrs) > 0 {
 			for _, e := range fileErrs {
-				errs = append(errs, fmt.Errorf("rule file %s: %w", fn, e))
+				if !strings.Contains(e.Error(), fn) {
+					e = fmt.Errorf("%s: %w", fn, e)
+				}
+				errs = append(errs, fmt.Errorf("rule file %w", e))
 			}
 		}
 	}
