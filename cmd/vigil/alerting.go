@@ -53,15 +53,25 @@ type AlertingSection struct {
 	promconfig.AlertingConfig `yaml:",inline"`
 }
 
-// UnmarshalYAML decodes the block with Prometheus's decoder (yaml v2, strict).
-func (a *AlertingSection) UnmarshalYAML(n *yaml.Node) error {
+// decodePrometheusYAML decodes a block of vigil.yml into one of Prometheus's
+// config types with Prometheus's own decoder (yaml v2, strict), so every key
+// means what it does in prometheus.yml; errors keep the file's line numbers.
+func decodePrometheusYAML(n *yaml.Node, out any) error {
 	b, err := yaml.Marshal(n)
 	if err != nil {
 		return err
 	}
-	var ac promconfig.AlertingConfig
-	if err := yamlv2.UnmarshalStrict(b, &ac); err != nil {
+	if err := yamlv2.UnmarshalStrict(b, out); err != nil {
 		return errors.New(cleanYAMLv2Error(shiftLines(err.Error(), n.Line-1)))
+	}
+	return nil
+}
+
+// UnmarshalYAML decodes the block with Prometheus's decoder (yaml v2, strict).
+func (a *AlertingSection) UnmarshalYAML(n *yaml.Node) error {
+	var ac promconfig.AlertingConfig
+	if err := decodePrometheusYAML(n, &ac); err != nil {
+		return err
 	}
 	for i, am := range ac.AlertmanagerConfigs {
 		if am.Scheme != "http" && am.Scheme != "https" {

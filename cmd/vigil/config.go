@@ -39,6 +39,7 @@ type Config struct {
 	Rules             RulesConfig             `yaml:"rules"`
 	Alerting          AlertingSection         `yaml:"alerting"`
 	Notifier          NotifierConfig          `yaml:"notifier"`
+	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.

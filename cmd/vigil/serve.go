@@ -215,6 +215,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		logger.Info("Storage closed")
 	})
 
+	forwarder := storage.NewForwarder(store, time.Duration(cfg.Storage.RemoteFlushDeadline), logger, reg)
+	if err := forwarder.ApplyConfig(cfg.forwardConfig()); err != nil {
+		_ = forwarder.Close()
+		return fail(err)
+	}
+	// Closed after everything that writes has stopped, before storage.
+	stack = append(stack, func() {
+		if err := forwarder.Close(); err != nil {
+			logger.Warn("Closing remote_write forwarding failed", "err", err)
+		}
+	})
+
 	engine, err := query.NewEngine(cfg.Query, cfg.Storage.Path, logger, reg)
 	if err != nil {
 		return fail(err)
@@ -303,7 +315,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		rulesMgr.Stop()
 		logger.Info("Rule evaluation and notifications stopped")
 	})
-	reload, err := newReloader(cfg, load, func(c Config) error { return rulesMgr.ApplyConfig(c.alertingConfig()) },
+	reload, err := newReloader(cfg, load, func(c Config) error {
+		if err := rulesMgr.ApplyConfig(c.alertingConfig()); err != nil {
+			return err
+		}
+		return forwarder.ApplyConfig(c.forwardConfig())
+	},
 		logger.With("component", "reload"), reg)
 	if err != nil {
 		return fail(err)

@@ -388,3 +388,31 @@ func StartAlertmanager(t testing.TB, config string) *Alertmanager {
 	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
 	return &Alertmanager{Process: p}
 }
+
+// VictoriaMetrics is a running Debian victoria-metrics (single node).
+type VictoriaMetrics struct {
+	*Process
+	DataDir string
+}
+
+// StartVictoriaMetrics runs VictoriaMetrics on addr (a free port when
+// empty) with its data in dataDir (a temporary directory when empty),
+// answering queries without its default 30s latency offset, and waits until
+// it is ready. Restarting on the same addr and dataDir continues its data.
+func StartVictoriaMetrics(t testing.TB, addr, dataDir string) *VictoriaMetrics {
+	t.Helper()
+	bin := Binary(t, "victoria-metrics")
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	if addr == "" {
+		addr = FreeAddr(t)
+	}
+	p := StartIn(t, dataDir, "victoria-metrics", bin,
+		"-storageDataPath="+dataDir, "-httpListenAddr="+addr,
+		"-search.latencyOffset=0s", "-search.disableCache", "-retentionPeriod=100y",
+		"-dedup.minScrapeInterval=1ms") // a batch re-sent after a lost reply counts once
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/health", 60*time.Second)
+	return &VictoriaMetrics{Process: p, DataDir: dataDir}
+}
