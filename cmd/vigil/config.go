@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigilhq/vigil/collector"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -63,6 +64,8 @@ type ReceiversConfig struct {
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
 	OTLP        otlp.Config        `yaml:"otlp"`
 	Loki        loki.Config        `yaml:"loki"`
+	// Limits bound the ingest requests processed at once (all HTTP and gRPC receivers).
+	Limits collector.LimitConfig `yaml:"limits"`
 }
 
 // DefaultConfig is what `vigil serve` runs with when given nothing.
@@ -81,6 +84,7 @@ func DefaultConfig() Config {
 			RemoteWrite: remotewrite.DefaultConfig(),
 			OTLP:        otlp.DefaultConfig(),
 			Loki:        loki.DefaultConfig(),
+			Limits:      collector.DefaultLimitConfig(),
 		},
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
@@ -112,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Receivers.OTLP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("receivers.otlp.%w", err))
+	}
+	if err := c.Receivers.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("receivers.limits.%w", err))
 	}
 	if err := c.Receivers.Loki.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("receivers.loki.%w", err))

@@ -296,6 +296,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	if err != nil {
 		return fail(err)
 	}
+	limiter, err := collector.NewLimiter(cfg.Receivers.Limits, reg)
+	if err != nil {
+		return fail(err)
+	}
+	otlpRcv.SetLimiter(limiter)
 	otlpServers, err := otlpRcv.Start()
 	if err != nil {
 		return fail(err)
@@ -333,10 +338,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	api.Register(mux)
 	rulesMgr.Register(mux)
 	mux.Handle("/-/reload", reload)
-	mux.Handle("POST /api/v1/write", rw)
+	mux.Handle("POST /api/v1/write", limiter.Wrap("remote_write", rw))
 	mux.Handle("/otlp/v1/", otlpRcv.HTTPHandler("/otlp/v1"))
 	mux.Handle("/api/v1/otlp/v1/", otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
-	mux.Handle("/loki/api/v1/push", lokiRcv)
+	mux.Handle("/loki/api/v1/push", limiter.Wrap("loki", lokiRcv))
 	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
 	app.Store(mux.ServeMux)

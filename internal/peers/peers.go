@@ -416,3 +416,6 @@ func StartVictoriaMetrics(t testing.TB, addr, dataDir string) *VictoriaMetrics {
 	p.WaitHTTP(t, p.URL()+"/health", 60*time.Second)
 	return &VictoriaMetrics{Process: p, DataDir: dataDir}
 }
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
