@@ -11,6 +11,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/scrape"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 )
 
@@ -20,6 +21,11 @@ type ForwardConfig struct {
 	// own configuration format (url, headers, auth, tls_config,
 	// write_relabel_configs, queue_config, protobuf_message, ...).
 	RemoteWrite []*promconfig.RemoteWriteConfig
+	// RemoteRead are Prometheus remote_read endpoints (Mimir, Thanos,
+	// Prometheus) that queries also read: with read_recent false (the
+	// default) only for ranges older than what Vigil holds itself, so
+	// Grafana keeps one data source past local retention.
+	RemoteRead []*promconfig.RemoteReadConfig
 	// ExternalLabels are added to every series sent.
 	ExternalLabels labels.Labels
 }
@@ -74,6 +80,7 @@ func (f *Forwarder) ApplyConfig(cfg ForwardConfig) error {
 			MetricNameValidationScheme: model.UTF8Validation,
 		},
 		RemoteWriteConfigs: cfg.RemoteWrite,
+		RemoteReadConfigs:  cfg.RemoteRead,
 	}); err != nil {
 		return fmt.Errorf("apply remote_write config: %w", err)
 	}
@@ -81,6 +88,23 @@ func (f *Forwarder) ApplyConfig(cfg ForwardConfig) error {
 		f.logger.Info("Forwarding by remote_write", "endpoints", len(cfg.RemoteWrite))
 	}
 	return nil
+}
+
+// Queryable is local merged with the remote_read endpoints; an endpoint
+// that fails turns into a warning on the query, not an error.
+func (f *Forwarder) Queryable(local promstorage.Queryable) promstorage.Queryable {
+	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
+		lq, err := local.Querier(mint, maxt)
+		if err != nil {
+			return nil, err
+		}
+		rq, err := f.rs.Querier(mint, maxt)
+		if err != nil {
+			f.logger.Warn("remote_read querier failed; answering from local storage only", "err", err)
+			return lq, nil
+		}
+		return promstorage.NewMergeQuerier([]promstorage.Querier{lq}, []promstorage.Querier{rq}, promstorage.ChainedSeriesMerge), nil
+	})
 }
 
 // Close sends what is queued, up to the flush deadline, and stops.

@@ -41,6 +41,7 @@ type Config struct {
 	Alerting          AlertingSection         `yaml:"alerting"`
 	Notifier          NotifierConfig          `yaml:"notifier"`
 	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
+	RemoteRead        RemoteReadSection       `yaml:"remote_read"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.

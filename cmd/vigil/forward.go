@@ -5,6 +5,7 @@ import (
 	"net/url"
 
 	promconfig "github.com/prometheus/prometheus/config"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigilhq/vigil/storage"
@@ -46,5 +47,34 @@ func (r *RemoteWriteSection) UnmarshalYAML(n *yaml.Node) error {
 
 // forwardConfig is what the forwarder applies (at start and on reload).
 func (c Config) forwardConfig() storage.ForwardConfig {
-	return storage.ForwardConfig{RemoteWrite: c.RemoteWrite, ExternalLabels: c.Global.ExternalLabels}
+	return storage.ForwardConfig{RemoteWrite: c.RemoteWrite, RemoteRead: c.RemoteRead, ExternalLabels: c.Global.ExternalLabels}
+}
+
+// RemoteReadSection is Prometheus's `remote_read:` list (url, read_recent,
+// required_matchers, filter_external_labels, remote_timeout, auth, tls).
+type RemoteReadSection []*promconfig.RemoteReadConfig
+
+// UnmarshalYAML decodes the list strictly.
+func (r *RemoteReadSection) UnmarshalYAML(n *yaml.Node) error {
+	var list []*promconfig.RemoteReadConfig
+	if err := decodePrometheusYAML(n, &list); err != nil {
+		return err
+	}
+	for i, rr := range list {
+		if rr == nil {
+			return fmt.Errorf("remote_read[%d] is empty", i)
+		}
+		if err := rr.HTTPClientConfig.Validate(); err != nil {
+			return fmt.Errorf("remote_read[%d]: %w", i, err)
+		}
+	}
+	*r = list
+	return nil
+}
+
+// queryStorage is what queries read: local storage, and the remote_read
+// endpoints for what is not local.
+type queryStorage struct {
+	promstorage.Queryable
+	promstorage.ExemplarQueryable
 }

@@ -148,3 +148,40 @@ func vmCount(t *testing.T, base, q string) int64 {
 	f, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
 	return int64(f)
 }
+
+// TestRemoteReadPassthrough: Vigil answers a query for data it does not
+// hold from a Prometheus (Debian's) it reads by remote_read, so Grafana
+// keeps one data source for ranges past Vigil's retention; data Vigil holds
+// is not asked of the remote (read_recent: false).
+func TestRemoteReadPassthrough(t *testing.T) {
+	prom := peers.StartPrometheus(t, func(string) string { return "global:\n  scrape_interval: 1h\n" },
+		"--web.enable-remote-write-receiver")
+	old := time.Now().Add(-90 * time.Minute)
+	var series []prompb.TimeSeries
+	for i := range 10 {
+		series = append(series, gauge("archived_metric", float64(i), old.Add(time.Duration(i)*time.Minute), "source", "prometheus"))
+	}
+	req := &prompb.WriteRequest{}
+	for _, s := range series { // one series, ten samples in order
+		if len(req.Timeseries) == 0 {
+			req.Timeseries = append(req.Timeseries, s)
+			continue
+		}
+		req.Timeseries[0].Samples = append(req.Timeseries[0].Samples, s.Samples...)
+	}
+	remoteWrite(t, prom.URL(), req)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vigil.yml")
+	writeFile(t, cfg, fmt.Sprintf("remote_read:\n  - url: http://%s/api/v1/read\n    read_recent: false\n", prom.Addr))
+	v := peers.StartVigil(t, filepath.Join(dir, "data"), "--config.file", cfg)
+	remoteWrite(t, v.URL(), &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{gauge("local_metric", 1, time.Now(), "source", "vigil")}})
+
+	d := rangeQuery(t, v.URL(), `archived_metric`, old, old.Add(10*time.Minute), time.Minute)
+	if !contains(string(d.Result), `"source":"prometheus"`, `"9"]`) {
+		t.Errorf("archived_metric through remote_read = %s", d.Result)
+	}
+	if d := instant(t, v.URL(), `local_metric`, time.Now().Add(time.Second)); !strings.Contains(string(d.Result), `"source":"vigil"`) {
+		t.Errorf("local_metric = %s", d.Result)
+	}
+}

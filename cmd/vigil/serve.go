@@ -238,7 +238,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	})
 	api, err := query.NewAPI(query.APIConfig{
 		Engine:    engine,
-		Storage:   store,
+		Storage:   queryStorage{Queryable: forwarder.Queryable(store), ExemplarQueryable: store},
 		Metadata:  store.Metadata(),
 		TSDB:      store,
 		Build:     buildInfo(),
