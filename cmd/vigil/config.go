@@ -22,6 +22,7 @@ import (
 	"github.com/vigilhq/vigil/internal/yamlconf"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
+	"github.com/vigilhq/vigil/storage/otlpforward"
 )
 
 // Config is the whole of vigil.yml. Every section is optional; what is left
@@ -42,6 +43,7 @@ type Config struct {
 	Notifier          NotifierConfig          `yaml:"notifier"`
 	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
 	RemoteRead        RemoteReadSection       `yaml:"remote_read"`
+	OTLPForward       []otlpforward.Config    `yaml:"otlp_forward"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -137,6 +139,17 @@ func (c Config) Validate() error {
 	}
 	if err := c.LogMetrics.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("log_metrics.%w", err))
+	}
+	names := map[string]bool{}
+	for i, f := range c.OTLPForward {
+		f.Defaults()
+		if err := f.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("otlp_forward[%d]: %w", i, err))
+		}
+		if names[f.Name] {
+			errs = append(errs, fmt.Errorf("otlp_forward[%d]: name %q is used twice", i, f.Name))
+		}
+		names[f.Name] = true
 	}
 	for _, err := range []error{c.Global.validate(), c.Rules.validate(), c.Notifier.validate()} {
 		if err != nil {

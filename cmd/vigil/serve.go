@@ -288,7 +288,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	if err != nil {
 		return fail(err)
 	}
-	otlpRcv, err := otlp.New(cfg.Receivers.OTLP, otlp.Consumers{Metrics: pipeline, Metadata: store.Metadata(), Traces: spans, Logs: logs}, ingestMetrics, logger.With("component", "otlp"))
+	tracesOut, logsOut, closeForwarders, err := startOTLPForwarders(cfg, spans, logs, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, closeForwarders) // after the OTLP servers stop
+	otlpRcv, err := otlp.New(cfg.Receivers.OTLP, otlp.Consumers{Metrics: pipeline, Metadata: store.Metadata(), Traces: tracesOut, Logs: logsOut}, ingestMetrics, logger.With("component", "otlp"))
 	if err != nil {
 		return fail(err)
 	}

@@ -294,6 +294,16 @@ type Vigil struct {
 // extra holds further flags.
 func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	t.Helper()
+	return StartVigilAt(t, VigilAddrs{}, dataDir, extra...)
+}
+
+// VigilAddrs are the addresses a Vigil listens on; empty ones are picked free.
+type VigilAddrs struct{ HTTP, OTLPGRPC, OTLPHTTP string }
+
+// StartVigilAt is StartVigil on given addresses, e.g. to restart a Vigil
+// where its clients expect it: StartVigilAt(t, v.Addrs(), v.DataDir).
+func StartVigilAt(t testing.TB, addrs VigilAddrs, dataDir string, extra ...string) *Vigil {
+	t.Helper()
 	bin := VigilBinary(t)
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -301,13 +311,22 @@ func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	addr, grpcAddr, httpAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
-	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug",
-		"--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", httpAddr}, extra...)
+	for _, a := range []*string{&addrs.HTTP, &addrs.OTLPGRPC, &addrs.OTLPHTTP} {
+		if *a == "" {
+			*a = FreeAddr(t)
+		}
+	}
+	args := append([]string{"serve", "--listen", addrs.HTTP, "--storage.path", dataDir, "--log.level", "debug",
+		"--otlp.grpc.listen-address", addrs.OTLPGRPC, "--otlp.http.listen-address", addrs.OTLPHTTP}, extra...)
 	p := StartIn(t, dataDir, "vigil", bin, args...)
-	p.Addr = addr
+	p.Addr = addrs.HTTP
 	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
-	return &Vigil{Process: p, DataDir: dataDir, OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr}
+	return &Vigil{Process: p, DataDir: dataDir, OTLPGRPC: addrs.OTLPGRPC, OTLPHTTP: addrs.OTLPHTTP}
+}
+
+// Addrs are the addresses v listens on.
+func (v *Vigil) Addrs() VigilAddrs {
+	return VigilAddrs{HTTP: v.Addr, OTLPGRPC: v.OTLPGRPC, OTLPHTTP: v.OTLPHTTP}
 }
 
 // Prometheus is a running Debian prometheus.

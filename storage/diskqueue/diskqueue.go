@@ -303,11 +303,27 @@ func (q *Queue) saveCursorLocked() error {
 // Wait returns a channel that receives after an Append.
 func (q *Queue) Wait() <-chan struct{} { return q.notify }
 
-// Size is the bytes the queue holds on disk.
+// Size is the bytes the queue's segments take on disk.
 func (q *Queue) Size() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.size
+}
+
+// Pending is the bytes of records not delivered yet.
+func (q *Queue) Pending() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delivered := int64(0)
+	for _, s := range q.segs {
+		switch {
+		case s < q.rSeg:
+			delivered += q.segBytes[s]
+		case s == q.rSeg:
+			delivered += q.rOff
+		}
+	}
+	return q.size - delivered
 }
 
 // Dropped is how many records were dropped because the queue was full.

@@ -57,6 +57,9 @@ func TestQueue(t *testing.T) {
 			if q.Size() > 100 {
 				t.Errorf("delivered segments were not removed: %d bytes left", q.Size())
 			}
+			if q.Pending() != 0 {
+				t.Errorf("%d bytes pending after everything was delivered", q.Pending())
+			}
 		}},
 		{"restart resumes after the last commit", func(t *testing.T, dir string) {
 			q := open(t, dir, 1<<20, 64)
