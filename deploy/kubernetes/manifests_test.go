@@ -521,8 +521,11 @@ func checkImages(r *rendered) []error {
 func checkRevisionHistory(r *rendered) []error {
 	var errs []error
 	for _, w := range r.workloads() {
-		if w.revisionHistoryLimit == nil || *w.revisionHistoryLimit < 2 {
-			errs = append(errs, fmt.Errorf("%s %s: revisionHistoryLimit must be set and keep at least 2 revisions for rollbacks, got %v", w.kind, w.name, w.revisionHistoryLimit))
+		switch {
+		case w.revisionHistoryLimit == nil:
+			errs = append(errs, fmt.Errorf("%s %s: revisionHistoryLimit is not set", w.kind, w.name))
+		case *w.revisionHistoryLimit < 2:
+			errs = append(errs, fmt.Errorf("%s %s: revisionHistoryLimit %d keeps too few revisions to roll back to", w.kind, w.name, *w.revisionHistoryLimit))
 		}
 	}
 	return errs
@@ -832,7 +835,7 @@ func checkHPA(r *rendered) []error {
 			errs = append(errs, fmt.Errorf("Deployment %s sets replicas while HPA %s owns them; every apply would reset the scale", d.Name, h.Name))
 		}
 		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 || h.Spec.MaxReplicas <= *h.Spec.MinReplicas {
-			errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: want 2 <= minReplicas < maxReplicas, got %v..%d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas))
+			errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: want 2 <= minReplicas < maxReplicas, got minReplicas %s, maxReplicas %d", h.Name, ptrString(h.Spec.MinReplicas), h.Spec.MaxReplicas))
 		}
 		var cpu, ingest bool
 		for _, m := range h.Spec.Metrics {
@@ -860,6 +863,13 @@ func checkHPA(r *rendered) []error {
 		}
 	}
 	return errs
+}
+
+func ptrString(p *int32) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*p))
 }
 
 // TestForwardingTargetsTheStore: the collectors' remote_write URL names a
