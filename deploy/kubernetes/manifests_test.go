@@ -43,6 +43,14 @@ const (
 	readyPath    = "/-/ready"
 	healthyPath  = "/-/healthy"
 	ingestMetric = "vigil_ingest_samples_per_second"
+
+	// bytesPerSeries is the resident memory per active head series measured
+	// with remote_write load on `vigil serve` (1.4 GB RSS at 1M series; see
+	// docs/readme-kubernetes.md "Resource sizing").
+	bytesPerSeries = 1400
+	// headroom is the share of the memory limit left for queries,
+	// compaction and request buffers beyond the head.
+	headroom = 0.3
 )
 
 // overlays are the overlays users apply, with the workloads each must hold.
@@ -287,6 +295,7 @@ var checks = []struct {
 	{"config in ConfigMap, tokens in Secret", checkConfigAndSecrets},
 	{"probes", checkProbes},
 	{"requests and limits", checkResources},
+	{"series limit fits the memory limit", checkSeriesLimit},
 	{"non-root security context", checkSecurityContext},
 	{"service account without token", checkServiceAccount},
 	{"writable paths are volumes", checkWritablePaths},
@@ -540,6 +549,9 @@ type vigilConfig struct {
 	Storage struct {
 		Path string `yaml:"path"`
 	} `yaml:"storage"`
+	Ingest struct {
+		MaxSeries int64 `yaml:"max_series"`
+	} `yaml:"ingest"`
 	Receivers struct {
 		OTLP struct {
 			GRPC struct {
@@ -679,6 +691,36 @@ func checkResources(r *rendered) []error {
 					errs = append(errs, fmt.Errorf("%s %s: container %s %s request %s exceeds its limit %s", w.kind, w.name, c.Name, res, req.String(), lim.String()))
 				}
 			}
+		}
+	}
+	return errs
+}
+
+// checkSeriesLimit: ingest.max_series active series must fit in the
+// container's memory limit with headroom, or the series limit cannot
+// protect the pod from the OOM killer.
+func checkSeriesLimit(r *rendered) []error {
+	var errs []error
+	for _, w := range r.workloads() {
+		c := w.template.Spec.Containers[0]
+		cm, err := r.configMapOf(w.template.Spec, c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cfg, err := parseConfig(cm)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cfg.Ingest.MaxSeries <= 0 {
+			errs = append(errs, fmt.Errorf("ConfigMap %s: set ingest.max_series to match the memory limit", cm.Name))
+			continue
+		}
+		limit := c.Resources.Limits.Memory().Value()
+		need := float64(cfg.Ingest.MaxSeries*bytesPerSeries) / (1 - headroom)
+		if float64(limit) < need {
+			errs = append(errs, fmt.Errorf("%s %s: ingest.max_series %d needs about %.1f GiB with headroom, the memory limit is %s", w.kind, w.name, cfg.Ingest.MaxSeries, need/(1<<30), c.Resources.Limits.Memory().String()))
 		}
 	}
 	return errs
