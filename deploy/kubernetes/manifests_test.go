@@ -34,6 +34,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	k8syaml "sigs.k8s.io/yaml"
 
+	psapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+
 	"github.com/vigilhq/vigil/internal/peers"
 )
 
@@ -297,6 +300,7 @@ var checks = []struct {
 	{"requests and limits", checkResources},
 	{"series limit fits the memory limit", checkSeriesLimit},
 	{"non-root security context", checkSecurityContext},
+	{"pods pass the namespace's Pod Security Standard", checkPodSecurity},
 	{"service account without token", checkServiceAccount},
 	{"writable paths are volumes", checkWritablePaths},
 	{"pod disruption budget", checkPDB},
@@ -770,6 +774,36 @@ func checkSecurityContext(r *rendered) []error {
 					errs = append(errs, fmt.Errorf("%s %s: container %s needs %s", w.kind, w.name, c.Name, v.what))
 				}
 			}
+		}
+	}
+	return errs
+}
+
+// checkPodSecurity evaluates every pod template with the Pod Security
+// Admission library against the level the Namespace enforces, which must be
+// "restricted": the pods would be refused at admission otherwise.
+func checkPodSecurity(r *rendered) []error {
+	if len(r.namespaces) != 1 {
+		return []error{errors.New("no single Namespace to read the enforced level from")}
+	}
+	ns := r.namespaces[0]
+	level, err := psapi.ParseLevel(ns.Labels[psapi.EnforceLevelLabel])
+	if err != nil || level != psapi.LevelRestricted {
+		return []error{fmt.Errorf("Namespace %s must enforce the restricted Pod Security Standard (label %s), got %q", ns.Name, psapi.EnforceLevelLabel, ns.Labels[psapi.EnforceLevelLabel])}
+	}
+	version, err := psapi.ParseVersion(ns.Labels[psapi.EnforceVersionLabel])
+	if err != nil {
+		return []error{fmt.Errorf("Namespace %s: %s: %v", ns.Name, psapi.EnforceVersionLabel, err)}
+	}
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, w := range r.workloads() {
+		res := policy.AggregateCheckResults(eval.EvaluatePod(psapi.LevelVersion{Level: level, Version: version}, &w.template.ObjectMeta, &w.template.Spec))
+		if !res.Allowed {
+			errs = append(errs, fmt.Errorf("%s %s: pods would be refused by Pod Security admission (%s): %s", w.kind, w.name, level, res.ForbiddenDetail()))
 		}
 	}
 	return errs
