@@ -98,6 +98,7 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 			WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 				"excludeByName": map[string]any{"Time": true, "__name__": true, "Value": true, "alertstate": true},
 			}}).
+			Footer(footer()).
 			NoValue("no alerts firing"))
 
 	b = b.WithRow(dashboard.NewRowBuilder("Health by service")).
@@ -164,5 +165,6 @@ func deploymentsTable(sel string) *table.PanelBuilder {
 			{Id: "mappings", Value: []dashboard.ValueMapping{decisionColors()}},
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
 		}).
+		Footer(footer()).
 		NoValue("no deployments recorded")
 }

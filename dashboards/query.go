@@ -1,6 +1,11 @@
 package dashboards
 
 import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/prometheus/common/model"
 	"regexp"
 	"sort"
 	"strings"
@@ -131,3 +136,20 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func replaceAll(s, old, new string) string { return strings.ReplaceAll(s, old, new) }
+
+// footer is the table footer Grafana writes by default (hidden, no
+// reducer); set explicitly so the JSON has a reducer list, not null.
+func footer() *common.TableFooterOptionsBuilder {
+	return common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"sum"}).CountRows(false)
+}
+
+// round removes float noise such as 1-0.999 = 0.0009999999999998899.
+func round(v float64) float64 { return math.Round(v*1e9) / 1e9 }
+
+// days prints a duration in days when it is whole days (28d, not 4w).
+func days(d model.Duration) string {
+	if day := model.Duration(24 * time.Hour); d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}

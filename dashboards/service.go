@@ -53,7 +53,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 		Annotation(verdictAnnotation(`service="$service",environment="$environment"`)).
 		Link(dashboard.NewDashboardLinkBuilder("Deployments").
 			Type(dashboard.DashboardLinkTypeLink).
-			Url("/d/"+OverviewUID).
+			Url("/d/" + OverviewUID).
 			Icon("dashboard").
 			KeepTime(true).
 			IncludeVars(false)).
@@ -321,9 +321,9 @@ func (q queries) baseline(expr string) string {
 func errorThresholds(s catalog.Service) *dashboard.ThresholdsConfigBuilder {
 	budget := 0.05
 	if a := s.SLOs.Availability; a != nil {
-		budget = catalog.ErrorBudget(a.Objective)
+		budget = round(catalog.ErrorBudget(a.Objective))
 	}
-	return thresholds("green", step{budget / 2, "orange"}, step{budget, "red"})
+	return thresholds("green", step{round(budget / 2), "orange"}, step{budget, "red"})
 }
 
 // latencyThresholds turn red at the latency SLO's threshold (1s without one).
@@ -332,19 +332,19 @@ func latencyThresholds(s catalog.Service) *dashboard.ThresholdsConfigBuilder {
 	if l := s.SLOs.Latency; l != nil {
 		limit = time.Duration(l.Threshold).Seconds()
 	}
-	return thresholds("green", step{limit * 0.8, "orange"}, step{limit, "red"})
+	return thresholds("green", step{round(limit * 0.8), "orange"}, step{limit, "red"})
 }
 
 func sloWindows(s catalog.Service) string {
 	var out string
 	if a := s.SLOs.Availability; a != nil {
-		out = fmt.Sprintf("availability %v%% over %s", a.Objective, a.Window)
+		out = fmt.Sprintf("availability %v%% over %s", a.Objective, days(a.Window))
 	}
 	if l := s.SLOs.Latency; l != nil {
 		if out != "" {
 			out += ", "
 		}
-		out += fmt.Sprintf("latency %v%% under %s over %s", l.Objective, l.Threshold, l.Window)
+		out += fmt.Sprintf("latency %v%% under %s over %s", l.Objective, l.Threshold, days(l.Window))
 	}
 	return out
 }
@@ -414,6 +414,7 @@ func verdictTable(sel string) *table.PanelBuilder {
 			{Id: "mappings", Value: []dashboard.ValueMapping{decisionColors()}},
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
 		}).
+		Footer(footer()).
 		NoValue("no verdicts yet")
 }
 
