@@ -354,3 +354,24 @@ func TestServiceUID(t *testing.T) {
 		t.Error("long uids collide")
 	}
 }
+
+// TestQueriesMatchJSON: Queries finds the same expressions as a walk of
+// the JSON Grafana receives.
+func TestQueriesMatchJSON(t *testing.T) {
+	for _, d := range generate(t) {
+		var fromJSON, fromModel []string
+		for _, e := range expressions(t, d) {
+			fromJSON = append(fromJSON, e.expr)
+		}
+		for _, q := range Queries(d) {
+			e := q.Expr
+			if q.Kind == "variable" {
+				e = labelValuesRE.FindStringSubmatch(e)[1]
+			}
+			fromModel = append(fromModel, e)
+		}
+		if diff := cmp.Diff(fromJSON, fromModel); diff != "" {
+			t.Errorf("%s (-json +Queries):\n%s", d.UID(), diff)
+		}
+	}
+}
