@@ -310,16 +310,22 @@ func (p *Pusher) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return fmt.Errorf("grafana %s %s: read response: %w", method, path, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		ge := &GrafanaError{Method: method, Path: strings.SplitN(path, "?", 2)[0], StatusCode: resp.StatusCode}
+	return decodeResponse(method, path, resp.StatusCode, b, out)
+}
+
+// decodeResponse turns a Grafana API response into out, or into a
+// *GrafanaError carrying Grafana's message when the status is not 2xx.
+func decodeResponse(method, path string, status int, body []byte, out any) error {
+	if status/100 != 2 {
+		ge := &GrafanaError{Method: method, Path: strings.SplitN(path, "?", 2)[0], StatusCode: status}
 		var e struct {
 			Message string `json:"message"`
 			Status  string `json:"status"`
 		}
-		if json.Unmarshal(b, &e) == nil {
+		if json.Unmarshal(body, &e) == nil {
 			ge.Message, ge.Status = e.Message, e.Status
 		} else {
-			ge.Message = strings.TrimSpace(string(b))
+			ge.Message = strings.TrimSpace(string(body))
 			if len(ge.Message) > 200 {
 				ge.Message = ge.Message[:200] + "..."
 			}
@@ -327,7 +333,7 @@ func (p *Pusher) do(ctx context.Context, method, path string, body, out any) err
 		return ge
 	}
 	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
+		if err := json.Unmarshal(body, out); err != nil {
 			return fmt.Errorf("grafana %s %s: decode response: %w", method, path, err)
 		}
 	}
