@@ -84,7 +84,7 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 		WithPanel(stat.NewPanelBuilder().
 			Title("Firing alerts").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`count(ALERTS{alertstate="firing",service=~"$service"}) or vector(0)`), "").Instant()).
+			WithTarget(promQuery("A", `count(ALERTS{alertstate="firing",service=~"$service"}) or vector(0)`, "").Instant()).
 			Thresholds(thresholds("green", step{1, "red"})).
 			ColorMode(common.BigValueColorModeBackground))
 
