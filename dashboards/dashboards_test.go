@@ -216,7 +216,7 @@ func expressions(t *testing.T, d Dashboard) []expression {
 var labelValuesRE = regexp.MustCompile(`^label_values\((.+), *[a-zA-Z_][a-zA-Z0-9_]*\)$`)
 
 // builtinVars are Grafana's built-in variables and example values.
-var builtinVars = map[string]string{"__rate_interval": "1m", "__interval": "30s", "__range": "1h"}
+var builtinVars = map[string]string{"__rate_interval": "1m", "__interval": "30s", "__range": "1h", "__range_s": "3600"}
 
 // exampleValues are values for the dashboards' own variables.
 var exampleValues = map[string]string{"service": "checkout", "environment": "production", "version": "v1|v2", "instance": ".*"}

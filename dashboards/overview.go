@@ -72,13 +72,13 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 			Title("Deploys in range").
 			Description("Deployments started in the dashboard's time range.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum(changes(%s{%s}[$__range])) or vector(0)`, deployStarted, sel), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`count(max by (service, environment, version) (max_over_time(%s{%s}[$__range])) > time() - $__range_s) or vector(0)`, deployStarted, sel), "").Instant()).
 			ColorMode(common.BigValueColorModeNone)).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Rollback verdicts").
-			Description("Service versions whose latest verdict is rollback.").
+			Description("Service versions given a rollback verdict in the time range.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`count(%s{%s,decision="rollback"}) or vector(0)`, verdictInfo, sel), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`count(last_over_time(%s{%s,decision="rollback"}[$__range])) or vector(0)`, verdictInfo, sel), "").Instant()).
 			Thresholds(thresholds("green", step{1, "red"})).
 			ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(stat.NewPanelBuilder().
@@ -140,7 +140,7 @@ func deploymentsTable(sel string) *table.PanelBuilder {
 		Title("Current deployments").
 		Description("vigil_deployment_info joined with the deploy start time and the latest verdict of the deployed version. Click a service to open its dashboard.").
 		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, previous_version, pipeline, commit, strategy) (%s{%s})`, deployInfo, sel))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000`, deployStarted, sel))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__range])) * 1000`, deployStarted, sel))).
 		WithTarget(tableQuery("C", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) and on (service, environment, version) %s{%[2]s}`, verdictInfo, sel, deployInfo))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{

@@ -85,10 +85,10 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Last deploy").
 			Description("When the current version started to deploy.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`max(%s{service="$service",environment="$environment"}) * 1000`, deployStarted), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`max(max_over_time(%s{service="$service",environment="$environment"}[$__range])) * 1000`, deployStarted), "").Instant()).
 			Unit("dateTimeFromNow").
 			ColorMode(common.BigValueColorModeNone).
-			NoValue("never")).
+			NoValue("before this time range")).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Request rate").
 			Span(4).Height(4).
@@ -357,30 +357,35 @@ func fixedColor(c string) dashboard.DynamicConfigValue {
 	return dashboard.DynamicConfigValue{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": c}}
 }
 
-// deployAnnotation marks every deploy: the start timestamp series changes
-// once per deployment.
+// deployAnnotation marks every deploy at the time it started. The series'
+// value is that time, so Grafana places the annotation by value
+// (useValueForTime): a new version is a new series whose value never
+// changes, which changes(...) > 0 would not see.
 func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Deployments").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("blue").
-		Expr(fmt.Sprintf(`changes(%s{%s}[1m]) > 0`, deployStarted, sel)).
-		Step("15s").
+		Expr(fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000`, deployStarted, sel)).
+		UseValueForTime(true).
+		Step("1m").
 		TitleFormat("Deploy {{service}} {{version}}").
 		TextFormat("{{service}} {{version}} started deploying in {{environment}}").
 		TagKeys("service,environment,version")
 }
 
-// verdictAnnotation marks every verdict with its decision.
+// verdictAnnotation marks every verdict with its decision, at the time it
+// was given.
 func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Verdicts").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("purple").
-		Expr(fmt.Sprintf(`changes(%s{%s}[1m]) > 0`, verdictTime, sel)).
-		Step("15s").
+		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) * 1000`, verdictTime, sel)).
+		UseValueForTime(true).
+		Step("1m").
 		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
 		TagKeys("service,version,decision")
 }
@@ -390,9 +395,9 @@ func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 func verdictTable(sel string) *table.PanelBuilder {
 	return table.NewPanelBuilder().
 		Title("Recent verdicts").
-		Description("The latest verdict per service version: decision, score (0..1, vigil_verdict_info) and when it was given.").
-		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, baseline, decision) (%s{%s})`, verdictInfo, sel))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) * 1000`, verdictTime, sel))).
+		Description("Verdicts given in the time range, newest first: version, baseline, decision, score (0..1, vigil_verdict_info) and when.").
+		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, baseline, decision) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (last_over_time(%s{%s}[$__range])) * 1000`, verdictTime, sel))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true},
