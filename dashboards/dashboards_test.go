@@ -382,3 +382,51 @@ func TestQueriesMatchJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestLayout: panel ids are unique, every panel fits Grafana's 24-column
+// grid without overlapping another, and every panel has a title.
+func TestLayout(t *testing.T) {
+	for _, d := range generate(t) {
+		t.Run(d.UID(), func(t *testing.T) {
+			ids := map[uint32]bool{}
+			type box struct{ x, y, w, h uint32 }
+			var boxes []box
+			var titles []string
+			for _, p := range d.Model.Panels {
+				var id uint32
+				var pos *dashboard.GridPos
+				var title string
+				switch {
+				case p.Panel != nil:
+					id, pos = *p.Panel.Id, p.Panel.GridPos
+					if p.Panel.Title != nil {
+						title = *p.Panel.Title
+					}
+				case p.RowPanel != nil:
+					id, pos = p.RowPanel.Id, p.RowPanel.GridPos
+					if p.RowPanel.Title != nil {
+						title = *p.RowPanel.Title
+					}
+				}
+				if ids[id] {
+					t.Errorf("panel id %d used twice", id)
+				}
+				ids[id] = true
+				if title == "" {
+					t.Errorf("panel %d has no title", id)
+				}
+				if pos == nil || pos.W == 0 || pos.H == 0 || pos.X+pos.W > 24 {
+					t.Errorf("panel %q: bad grid position %+v", title, pos)
+					continue
+				}
+				b := box{pos.X, pos.Y, pos.W, pos.H}
+				for i, o := range boxes {
+					if b.x < o.x+o.w && o.x < b.x+b.w && b.y < o.y+o.h && o.y < b.y+b.h {
+						t.Errorf("panel %q overlaps %q", title, titles[i])
+					}
+				}
+				boxes, titles = append(boxes, b), append(titles, title)
+			}
+		})
+	}
+}
