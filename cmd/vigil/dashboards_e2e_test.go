@@ -50,10 +50,10 @@ services:
         threshold: 300ms
 `
 
-// needsLaterSeries are the panels whose series a Vigil without a rules
+// dashNeedsLaterSeries are the panels whose series a Vigil without a rules
 // manager does not have. Their queries must still run without error; they
 // are exempt only from returning data.
-var needsLaterSeries = map[string]string{
+var dashNeedsLaterSeries = map[string]string{
 	// vigil:deploy_* recording rules (alerting, issue 5).
 	"Error ratio: canary vs baseline": "the vigil:deploy_error_ratio:rate5m recording rule",
 	"p99 latency: canary vs baseline": "the vigil:deploy_latency_p99_seconds:rate5m recording rule",
@@ -65,9 +65,9 @@ var needsLaterSeries = map[string]string{
 	"Firing alerts": "alerts",
 }
 
-// needsLaterSelfMetrics are self-monitoring panels whose metrics appear
+// dashNeedsLaterSelfMetrics are self-monitoring panels whose metrics appear
 // only once the component runs or something goes wrong.
-var needsLaterSelfMetrics = map[string]string{
+var dashNeedsLaterSelfMetrics = map[string]string{
 	"Rejected samples by reason": "vigil_ingest_rejected_samples_total has a series only after a rejection",
 	"Rule evaluation failures":   "vigil_rule_evaluation_* (rules manager, issue 5)",
 	"Notifier queue":             "vigil_notifier_* (notifier, issue 5)",
@@ -90,7 +90,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	defer cancel()
 
 	deployedAt := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
-	feedCheckout(ctx, t, v, deployedAt)
+	dashFeedCheckout(ctx, t, v, deployedAt)
 
 	dir := t.TempDir()
 	catPath := filepath.Join(dir, "catalog.yml")
@@ -114,16 +114,16 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	sort.SliceStable(ds, func(i, j int) bool { return ds[j].UID() == dashboards.SelfUID })
 	checked := 0
 	for _, d := range ds {
-		base, exempt := v.URL(), needsLaterSeries
+		base, exempt := v.URL(), dashNeedsLaterSeries
 		if d.UID() == dashboards.SelfUID {
-			base, exempt = prom.URL(), needsLaterSelfMetrics
+			base, exempt = prom.URL(), dashNeedsLaterSelfMetrics
 			// Grafana queries Vigil all the time; here the queries above came
 			// in one burst, so keep querying until Prometheus has seen the
 			// query counters move.
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				instant(t, v.URL(), `up`, time.Now())
-				if n, _ := runQuery(t, base, `rate(vigil_http_requests_total{handler="/api/v1/query"}[1m]) > 0`); n > 0 {
+				if n, _ := dashRunQuery(t, base, `rate(vigil_http_requests_total{handler="/api/v1/query"}[1m]) > 0`); n > 0 {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -134,19 +134,19 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		}
 		t.Run(d.UID(), func(t *testing.T) {
 			for _, q := range dashboards.Queries(d) {
-				expr := expand(q.Expr, vars)
+				expr := dashExpand(q.Expr, vars)
 				if q.Kind == "variable" {
-					checkVariable(t, base, q.Title, expr)
+					dashCheckVariable(t, base, q.Title, expr)
 					continue
 				}
-				n, finite := runQuery(t, base, expr)
+				n, dashFinite := dashRunQuery(t, base, expr)
 				checked++
 				if reason, ok := exempt[q.Title]; ok {
 					t.Logf("%s %q %s: %d series (exempt: needs %s)", q.Kind, q.Title, q.RefID, n, reason)
 					continue
 				}
-				if n == 0 || !finite {
-					t.Errorf("%s %q %s returned no data (%d series, a finite value: %v)\n  %s", q.Kind, q.Title, q.RefID, n, finite, expr)
+				if n == 0 || !dashFinite {
+					t.Errorf("%s %q %s returned no data (%d series, a dashFinite value: %v)\n  %s", q.Kind, q.Title, q.RefID, n, dashFinite, expr)
 				}
 			}
 		})
@@ -157,7 +157,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		if q.Kind != "annotation" || q.Title != "Deployments" {
 			continue
 		}
-		expr := expand(q.Expr, map[string]string{"environment": ".*", "service": ".*"})
+		expr := dashExpand(q.Expr, map[string]string{"environment": ".*", "service": ".*"})
 		d := rangeQuery(t, v.URL(), expr, time.Now().Add(-time.Minute), time.Now(), 15*time.Second)
 		var res []struct {
 			Metric map[string]string `json:"metric"`
@@ -176,7 +176,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	}
 }
 
-// feedCheckout sends eight rounds, a second apart, of checkout v1 and v2
+// dashFeedCheckout sends eight rounds, a second apart, of checkout v1 and v2
 // telemetry: server spans (v2 fails more and is slower), logs (errors and
 // infos), OpenTelemetry process metrics and Prometheus-client process
 // metrics by remote_write. It also writes the deployment of v2 (replacing
@@ -184,7 +184,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 // package (vigil_deployment_info, vigil_deployment_started_timestamp_seconds,
 // vigil_verdict_info, vigil_verdict_timestamp_seconds), by remote_write
 // until its API (POST /api/v1/deployments, /api/v1/verify) writes them.
-func feedCheckout(ctx context.Context, t *testing.T, v *peers.Vigil, deployedAt time.Time) {
+func dashFeedCheckout(ctx context.Context, t *testing.T, v *peers.Vigil, deployedAt time.Time) {
 	t.Helper()
 	type client struct {
 		tp  *sdktrace.TracerProvider
@@ -263,18 +263,18 @@ func feedCheckout(ctx context.Context, t *testing.T, v *peers.Vigil, deployedAt 
 			// exports them, by remote_write.
 			now := time.Now().UnixMilli()
 			remoteWrite(t, v.URL(), &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-				{Labels: promLabels("process_cpu_seconds_total", "checkout", version), Samples: []prompb.Sample{{Value: float64(round) * 0.3, Timestamp: now}}},
-				{Labels: promLabels("process_resident_memory_bytes", "checkout", version), Samples: []prompb.Sample{{Value: 80 << 20, Timestamp: now}}},
+				{Labels: dashPromLabels("process_cpu_seconds_total", "checkout", version), Samples: []prompb.Sample{{Value: float64(round) * 0.3, Timestamp: now}}},
+				{Labels: dashPromLabels("process_resident_memory_bytes", "checkout", version), Samples: []prompb.Sample{{Value: 80 << 20, Timestamp: now}}},
 			}})
 		}
 		deployment := `service="checkout",namespace="shop",environment="production",version="v2"`
 		verdict := `service="checkout",environment="production",version="v2",decision="rollback"`
 		now := time.Now().UnixMilli()
 		remoteWrite(t, v.URL(), &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-			{Labels: seriesLabels(t, `vigil_deployment_info{`+deployment+`,previous_version="v1",pipeline="github-actions",commit="4f2a9c1",strategy="canary"}`), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
-			{Labels: seriesLabels(t, `vigil_deployment_started_timestamp_seconds{`+deployment+`}`), Samples: []prompb.Sample{{Value: float64(deployedAt.Unix()), Timestamp: now}}},
-			{Labels: seriesLabels(t, `vigil_verdict_info{`+verdict+`,baseline="v1"}`), Samples: []prompb.Sample{{Value: 0.2, Timestamp: now}}},
-			{Labels: seriesLabels(t, `vigil_verdict_timestamp_seconds{`+verdict+`}`), Samples: []prompb.Sample{{Value: float64(deployedAt.Add(5 * time.Minute).Unix()), Timestamp: now}}},
+			{Labels: dashSeriesLabels(t, `vigil_deployment_info{`+deployment+`,previous_version="v1",pipeline="github-actions",commit="4f2a9c1",strategy="canary"}`), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+			{Labels: dashSeriesLabels(t, `vigil_deployment_started_timestamp_seconds{`+deployment+`}`), Samples: []prompb.Sample{{Value: float64(deployedAt.Unix()), Timestamp: now}}},
+			{Labels: dashSeriesLabels(t, `vigil_verdict_info{`+verdict+`,baseline="v1"}`), Samples: []prompb.Sample{{Value: 0.2, Timestamp: now}}},
+			{Labels: dashSeriesLabels(t, `vigil_verdict_timestamp_seconds{`+verdict+`}`), Samples: []prompb.Sample{{Value: float64(deployedAt.Add(5 * time.Minute).Unix()), Timestamp: now}}},
 		}})
 		for _, c := range clients {
 			if err := c.tp.ForceFlush(ctx); err != nil {
@@ -290,12 +290,12 @@ func feedCheckout(ctx context.Context, t *testing.T, v *peers.Vigil, deployedAt 
 		time.Sleep(time.Second)
 	}
 	// Span and log metrics flush every second (fastFlushConfig).
-	waitFor(t, v.URL(), `sum(traces_span_metrics_calls_total{service="checkout",version="v2"}) >= 160`)
-	waitFor(t, v.URL(), `sum(log_records_total{service="checkout",severity="error"}) >= 16`)
+	dashWaitFor(t, v.URL(), `sum(traces_span_metrics_calls_total{service="checkout",version="v2"}) >= 160`)
+	dashWaitFor(t, v.URL(), `sum(log_records_total{service="checkout",severity="error"}) >= 16`)
 }
 
-// seriesLabels turns `name{label="value",...}` into remote-write labels.
-func seriesLabels(t *testing.T, series string) []prompb.Label {
+// dashSeriesLabels turns `name{label="value",...}` into remote-write labels.
+func dashSeriesLabels(t *testing.T, series string) []prompb.Label {
 	t.Helper()
 	ls, err := parser.NewParser(parser.Options{}).ParseMetric(series)
 	if err != nil {
@@ -306,26 +306,26 @@ func seriesLabels(t *testing.T, series string) []prompb.Label {
 	return out
 }
 
-func promLabels(name, job, version string) []prompb.Label {
+func dashPromLabels(name, job, version string) []prompb.Label {
 	return []prompb.Label{{Name: "__name__", Value: name}, {Name: "instance", Value: job + "-0:8080"}, {Name: "job", Value: job}, {Name: "version", Value: version}}
 }
 
-var grafanaVarRE = regexp.MustCompile(`\$\{?(__[a-z_]+|[a-z]+)\}?`)
+var dashGrafanaVarRE = regexp.MustCompile(`\$\{?(__[a-z_]+|[a-z]+)\}?`)
 
-// expand substitutes Grafana variables the way Grafana does for a single
+// dashExpand substitutes Grafana variables the way Grafana does for a single
 // value; "$1" (a label_replace group) is not a variable and stays.
-func expand(expr string, vars map[string]string) string {
-	return grafanaVarRE.ReplaceAllStringFunc(expr, func(m string) string {
-		if v, ok := vars[grafanaVarRE.FindStringSubmatch(m)[1]]; ok {
+func dashExpand(expr string, vars map[string]string) string {
+	return dashGrafanaVarRE.ReplaceAllStringFunc(expr, func(m string) string {
+		if v, ok := vars[dashGrafanaVarRE.FindStringSubmatch(m)[1]]; ok {
 			return v
 		}
 		return m
 	})
 }
 
-// runQuery runs an instant query and returns how many series it returned
-// and whether any value is finite.
-func runQuery(t *testing.T, base, expr string) (int, bool) {
+// dashRunQuery runs an instant query and returns how many series it returned
+// and whether any value is dashFinite.
+func dashRunQuery(t *testing.T, base, expr string) (int, bool) {
 	t.Helper()
 	d := instant(t, base, expr, time.Now())
 	switch d.ResultType {
@@ -334,7 +334,7 @@ func runQuery(t *testing.T, base, expr string) (int, bool) {
 		if err := json.Unmarshal(d.Result, &s); err != nil {
 			t.Fatal(err)
 		}
-		return 1, finite(s[1])
+		return 1, dashFinite(s[1])
 	case "vector":
 		var res []struct {
 			Value     [2]any `json:"value"`
@@ -345,7 +345,7 @@ func runQuery(t *testing.T, base, expr string) (int, bool) {
 		}
 		ok := false
 		for _, r := range res {
-			ok = ok || finite(r.Value[1]) || r.Histogram[1] != nil
+			ok = ok || dashFinite(r.Value[1]) || r.Histogram[1] != nil
 		}
 		return len(res), ok
 	}
@@ -353,7 +353,7 @@ func runQuery(t *testing.T, base, expr string) (int, bool) {
 	return 0, false
 }
 
-func finite(v any) bool {
+func dashFinite(v any) bool {
 	s, ok := v.(string)
 	if !ok {
 		return false
@@ -362,13 +362,13 @@ func finite(v any) bool {
 	return err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }
 
-var labelValuesCall = regexp.MustCompile(`^label_values\((.+), *([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
+var dashLabelValuesCall = regexp.MustCompile(`^label_values\((.+), *([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
 
-// checkVariable asks for the variable's values as Grafana does:
+// dashCheckVariable asks for the variable's values as Grafana does:
 // GET /api/v1/label/<label>/values?match[]=<selector>.
-func checkVariable(t *testing.T, base, name, expr string) {
+func dashCheckVariable(t *testing.T, base, name, expr string) {
 	t.Helper()
-	m := labelValuesCall.FindStringSubmatch(expr)
+	m := dashLabelValuesCall.FindStringSubmatch(expr)
 	if m == nil {
 		t.Fatalf("variable %s: %q is not label_values(selector, label)", name, expr)
 	}
@@ -386,12 +386,12 @@ func checkVariable(t *testing.T, base, name, expr string) {
 	t.Logf("variable %s = %s", name, strings.Join(values, ", "))
 }
 
-// waitFor polls until the instant query returns a non-empty result.
-func waitFor(t *testing.T, base, q string) {
+// dashWaitFor polls until the instant query returns a non-empty result.
+func dashWaitFor(t *testing.T, base, q string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if n, _ := runQuery(t, base, q); n > 0 {
+		if n, _ := dashRunQuery(t, base, q); n > 0 {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
