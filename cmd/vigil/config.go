@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -33,6 +34,12 @@ type Config struct {
 	StreamAggregation []streamaggr.RuleConfig `yaml:"stream_aggregation"`
 	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
 	LogMetrics        logmetrics.Config       `yaml:"log_metrics"`
+	Global            GlobalConfig            `yaml:"global"`
+	RuleFiles         []string                `yaml:"rule_files"`
+	Rules             RulesConfig             `yaml:"rules"`
+	Alerting          AlertingSection         `yaml:"alerting"`
+	Notifier          NotifierConfig          `yaml:"notifier"`
+	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -41,6 +48,14 @@ type WebConfig struct {
 	ReadTimeout     model.Duration `yaml:"read_timeout"`
 	MaxConnections  int            `yaml:"max_connections"`
 	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+	// ExternalURL is the URL Vigil is reached at (alerts link to it); by
+	// default http://<listen_address>.
+	ExternalURL string `yaml:"external_url"`
+	// EnableLifecycle turns on POST /-/reload.
+	EnableLifecycle bool `yaml:"enable_lifecycle"`
+	// AdminTokenFile, when set, holds the bearer token that endpoints which
+	// act (/-/reload) require.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // ReceiversConfig configures the ingest endpoints.
@@ -58,6 +73,7 @@ func DefaultConfig() Config {
 			ReadTimeout:     model.Duration(5 * time.Minute),
 			MaxConnections:  512,
 			ShutdownTimeout: model.Duration(30 * time.Second),
+			EnableLifecycle: true,
 		},
 		Storage: storage.DefaultConfig(),
 		Query:   query.DefaultConfig(),
@@ -69,6 +85,13 @@ func DefaultConfig() Config {
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
 		LogMetrics:  logmetrics.DefaultConfig(),
+		Global:      GlobalConfig{EvaluationInterval: model.Duration(15 * time.Second)},
+		Rules: RulesConfig{
+			ForOutageTolerance: model.Duration(time.Hour),
+			ForGracePeriod:     model.Duration(10 * time.Minute),
+			ResendDelay:        model.Duration(time.Minute),
+		},
+		Notifier: NotifierConfig{QueueCapacity: 10000},
 	}
 }
 
@@ -107,6 +130,11 @@ func (c Config) Validate() error {
 	if err := c.LogMetrics.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("log_metrics.%w", err))
 	}
+	for _, err := range []error{c.Global.validate(), c.Rules.validate(), c.Notifier.validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -124,6 +152,11 @@ func (w WebConfig) Validate() error {
 	if w.ShutdownTimeout <= 0 {
 		return fmt.Errorf("web.shutdown_timeout must be positive, got %s", w.ShutdownTimeout)
 	}
+	if w.ExternalURL != "" {
+		if u, err := url.Parse(w.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("web.external_url %q must be an absolute URL", w.ExternalURL)
+		}
+	}
 	return nil
 }
 
@@ -138,6 +171,7 @@ func LoadConfigFile(path string) (Config, error) {
 	if err := yamlconf.Decode(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("parse config file %s: %w", path, err)
 	}
+	cfg.resolveRuleFiles(path)
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("invalid config file %s: %w", path, err)
 	}

@@ -48,8 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Version(version.Print("vigil"))
 
+	gen := newGenCommand(app)
 	var commands []command
 	commands = append(commands,
+		newGenRulesCommand(gen, stdout),
 		newServeCommand(app, stdout, stderr),
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),

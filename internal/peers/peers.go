@@ -363,3 +363,56 @@ func GoBinary(t testing.TB, name string) string {
 	}
 	return Binary(t, name, extra...)
 }
+
+// Alertmanager is a running Debian prometheus-alertmanager.
+type Alertmanager struct {
+	*Process
+}
+
+// StartAlertmanager runs Alertmanager on a free loopback port with the
+// given configuration (alertmanager.yml), clustering off, and waits until it
+// is ready.
+func StartAlertmanager(t testing.TB, config string) *Alertmanager {
+	t.Helper()
+	bin := Binary(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	addr := FreeAddr(t)
+	cfgPath := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := StartIn(t, dir, "alertmanager", bin,
+		"--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=debug")
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
+	return &Alertmanager{Process: p}
+}
+
+// VictoriaMetrics is a running Debian victoria-metrics (single node).
+type VictoriaMetrics struct {
+	*Process
+	DataDir string
+}
+
+// StartVictoriaMetrics runs VictoriaMetrics on addr (a free port when
+// empty) with its data in dataDir (a temporary directory when empty),
+// answering queries without its default 30s latency offset, and waits until
+// it is ready. Restarting on the same addr and dataDir continues its data.
+func StartVictoriaMetrics(t testing.TB, addr, dataDir string) *VictoriaMetrics {
+	t.Helper()
+	bin := Binary(t, "victoria-metrics")
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	if addr == "" {
+		addr = FreeAddr(t)
+	}
+	p := StartIn(t, dataDir, "victoria-metrics", bin,
+		"-storageDataPath="+dataDir, "-httpListenAddr="+addr,
+		"-search.latencyOffset=0s", "-search.disableCache", "-retentionPeriod=100y",
+		"-dedup.minScrapeInterval=1ms") // a batch re-sent after a lost reply counts once
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/health", 60*time.Second)
+	return &VictoriaMetrics{Process: p, DataDir: dataDir}
+}
