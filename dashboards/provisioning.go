@@ -18,8 +18,8 @@ import (
 // Layout of what WriteAll writes under its output directory. Point
 // Grafana's paths.provisioning at ProvisioningDir.
 const (
-	ProvisioningDir = "grafana/provisioning"
-	DashboardsDir   = "grafana/dashboards"
+	ProvisioningDir = "provisioning"
+	DashboardsDir   = "dashboards"
 	datasourceFile  = "datasources/vigil.yml"
 	providerFile    = "dashboards/vigil.yml"
 )
@@ -109,19 +109,25 @@ func marshalYAML(header string, doc any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Written lists the files WriteAll wrote, relative to its directory.
-type Written []string
+// WrittenFile is one file WriteAll wrote.
+type WrittenFile struct {
+	// Path is relative to WriteAll's directory, with forward slashes.
+	Path string `json:"path"`
+	// Kind is "dashboard", "datasource" or "dashboard provider".
+	Kind  string `json:"kind"`
+	Bytes int    `json:"bytes"`
+}
 
 // WriteAll generates every dashboard for the catalog and writes them with
 // Grafana's provisioning files under dir:
 //
-//	grafana/provisioning/datasources/vigil.yml
-//	grafana/provisioning/dashboards/vigil.yml
-//	grafana/dashboards/<folder>/<uid>.json
+//	provisioning/datasources/vigil.yml
+//	provisioning/dashboards/vigil.yml
+//	dashboards/<folder>/<uid>.json
 //
 // Dashboards that an earlier run wrote and the catalog no longer has are
 // removed, so Grafana drops them too.
-func WriteAll(cat *catalog.Catalog, dir string, cfg Config) (Written, error) {
+func WriteAll(cat *catalog.Catalog, dir string, cfg Config) ([]WrittenFile, error) {
 	ds, err := Generate(cat, cfg)
 	if err != nil {
 		return nil, err
@@ -133,8 +139,8 @@ func WriteAll(cat *catalog.Catalog, dir string, cfg Config) (Written, error) {
 			return nil, fmt.Errorf("dashboards path: %w", err)
 		}
 	}
-	var written Written
-	write := func(rel string, b []byte) error {
+	var written []WrittenFile
+	write := func(rel, kind string, b []byte) error {
 		p := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
@@ -142,7 +148,7 @@ func WriteAll(cat *catalog.Catalog, dir string, cfg Config) (Written, error) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
-		written = append(written, filepath.ToSlash(rel))
+		written = append(written, WrittenFile{Path: filepath.ToSlash(rel), Kind: kind, Bytes: len(b)})
 		return nil
 	}
 
@@ -154,7 +160,7 @@ func WriteAll(cat *catalog.Catalog, dir string, cfg Config) (Written, error) {
 		}
 		rel := filepath.Join(DashboardsDir, FolderDir(d.Folder), d.UID()+".json")
 		keep[filepath.Join(dir, rel)] = true
-		if err := write(rel, b); err != nil {
+		if err := write(rel, "dashboard", b); err != nil {
 			return nil, err
 		}
 	}
@@ -165,14 +171,14 @@ func WriteAll(cat *catalog.Catalog, dir string, cfg Config) (Written, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := write(filepath.Join(ProvisioningDir, datasourceFile), dsYAML); err != nil {
+	if err := write(filepath.Join(ProvisioningDir, datasourceFile), "datasource", dsYAML); err != nil {
 		return nil, err
 	}
 	prov, err := ProviderYAML(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := write(filepath.Join(ProvisioningDir, providerFile), prov); err != nil {
+	if err := write(filepath.Join(ProvisioningDir, providerFile), "dashboard provider", prov); err != nil {
 		return nil, err
 	}
 	return written, nil

@@ -83,23 +83,26 @@ func TestWriteAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"grafana/dashboards/Vigil/vigil-deployments.json",
-		"grafana/dashboards/Vigil/vigil-self.json",
-		"grafana/dashboards/production/vigil-svc-cart-production.json",
-		"grafana/dashboards/production/vigil-svc-checkout-production.json",
-		"grafana/dashboards/production/vigil-svc-search-production.json",
-		"grafana/dashboards/staging/vigil-svc-cart-staging.json",
-		"grafana/provisioning/dashboards/vigil.yml",
-		"grafana/provisioning/datasources/vigil.yml",
+		"dashboards/Vigil/vigil-deployments.json dashboard",
+		"dashboards/Vigil/vigil-self.json dashboard",
+		"dashboards/production/vigil-svc-cart-production.json dashboard",
+		"dashboards/production/vigil-svc-checkout-production.json dashboard",
+		"dashboards/production/vigil-svc-search-production.json dashboard",
+		"dashboards/staging/vigil-svc-cart-staging.json dashboard",
+		"provisioning/dashboards/vigil.yml dashboard provider",
+		"provisioning/datasources/vigil.yml datasource",
 	}
-	sort.Strings(written)
-	if diff := cmp.Diff(want, []string(written)); diff != "" {
-		t.Fatalf("written files (-want +got):\n%s", diff)
-	}
-	for _, f := range want {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Error(err)
+	var got []string
+	for _, w := range written {
+		got = append(got, w.Path+" "+w.Kind)
+		fi, err := os.Stat(filepath.Join(dir, w.Path))
+		if err != nil || fi.Size() != int64(w.Bytes) || w.Bytes == 0 {
+			t.Errorf("%s: %v, size %v, reported %d bytes", w.Path, err, fi, w.Bytes)
 		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("written files (-want +got):\n%s", diff)
 	}
 
 	var prov struct {
@@ -110,19 +113,19 @@ func TestWriteAll(t *testing.T) {
 			} `yaml:"options"`
 		} `yaml:"providers"`
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "grafana/provisioning/dashboards/vigil.yml"))
+	b, err := os.ReadFile(filepath.Join(dir, "provisioning/dashboards/vigil.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := yaml.Unmarshal(b, &prov); err != nil {
 		t.Fatal(err)
 	}
-	if len(prov.Providers) != 1 || prov.Providers[0].Options.Path != filepath.Join(dir, "grafana/dashboards") || !prov.Providers[0].Options.FoldersFromFilesStructure {
+	if len(prov.Providers) != 1 || prov.Providers[0].Options.Path != filepath.Join(dir, "dashboards") || !prov.Providers[0].Options.FoldersFromFilesStructure {
 		t.Fatalf("provider: %+v", prov)
 	}
 
 	// A user's own dashboard in the same folder is left alone.
-	own := filepath.Join(dir, "grafana/dashboards/production/mine.json")
+	own := filepath.Join(dir, "dashboards/production/mine.json")
 	if err := os.WriteFile(own, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -132,12 +135,12 @@ func TestWriteAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, gone := range []string{"production/vigil-svc-checkout-production.json", "staging/vigil-svc-cart-staging.json"} {
-		if _, err := os.Stat(filepath.Join(dir, "grafana/dashboards", gone)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(dir, "dashboards", gone)); !os.IsNotExist(err) {
 			t.Errorf("%s: still there after it left the catalog (%v)", gone, err)
 		}
 	}
 	for _, kept := range []string{"production/vigil-svc-cart-production.json", "production/mine.json"} {
-		if _, err := os.Stat(filepath.Join(dir, "grafana/dashboards", kept)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, "dashboards", kept)); err != nil {
 			t.Error(err)
 		}
 	}

@@ -16,14 +16,13 @@ import (
 const dashboardsCatalog = "../../dashboards/testdata/catalog.yml"
 
 // runGenDashboards parses args as `vigil gen dashboards ...` and runs the
-// command, returning its output and exit code. It builds its own `gen`
-// command: the real one lives in gen.go.
+// command, returning its output and exit code.
 func runGenDashboards(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	app := kingpin.New("vigil", "")
 	app.Terminate(nil)
-	gen := app.Command("gen", "Generate files from the service catalog.")
+	gen := newGenCommand(app)
 	cmd := newGenDashboardsCommand(gen, &stdout, &stderr)
 	selected, err := app.Parse(append([]string{"gen", "dashboards"}, args...))
 	if err != nil {
@@ -48,7 +47,7 @@ func TestGenDashboardsCLI(t *testing.T) {
 	dead := grafanatest.New(t, grafanatest.Options{})
 	deadURL := dead.URL
 	dead.Close()
-	out := t.TempDir()
+	out, other := t.TempDir(), t.TempDir()
 
 	for _, tc := range []struct {
 		name       string
@@ -62,58 +61,58 @@ func TestGenDashboardsCLI(t *testing.T) {
 	}{
 		{
 			name: "write files",
-			args: []string{"--catalog", dashboardsCatalog, "-o", out, "--vigil.url", "http://vigil:9400"},
+			args: []string{"-c", dashboardsCatalog, "-d", out, "--vigil.url", "http://vigil:9400"},
 			stdout: []string{
-				"wrote " + out + "/grafana/dashboards/production/vigil-svc-checkout-production.json",
-				"wrote " + out + "/grafana/provisioning/datasources/vigil.yml",
-				"wrote " + out + "/grafana/provisioning/dashboards/vigil.yml",
+				"wrote dashboard    " + out + "/dashboards/production/vigil-svc-checkout-production.json",
+				"wrote datasource   " + out + "/provisioning/datasources/vigil.yml",
+				"wrote dashboard provider " + out + "/provisioning/dashboards/vigil.yml",
 			},
 		},
 		{
-			name:   "push creates",
-			args:   []string{"--catalog", dashboardsCatalog, "--push", g.URL, "--token", "secret"},
-			stdout: []string{"created   vigil-deployments (folder Vigil, version 1) " + g.URL + "/d/vigil-deployments/vigil-deployments"},
+			name:   "write and push",
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--push", g.URL, "--token", "secret"},
+			stdout: []string{"wrote dashboard ", "created   vigil-deployments (folder Vigil, version 1) " + g.URL + "/d/vigil-deployments/vigil-deployments"},
 		},
 		{
 			name:      "push again changes nothing",
-			args:      []string{"--catalog", dashboardsCatalog, "--push", g.URL},
+			args:      []string{"-c", dashboardsCatalog, "-d", other, "--push", g.URL, "-o", "json"},
 			env:       map[string]string{"GRAFANA_TOKEN": "secret"},
-			stdout:    []string{"unchanged vigil-svc-cart-staging (folder staging, version 1)"},
+			stdout:    []string{`"outcome": "unchanged"`, `"uid": "vigil-svc-cart-staging"`, `"kind": "datasource"`},
 			notStdout: "created",
 		},
 		{
 			name:   "grafana refuses the token",
-			args:   []string{"--catalog", dashboardsCatalog, "--push", g.URL, "--token", "wrong"},
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--push", g.URL, "--token", "wrong"},
 			code:   exitFailure,
 			stderr: "401: Unauthorized",
 		},
 		{
 			name:   "grafana unreachable",
-			args:   []string{"--catalog", dashboardsCatalog, "--push", deadURL},
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--push", deadURL},
 			code:   exitInternal,
 			stderr: "grafana GET /api/folders",
 		},
 		{
-			name:   "nothing to do",
-			args:   []string{"--catalog", dashboardsCatalog},
+			name:   "token without push",
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--token", "t"},
 			code:   exitUsage,
-			stderr: "give --output DIR, --push URL, or both",
+			stderr: "need --push URL",
 		},
 		{
 			name:   "token and basic auth",
-			args:   []string{"--catalog", dashboardsCatalog, "--push", g.URL, "--token", "t", "--user", "admin"},
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--push", g.URL, "--token", "t", "--user", "admin"},
 			code:   exitUsage,
 			stderr: "not both",
 		},
 		{
 			name:   "missing catalog",
-			args:   []string{"--catalog", "nope.yml", "-o", out},
+			args:   []string{"-c", "nope.yml", "-d", other},
 			code:   exitFailure,
 			stderr: "read catalog",
 		},
 		{
 			name:   "bad datasource uid",
-			args:   []string{"--catalog", dashboardsCatalog, "-o", out, "--datasource.uid", "a b"},
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--datasource.uid", "a b"},
 			code:   exitUsage,
 			stderr: `datasource uid "a b"`,
 		},
@@ -140,7 +139,7 @@ func TestGenDashboardsCLI(t *testing.T) {
 		})
 	}
 
-	b, err := os.ReadFile(filepath.Join(out, "grafana/provisioning/datasources/vigil.yml"))
+	b, err := os.ReadFile(filepath.Join(out, "provisioning/datasources/vigil.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
