@@ -124,15 +124,30 @@ func SelfMonitoring(cfg Config) (Dashboard, error) {
 		WithPanel(ts("HTTP requests by handler and code", "", "reqps", 8).
 			WithTarget(promQuery("A", rate("vigil_http_requests_total", "", "handler, code"), "{{handler}} {{code}}")))
 
+	// The rules manager and notifier are Prometheus's own, registered with
+	// their prometheus_rule_* and prometheus_notifications_* metrics.
 	b = b.WithRow(dashboard.NewRowBuilder("Rules and notifier")).
-		WithPanel(ts("Rule evaluation failures", "", "short", 8).
-			WithTarget(promQuery("A", rate("vigil_rule_evaluation_failures_total", "", "instance"), "{{instance}}"))).
-		WithPanel(ts("Notifier queue", "Alerts waiting to be sent to Alertmanager.", "short", 8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (instance) (vigil_notifier_queue_length{%s})`, in), "{{instance}}"))).
-		WithPanel(ts("Notifications", "Alerts sent, failed and dropped per second.", "short", 8).
-			WithTarget(promQuery("A", rate("vigil_notifier_sent_total", "", "instance"), "sent {{instance}}")).
-			WithTarget(promQuery("B", rate("vigil_notifier_errors_total", "", "instance"), "errors {{instance}}")).
-			WithTarget(promQuery("C", rate("vigil_notifier_dropped_total", "", "instance"), "dropped {{instance}}")))
+		WithPanel(ts("Rule evaluations", "Rule evaluations and failed evaluations per second.", "short", 8).
+			WithTarget(promQuery("A", rate("prometheus_rule_evaluations_total", "", "instance"), "evaluations {{instance}}")).
+			WithTarget(promQuery("B", rate("prometheus_rule_evaluation_failures_total", "", "instance"), "failures {{instance}}"))).
+		WithPanel(ts("Slowest rule groups", "Last evaluation time of the ten slowest rule groups, against their interval: a group slower than its interval misses evaluations.", "s", 8).
+			WithTarget(promQuery("A", fmt.Sprintf(`topk(10, max by (rule_group) (prometheus_rule_group_last_duration_seconds{%s}))`, in), "{{rule_group}}")).
+			WithTarget(promQuery("B", rate("prometheus_rule_group_iterations_missed_total", "", "rule_group"), "missed {{rule_group}}"))).
+		WithPanel(stat.NewPanelBuilder().Title("Config reload").Span(8).Height(8).
+			Description("Whether the last configuration reload (SIGHUP or POST /-/reload) succeeded.").
+			WithTarget(promQuery("A", fmt.Sprintf(`min(vigil_config_last_reload_successful{%s})`, in), "")).
+			Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+				"0": {Text: ptr("failed"), Color: ptr("red"), Index: ptr(int32(0))},
+				"1": {Text: ptr("ok"), Color: ptr("green"), Index: ptr(int32(1))},
+			}}}}).
+			ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone)).
+		WithPanel(ts("Notifier queue", "Alerts waiting to be sent, by Alertmanager, against the queue's capacity.", "short", 12).
+			WithTarget(promQuery("A", fmt.Sprintf(`sum by (alertmanager) (prometheus_notifications_queue_length{%s})`, in), "{{alertmanager}}")).
+			WithTarget(promQuery("B", fmt.Sprintf(`max(prometheus_notifications_queue_capacity{%s})`, in), "capacity"))).
+		WithPanel(ts("Notifications", "Alerts sent, failed and dropped per second, by Alertmanager.", "short", 12).
+			WithTarget(promQuery("A", rate("prometheus_notifications_sent_total", "", "alertmanager"), "sent {{alertmanager}}")).
+			WithTarget(promQuery("B", rate("prometheus_notifications_errors_total", "", "alertmanager"), "errors {{alertmanager}}")).
+			WithTarget(promQuery("C", rate("prometheus_notifications_dropped_total", "", "alertmanager"), "dropped {{alertmanager}}")))
 
 	b = b.WithRow(dashboard.NewRowBuilder("Process")).
 		WithPanel(ts("Memory", "", "bytes", 8).
