@@ -51,6 +51,7 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 			fmt.Sprintf(`label_values(%s{environment=~"$environment",service=~"$service"}, version)`, spanCalls)))).
 		Annotation(deployAnnotation(sel)).
 		Annotation(verdictAnnotation(sel)).
+		Annotation(alertsAnnotation(`service=~"$service"`)).
 		Link(dashboard.NewDashboardLinkBuilder("Services").
 			Type(dashboard.DashboardLinkTypeDashboards).
 			Tags([]string{tagService}).

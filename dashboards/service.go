@@ -51,6 +51,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			fmt.Sprintf(`label_values(%s{service="$service",environment="$environment"}, version)`, spanCalls)))).
 		Annotation(deployAnnotation(`service="$service",environment="$environment"`)).
 		Annotation(verdictAnnotation(`service="$service",environment="$environment"`)).
+		Annotation(alertsAnnotation(`service="$service"`)).
 		Link(dashboard.NewDashboardLinkBuilder("Deployments").
 			Type(dashboard.DashboardLinkTypeLink).
 			Url("/d/" + OverviewUID).
@@ -388,6 +389,21 @@ func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		Step("1m").
 		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
 		TagKeys("service,version,decision")
+}
+
+// alertsAnnotation shades the time alerts about the service fire (ALERTS
+// is 1 while an alert is active; Grafana joins the steps into a region).
+func alertsAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
+	return dashboard.NewAnnotationQueryBuilder().
+		Name("Firing alerts").
+		Datasource(datasource()).
+		Enable(true).
+		IconColor("red").
+		Expr(fmt.Sprintf(`ALERTS{alertstate="firing",%s}`, sel)).
+		Step("30s").
+		TitleFormat("{{alertname}}").
+		TextFormat("{{service}} {{slo}} {{severity}}").
+		TagKeys("alertname,severity,slo")
 }
 
 // verdictTable lists the latest verdict per version with its decision,
