@@ -124,6 +124,23 @@ func SelfMonitoring(cfg Config) (Dashboard, error) {
 		WithPanel(ts("HTTP requests by handler and code", "", "reqps", 8).
 			WithTarget(promQuery("A", rate("vigil_http_requests_total", "", "handler, code"), "{{handler}} {{code}}")))
 
+	// Forwarding is Prometheus's remote-write queue manager tailing the WAL.
+	b = b.WithRow(dashboard.NewRowBuilder("Forwarding")).
+		WithPanel(ts("Forwarded by backend", "Samples and histograms sent by remote_write per second, by configured backend.", "short", 6).
+			WithTarget(promQuery("A", rate("prometheus_remote_storage_samples_total", "", "remote_name"), "samples {{remote_name}}")).
+			WithTarget(promQuery("B", rate("prometheus_remote_storage_histograms_total", "", "remote_name"), "histograms {{remote_name}}"))).
+		WithPanel(ts("Forwarding lag", "How far the newest sent sample is behind the newest sample written: a growing lag is a backend that cannot keep up or is down (samples wait in the WAL).", "s", 6).
+			WithTarget(promQuery("A", fmt.Sprintf(`max by (remote_name) (prometheus_remote_storage_queue_highest_timestamp_seconds{%s} - prometheus_remote_storage_queue_highest_sent_timestamp_seconds{%[1]s})`, in), "{{remote_name}}")).
+			Thresholds(thresholds("green", step{60, "orange"}, step{300, "red"})).
+			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed))).
+		WithPanel(ts("Forwarding failures", "Samples that failed (not retried), were retried, or were dropped, per second.", "short", 6).
+			WithTarget(promQuery("A", rate("prometheus_remote_storage_samples_failed_total", "", "remote_name"), "failed {{remote_name}}")).
+			WithTarget(promQuery("B", rate("prometheus_remote_storage_samples_retried_total", "", "remote_name"), "retried {{remote_name}}")).
+			WithTarget(promQuery("C", rate("prometheus_remote_storage_samples_dropped_total", "", "remote_name"), "dropped {{remote_name}}"))).
+		WithPanel(ts("Forwarding shards", "Shards running against those the queue wants: desired above max means the backend is too slow.", "short", 6).
+			WithTarget(promQuery("A", fmt.Sprintf(`max by (remote_name) (prometheus_remote_storage_shards{%s})`, in), "running {{remote_name}}")).
+			WithTarget(promQuery("B", fmt.Sprintf(`max by (remote_name) (prometheus_remote_storage_shards_desired{%s})`, in), "desired {{remote_name}}")))
+
 	// The rules manager and notifier are Prometheus's own, registered with
 	// their prometheus_rule_* and prometheus_notifications_* metrics.
 	b = b.WithRow(dashboard.NewRowBuilder("Rules and notifier")).
