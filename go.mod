@@ -8,6 +8,7 @@ require (
 	github.com/alecthomas/units v0.0.0-20240927000941-0f3dac36c52b
 	github.com/golang/snappy v1.0.0
 	github.com/google/go-cmp v0.7.0
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
 	github.com/guptarohit/asciigraph v0.10.0
 	github.com/json-iterator/go v1.1.12
 	github.com/klauspost/compress v1.20.4
