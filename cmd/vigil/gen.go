@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigilhq/vigil/alerting/rulegen"
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/dashboards"
 )
 
 // genFlags are shared by the `vigil gen` subcommands.
@@ -97,7 +98,40 @@ func printWritten(w io.Writer, format string, files []writtenFile) error {
 		return enc.Encode(map[string]any{"files": files})
 	}
 	for _, f := range files {
-		fmt.Fprintf(w, "wrote %-12s %s\n", f.Kind, f.Path)
+		fmt.Fprintf(w, "wrote %-19s %s\n", f.Kind, f.Path)
 	}
 	return nil
+}
+
+// genAllCommand writes rules, dashboards and provisioning together.
+type genAllCommand struct {
+	stdout io.Writer
+	flags  genFlags
+	cfg    dashboards.Config
+}
+
+func newGenAllCommand(gen *kingpin.CmdClause, stdout io.Writer) *genAllCommand {
+	c := &genAllCommand{stdout: stdout, cfg: dashboards.DefaultConfig()}
+	cmd := gen.Command("all", "Write rules (<output-dir>/rules) and Grafana dashboards with provisioning (<output-dir>/grafana) for the catalog.")
+	addGenFlags(cmd, &c.flags, "out")
+	addDashboardsFlags(cmd, &c.cfg)
+	return c
+}
+
+func (*genAllCommand) name() string { return "gen all" }
+
+func (c *genAllCommand) run() error {
+	cat, err := catalog.Load(c.flags.catalog)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	rules, err := writeRules(cat, filepath.Join(c.flags.out, "rules"))
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	dash, err := writeDashboards(cat, filepath.Join(c.flags.out, "grafana"), c.cfg)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	return printWritten(c.stdout, c.flags.output, append(rules, dash...))
 }

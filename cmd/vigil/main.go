@@ -52,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var commands []command
 	commands = append(commands,
 		newGenRulesCommand(gen, stdout),
+		newGenDashboardsCommand(gen, stdout, stderr),
+		newGenAllCommand(gen, stdout),
 		newServeCommand(app, stdout, stderr),
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
