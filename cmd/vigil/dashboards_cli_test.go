@@ -63,9 +63,9 @@ func TestGenDashboardsCLI(t *testing.T) {
 			name: "write files",
 			args: []string{"-c", dashboardsCatalog, "-d", out, "--vigil.url", "http://vigil:9400"},
 			stdout: []string{
-				"wrote dashboard    " + out + "/dashboards/production/vigil-svc-checkout-production.json",
-				"wrote datasource   " + out + "/provisioning/datasources/vigil.yml",
-				"wrote dashboard provider " + out + "/provisioning/dashboards/vigil.yml",
+				"wrote dashboard           " + out + "/dashboards/production/vigil-svc-checkout-production.json",
+				"wrote datasource          " + out + "/provisioning/datasources/vigil.yml",
+				"wrote dashboard provider  " + out + "/provisioning/dashboards/vigil.yml",
 			},
 		},
 		{
