@@ -36,6 +36,9 @@ type Config struct {
 	WALCompression bool `yaml:"wal_compression"`
 	// MaxExemplars is the size of the in-memory exemplar ring (0 turns exemplars off).
 	MaxExemplars int64 `yaml:"max_exemplars"`
+	// RemoteFlushDeadline bounds how long shutdown waits for remote_write
+	// queues to send what they hold.
+	RemoteFlushDeadline model.Duration `yaml:"remote_flush_deadline"`
 }
 
 // DefaultConfig returns the configuration `vigil serve` runs with when nothing is set.
@@ -45,6 +48,8 @@ func DefaultConfig() Config {
 		Retention:      model.Duration(15 * 24 * time.Hour),
 		WALCompression: true,
 		MaxExemplars:   100000,
+
+		RemoteFlushDeadline: model.Duration(time.Minute),
 	}
 }
 
@@ -61,6 +66,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage.out_of_order_time_window must not be negative, got %s", c.OutOfOrderTimeWindow)
 	case c.MaxExemplars < 0:
 		return fmt.Errorf("storage.max_exemplars must not be negative, got %d", c.MaxExemplars)
+	case c.RemoteFlushDeadline <= 0:
+		return fmt.Errorf("storage.remote_flush_deadline must be positive, got %s", c.RemoteFlushDeadline)
 	}
 	return nil
 }

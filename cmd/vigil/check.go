@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/vigilhq/vigil/alerting"
 )
 
 type checkCommand struct {
@@ -26,12 +28,19 @@ func (c *checkCommand) run() error {
 	failed := 0
 	for _, f := range c.files {
 		fmt.Fprintf(c.stdout, "Checking %s\n", f)
-		if _, err := LoadConfigFile(f); err != nil {
+		cfg, err := LoadConfigFile(f)
+		if err != nil {
 			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
 			failed++
 			continue
 		}
-		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config\n\n", f)
+		rules, err := alerting.CheckRuleFiles(cfg.RuleFiles)
+		if err != nil {
+			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files)\n\n", f, len(rules))
 	}
 	if failed > 0 {
 		return exitWith(exitFailure, fmt.Errorf("%d of %d config files are invalid", failed, len(c.files)))

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigilhq/vigil/collector"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -21,6 +23,7 @@ import (
 	"github.com/vigilhq/vigil/internal/yamlconf"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
+	"github.com/vigilhq/vigil/storage/otlpforward"
 )
 
 // Config is the whole of vigil.yml. Every section is optional; what is left
@@ -35,6 +38,14 @@ type Config struct {
 	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
 	LogMetrics        logmetrics.Config       `yaml:"log_metrics"`
 	Deploy            deploy.Config           `yaml:"deploy"`
+	Global            GlobalConfig            `yaml:"global"`
+	RuleFiles         []string                `yaml:"rule_files"`
+	Rules             RulesConfig             `yaml:"rules"`
+	Alerting          AlertingSection         `yaml:"alerting"`
+	Notifier          NotifierConfig          `yaml:"notifier"`
+	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
+	RemoteRead        RemoteReadSection       `yaml:"remote_read"`
+	OTLPForward       []otlpforward.Config    `yaml:"otlp_forward"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -43,6 +54,14 @@ type WebConfig struct {
 	ReadTimeout     model.Duration `yaml:"read_timeout"`
 	MaxConnections  int            `yaml:"max_connections"`
 	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+	// ExternalURL is the URL Vigil is reached at (alerts link to it); by
+	// default http://<listen_address>.
+	ExternalURL string `yaml:"external_url"`
+	// EnableLifecycle turns on POST /-/reload.
+	EnableLifecycle bool `yaml:"enable_lifecycle"`
+	// AdminTokenFile, when set, holds the bearer token that endpoints which
+	// act (/-/reload) require.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // ReceiversConfig configures the ingest endpoints.
@@ -50,6 +69,8 @@ type ReceiversConfig struct {
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
 	OTLP        otlp.Config        `yaml:"otlp"`
 	Loki        loki.Config        `yaml:"loki"`
+	// Limits bound the ingest requests processed at once (all HTTP and gRPC receivers).
+	Limits collector.LimitConfig `yaml:"limits"`
 }
 
 // DefaultConfig is what `vigil serve` runs with when given nothing.
@@ -60,6 +81,7 @@ func DefaultConfig() Config {
 			ReadTimeout:     model.Duration(5 * time.Minute),
 			MaxConnections:  512,
 			ShutdownTimeout: model.Duration(30 * time.Second),
+			EnableLifecycle: true,
 		},
 		Storage: storage.DefaultConfig(),
 		Query:   query.DefaultConfig(),
@@ -67,11 +89,19 @@ func DefaultConfig() Config {
 			RemoteWrite: remotewrite.DefaultConfig(),
 			OTLP:        otlp.DefaultConfig(),
 			Loki:        loki.DefaultConfig(),
+			Limits:      collector.DefaultLimitConfig(),
 		},
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
 		LogMetrics:  logmetrics.DefaultConfig(),
 		Deploy:      deploy.DefaultConfig(),
+		Global:      GlobalConfig{EvaluationInterval: model.Duration(15 * time.Second)},
+		Rules: RulesConfig{
+			ForOutageTolerance: model.Duration(time.Hour),
+			ForGracePeriod:     model.Duration(10 * time.Minute),
+			ResendDelay:        model.Duration(time.Minute),
+		},
+		Notifier: NotifierConfig{QueueCapacity: 10000},
 	}
 }
 
@@ -93,6 +123,9 @@ func (c Config) Validate() error {
 	if err := c.Receivers.OTLP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("receivers.otlp.%w", err))
 	}
+	if err := c.Receivers.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("receivers.limits.%w", err))
+	}
 	if err := c.Receivers.Loki.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("receivers.loki.%w", err))
 	}
@@ -113,6 +146,22 @@ func (c Config) Validate() error {
 	if err := c.Deploy.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("deploy.%w", err))
 	}
+	names := map[string]bool{}
+	for i, f := range c.OTLPForward {
+		f.Defaults()
+		if err := f.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("otlp_forward[%d]: %w", i, err))
+		}
+		if names[f.Name] {
+			errs = append(errs, fmt.Errorf("otlp_forward[%d]: name %q is used twice", i, f.Name))
+		}
+		names[f.Name] = true
+	}
+	for _, err := range []error{c.Global.validate(), c.Rules.validate(), c.Notifier.validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -130,6 +179,11 @@ func (w WebConfig) Validate() error {
 	if w.ShutdownTimeout <= 0 {
 		return fmt.Errorf("web.shutdown_timeout must be positive, got %s", w.ShutdownTimeout)
 	}
+	if w.ExternalURL != "" {
+		if u, err := url.Parse(w.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("web.external_url %q must be an absolute URL", w.ExternalURL)
+		}
+	}
 	return nil
 }
 
@@ -144,6 +198,7 @@ func LoadConfigFile(path string) (Config, error) {
 	if err := yamlconf.Decode(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("parse config file %s: %w", path, err)
 	}
+	cfg.resolveRuleFiles(path)
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("invalid config file %s: %w", path, err)
 	}

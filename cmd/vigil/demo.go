@@ -166,7 +166,9 @@ func (c *demoCommand) run() error {
 	srvCtx, srvStop := context.WithCancel(ctx)
 	defer srvStop()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- serve(srvCtx, cfg, logger, map[string]string{}) }()
+	go func() {
+		srvDone <- serve(srvCtx, cfg, logger, map[string]string{}, func() (Config, error) { return cfg, nil })
+	}()
 	base := "http://" + addr
 	if err := waitReady(ctx, base); err != nil {
 		return exitWith(exitInternal, err)

@@ -25,7 +25,14 @@ func startDeploy(cfg Config, store *storage.Storage, engine *query.Engine, spans
 ) (stop func(), err error) {
 	dcfg := cfg.Deploy
 	if dcfg.ExternalURL == "" {
+		dcfg.ExternalURL = cfg.Web.ExternalURL
+	}
+	if dcfg.ExternalURL == "" {
 		dcfg.ExternalURL = "http://" + cfg.Web.ListenAddress
+	}
+	if dcfg.BearerTokenFile == "" {
+		// The admin token also guards rollback actions.
+		dcfg.BearerTokenFile = cfg.Web.AdminTokenFile
 	}
 	actors := []deploy.Actor{deploy.WebhookActor{}}
 	if dcfg.Kubernetes.Enabled {

@@ -54,8 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		app.Version(version.Print("vigil"))
 	}
 
+	gen := newGenCommand(app)
 	var commands []command
 	commands = append(commands,
+		newGenRulesCommand(gen, stdout),
+		newGenDashboardsCommand(gen, stdout, stderr),
+		newGenAllCommand(gen, stdout),
 		newServeCommand(app, stdout, stderr),
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),

@@ -120,13 +120,15 @@ func (c *serveCommand) run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, logger, c.flagMap())
+	return serve(ctx, cfg, logger, c.flagMap(), c.config)
 }
 
 // serve runs Vigil until ctx is cancelled, then shuts down cleanly: it stops
 // accepting requests, lets those in flight finish (up to
 // web.shutdown_timeout) and closes storage, which flushes the WAL.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[string]string) error {
+//
+// load re-reads the configuration for a reload (SIGHUP, POST /-/reload).
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[string]string, load func() (Config, error)) error {
 	logger.Info("Starting Vigil", "version", version.Info(), "build_context", version.BuildContext())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -213,6 +215,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		logger.Info("Storage closed")
 	})
 
+	forwarder := storage.NewForwarder(store, time.Duration(cfg.Storage.RemoteFlushDeadline), logger, reg)
+	if err := forwarder.ApplyConfig(cfg.forwardConfig()); err != nil {
+		_ = forwarder.Close()
+		return fail(err)
+	}
+	// Closed after everything that writes has stopped, before storage.
+	stack = append(stack, func() {
+		if err := forwarder.Close(); err != nil {
+			logger.Warn("Closing remote_write forwarding failed", "err", err)
+		}
+	})
+
 	engine, err := query.NewEngine(cfg.Query, cfg.Storage.Path, logger, reg)
 	if err != nil {
 		return fail(err)
@@ -224,7 +238,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	})
 	api, err := query.NewAPI(query.APIConfig{
 		Engine:    engine,
-		Storage:   store,
+		Storage:   queryStorage{Queryable: forwarder.Queryable(store), ExemplarQueryable: store},
 		Metadata:  store.Metadata(),
 		TSDB:      store,
 		Build:     buildInfo(),
@@ -274,7 +288,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	if err != nil {
 		return fail(err)
 	}
-	otlpRcv, err := otlp.New(cfg.Receivers.OTLP, otlp.Consumers{Metrics: pipeline, Metadata: store.Metadata(), Traces: spans, Logs: logs}, ingestMetrics, logger.With("component", "otlp"))
+	tracesOut, logsOut, closeForwarders, err := startOTLPForwarders(cfg, spans, logs, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, closeForwarders) // after the OTLP servers stop
+	otlpRcv, err := otlp.New(cfg.Receivers.OTLP, otlp.Consumers{Metrics: pipeline, Metadata: store.Metadata(), Traces: tracesOut, Logs: logsOut}, ingestMetrics, logger.With("component", "otlp"))
 	if err != nil {
 		return fail(err)
 	}
@@ -282,6 +301,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	if err != nil {
 		return fail(err)
 	}
+	limiter, err := collector.NewLimiter(cfg.Receivers.Limits, reg)
+	if err != nil {
+		return fail(err)
+	}
+	otlpRcv.SetLimiter(limiter)
 	otlpServers, err := otlpRcv.Start()
 	if err != nil {
 		return fail(err)
@@ -292,12 +316,37 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		otlpServers.Stop(sctx)
 	})
 
+	rulesMgr, err := newAlerting(cfg, store, engine, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	rulesMgr.Start()
+	stack = append(stack, func() {
+		rulesMgr.Stop()
+		logger.Info("Rule evaluation and notifications stopped")
+	})
+	reload, err := newReloader(cfg, load, func(c Config) error {
+		if err := rulesMgr.ApplyConfig(c.alertingConfig()); err != nil {
+			return err
+		}
+		return forwarder.ApplyConfig(c.forwardConfig())
+	},
+		logger.With("component", "reload"), reg)
+	if err != nil {
+		return fail(err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	mux := newInstrumentedMux(reg)
 	api.Register(mux)
-	mux.Handle("POST /api/v1/write", rw)
+	rulesMgr.Register(mux)
+	mux.Handle("/-/reload", reload)
+	mux.Handle("POST /api/v1/write", limiter.Wrap("remote_write", rw))
 	mux.Handle("/otlp/v1/", otlpRcv.HTTPHandler("/otlp/v1"))
 	mux.Handle("/api/v1/otlp/v1/", otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
-	mux.Handle("/loki/api/v1/push", lokiRcv)
+	mux.Handle("/loki/api/v1/push", limiter.Wrap("loki", lokiRcv))
 	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
 	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, logger, reg)
@@ -309,13 +358,21 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	logger.Info("Vigil is ready to receive and answer queries")
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("Received shutdown signal, shutting down gracefully")
-	case err := <-serveErr:
-		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-otlpServers.Err():
-		runErr = fmt.Errorf("otlp server: %w", err)
+wait:
+	for {
+		select {
+		case <-hup:
+			_ = reload.reload() // logged; the old configuration keeps running
+		case <-ctx.Done():
+			logger.Info("Received shutdown signal, shutting down gracefully")
+			break wait
+		case err := <-serveErr:
+			runErr = fmt.Errorf("http server: %w", err)
+			break wait
+		case err := <-otlpServers.Err():
+			runErr = fmt.Errorf("otlp server: %w", err)
+			break wait
+		}
 	}
 	shutdownHTTP()
 	stopAll()

@@ -75,7 +75,18 @@ func (r *Receiver) instrument(ctx context.Context, req any, _ *grpc.UnaryServerI
 	inflight := r.metrics.InFlight.WithLabelValues(ReceiverName)
 	inflight.Inc()
 	defer inflight.Dec()
-	resp, err := handler(ctx, req)
+	var resp any
+	var err error
+	switch {
+	case r.limiter == nil:
+		resp, err = handler(ctx, req)
+	case r.limiter.Acquire(ctx, ReceiverName):
+		resp, err = handler(ctx, req)
+		r.limiter.Release()
+	default:
+		// UNAVAILABLE is the code OTLP exporters always retry with backoff.
+		err = status.Errorf(codes.Unavailable, "too many ingest requests are being processed; retry later")
+	}
 	r.metrics.Requests.WithLabelValues(ReceiverName, status.Code(err).String()).Inc()
 	r.metrics.RequestDuration.WithLabelValues(ReceiverName).Observe(time.Since(start).Seconds())
 	return resp, err

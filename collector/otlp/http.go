@@ -32,7 +32,7 @@ func (r *Receiver) HTTPHandler(prefix string) http.Handler {
 	mux.HandleFunc(prefix+"/traces", r.serveTraces)
 	mux.HandleFunc(prefix+"/logs", r.serveLogs)
 	curried := prometheus.Labels{"receiver": ReceiverName}
-	var h http.Handler = mux
+	var h http.Handler = r.limiter.Wrap(ReceiverName, mux)
 	h = promhttp.InstrumentHandlerCounter(r.metrics.Requests.MustCurryWith(curried), h)
 	h = promhttp.InstrumentHandlerDuration(r.metrics.RequestDuration.MustCurryWith(curried), h)
 	return promhttp.InstrumentHandlerInFlight(r.metrics.InFlight.WithLabelValues(ReceiverName), h)

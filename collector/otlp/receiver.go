@@ -58,8 +58,13 @@ type Consumers struct {
 	Logs     LogsConsumer
 }
 
+// SetLimiter makes both transports admit requests through l (call before
+// Start and HTTPHandler).
+func (r *Receiver) SetLimiter(l *collector.Limiter) { r.limiter = l }
+
 // Receiver is the OTLP receiver, shared by the gRPC and HTTP transports.
 type Receiver struct {
+	limiter  *collector.Limiter // nil: no admission limit
 	cfg      Config
 	cons     Consumers
 	metrics  *collector.Metrics

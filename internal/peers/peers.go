@@ -294,6 +294,16 @@ type Vigil struct {
 // extra holds further flags.
 func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	t.Helper()
+	return StartVigilAt(t, VigilAddrs{}, dataDir, extra...)
+}
+
+// VigilAddrs are the addresses a Vigil listens on; empty ones are picked free.
+type VigilAddrs struct{ HTTP, OTLPGRPC, OTLPHTTP string }
+
+// StartVigilAt is StartVigil on given addresses, e.g. to restart a Vigil
+// where its clients expect it: StartVigilAt(t, v.Addrs(), v.DataDir).
+func StartVigilAt(t testing.TB, addrs VigilAddrs, dataDir string, extra ...string) *Vigil {
+	t.Helper()
 	bin := VigilBinary(t)
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -301,13 +311,22 @@ func StartVigil(t testing.TB, dataDir string, extra ...string) *Vigil {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	addr, grpcAddr, httpAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
-	args := append([]string{"serve", "--listen", addr, "--storage.path", dataDir, "--log.level", "debug",
-		"--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", httpAddr}, extra...)
+	for _, a := range []*string{&addrs.HTTP, &addrs.OTLPGRPC, &addrs.OTLPHTTP} {
+		if *a == "" {
+			*a = FreeAddr(t)
+		}
+	}
+	args := append([]string{"serve", "--listen", addrs.HTTP, "--storage.path", dataDir, "--log.level", "debug",
+		"--otlp.grpc.listen-address", addrs.OTLPGRPC, "--otlp.http.listen-address", addrs.OTLPHTTP}, extra...)
 	p := StartIn(t, dataDir, "vigil", bin, args...)
-	p.Addr = addr
+	p.Addr = addrs.HTTP
 	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
-	return &Vigil{Process: p, DataDir: dataDir, OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr}
+	return &Vigil{Process: p, DataDir: dataDir, OTLPGRPC: addrs.OTLPGRPC, OTLPHTTP: addrs.OTLPHTTP}
+}
+
+// Addrs are the addresses v listens on.
+func (v *Vigil) Addrs() VigilAddrs {
+	return VigilAddrs{HTTP: v.Addr, OTLPGRPC: v.OTLPGRPC, OTLPHTTP: v.OTLPHTTP}
 }
 
 // Prometheus is a running Debian prometheus.
@@ -363,3 +382,59 @@ func GoBinary(t testing.TB, name string) string {
 	}
 	return Binary(t, name, extra...)
 }
+
+// Alertmanager is a running Debian prometheus-alertmanager.
+type Alertmanager struct {
+	*Process
+}
+
+// StartAlertmanager runs Alertmanager on a free loopback port with the
+// given configuration (alertmanager.yml), clustering off, and waits until it
+// is ready.
+func StartAlertmanager(t testing.TB, config string) *Alertmanager {
+	t.Helper()
+	bin := Binary(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	addr := FreeAddr(t)
+	cfgPath := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := StartIn(t, dir, "alertmanager", bin,
+		"--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=debug")
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/-/ready", 60*time.Second)
+	return &Alertmanager{Process: p}
+}
+
+// VictoriaMetrics is a running Debian victoria-metrics (single node).
+type VictoriaMetrics struct {
+	*Process
+	DataDir string
+}
+
+// StartVictoriaMetrics runs VictoriaMetrics on addr (a free port when
+// empty) with its data in dataDir (a temporary directory when empty),
+// answering queries without its default 30s latency offset, and waits until
+// it is ready. Restarting on the same addr and dataDir continues its data.
+func StartVictoriaMetrics(t testing.TB, addr, dataDir string) *VictoriaMetrics {
+	t.Helper()
+	bin := Binary(t, "victoria-metrics")
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	if addr == "" {
+		addr = FreeAddr(t)
+	}
+	p := StartIn(t, dataDir, "victoria-metrics", bin,
+		"-storageDataPath="+dataDir, "-httpListenAddr="+addr,
+		"-search.latencyOffset=0s", "-search.disableCache", "-retentionPeriod=100y",
+		"-dedup.minScrapeInterval=1ms") // a batch re-sent after a lost reply counts once
+	p.Addr = addr
+	p.WaitHTTP(t, p.URL()+"/health", 60*time.Second)
+	return &VictoriaMetrics{Process: p, DataDir: dataDir}
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }

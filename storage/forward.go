@@ -1,0 +1,116 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/scrape"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+)
+
+// ForwardConfig is what the forwarder sends where; a reload can change it.
+type ForwardConfig struct {
+	// RemoteWrite are Prometheus remote_write endpoints, in Prometheus's
+	// own configuration format (url, headers, auth, tls_config,
+	// write_relabel_configs, queue_config, protobuf_message, ...).
+	RemoteWrite []*promconfig.RemoteWriteConfig
+	// RemoteRead are Prometheus remote_read endpoints (Mimir, Thanos,
+	// Prometheus) that queries also read: with read_recent false (the
+	// default) only for ranges older than what Vigil holds itself, so
+	// Grafana keeps one data source past local retention.
+	RemoteRead []*promconfig.RemoteReadConfig
+	// ExternalLabels are added to every series sent.
+	ExternalLabels labels.Labels
+}
+
+// Forwarder sends every sample that lands in the TSDB on to remote_write
+// endpoints with Prometheus's own remote-write queue manager: it tails the
+// TSDB's WAL, so the WAL on disk is the persistent queue. When an endpoint
+// is down, samples wait on disk, not in memory (each shard buffers at most
+// queue_config.capacity samples), and are sent in order once it returns;
+// 5xx and 429 (retry_on_http_429) are retried with backoff, other 4xx are
+// dropped and counted (prometheus_remote_storage_samples_failed_total).
+//
+// The queue is bounded by the WAL: a segment is removed at head compaction
+// (about every 2h), and samples an endpoint has not received by then are
+// dropped, logged and counted, as in Prometheus. Progress is not kept across
+// restarts: a restarted Vigil sends from the newest WAL position on.
+type Forwarder struct {
+	rs     *remote.Storage
+	logger *slog.Logger
+}
+
+// noScrapeManager tells remote write's metadata watcher that Vigil has no
+// scrape targets; metadata is not forwarded.
+type noScrapeManager struct{}
+
+func (noScrapeManager) Get() (*scrape.Manager, error) {
+	return nil, errors.New("vigil does not scrape")
+}
+
+// NewForwarder starts forwarding what s writes. flushDeadline bounds how
+// long Close waits for queued samples to be sent.
+func NewForwarder(s *Storage, flushDeadline time.Duration, logger *slog.Logger, reg prometheus.Registerer) *Forwarder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rs := remote.NewStorage(logger.With("component", "remote"), reg, s.StartTime, s.db.Dir(), flushDeadline, noScrapeManager{}, false)
+	s.db.SetWriteNotified(rs)
+	return &Forwarder{rs: rs, logger: logger}
+}
+
+// ApplyConfig starts, changes or stops the queues; a queue whose endpoint
+// configuration did not change keeps running untouched.
+func (f *Forwarder) ApplyConfig(cfg ForwardConfig) error {
+	for i, rw := range cfg.RemoteWrite {
+		if rw == nil || rw.URL == nil {
+			return fmt.Errorf("remote_write[%d]: url is required", i)
+		}
+	}
+	if err := f.rs.ApplyConfig(&promconfig.Config{
+		GlobalConfig: promconfig.GlobalConfig{
+			ExternalLabels:             cfg.ExternalLabels,
+			MetricNameValidationScheme: model.UTF8Validation,
+		},
+		RemoteWriteConfigs: cfg.RemoteWrite,
+		RemoteReadConfigs:  cfg.RemoteRead,
+	}); err != nil {
+		return fmt.Errorf("apply remote_write config: %w", err)
+	}
+	if len(cfg.RemoteWrite) > 0 {
+		f.logger.Info("Forwarding by remote_write", "endpoints", len(cfg.RemoteWrite))
+	}
+	return nil
+}
+
+// Queryable is local merged with the remote_read endpoints; an endpoint
+// that fails turns into a warning on the query, not an error.
+func (f *Forwarder) Queryable(local promstorage.Queryable) promstorage.Queryable {
+	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
+		lq, err := local.Querier(mint, maxt)
+		if err != nil {
+			return nil, err
+		}
+		rq, err := f.rs.Querier(mint, maxt)
+		if err != nil {
+			f.logger.Warn("remote_read querier failed; answering from local storage only", "err", err)
+			return lq, nil
+		}
+		return promstorage.NewMergeQuerier([]promstorage.Querier{lq}, []promstorage.Querier{rq}, promstorage.ChainedSeriesMerge), nil
+	})
+}
+
+// Close sends what is queued, up to the flush deadline, and stops.
+func (f *Forwarder) Close() error {
+	if err := f.rs.Close(); err != nil {
+		return fmt.Errorf("close remote write: %w", err)
+	}
+	return nil
+}
