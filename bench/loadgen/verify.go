@@ -1,0 +1,109 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// Querier runs PromQL against a Prometheus-compatible HTTP API.
+type Querier struct {
+	api v1.API
+}
+
+// NewQuerier talks to the query API under base, e.g. http://127.0.0.1:9090.
+func NewQuerier(base string) (*Querier, error) {
+	c, err := api.NewClient(api.Config{Address: base})
+	if err != nil {
+		return nil, fmt.Errorf("query client for %s: %w", base, err)
+	}
+	return &Querier{api: v1.NewAPI(c)}, nil
+}
+
+// Instant runs an instant query at ts.
+func (q *Querier) Instant(ctx context.Context, expr string, ts time.Time) (model.Value, error) {
+	v, _, _, err := q.api.Query(ctx, expr, ts)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	return v, nil
+}
+
+// Range runs a range query.
+func (q *Querier) Range(ctx context.Context, expr string, r v1.Range) (model.Value, error) {
+	v, _, _, err := q.api.QueryRange(ctx, expr, r)
+	if err != nil {
+		return nil, fmt.Errorf("query_range %s: %w", expr, err)
+	}
+	return v, nil
+}
+
+// Scalar runs an instant query whose answer is a single number (an
+// aggregation without grouping); an empty answer is 0.
+func (q *Querier) Scalar(ctx context.Context, expr string, ts time.Time) (float64, error) {
+	v, err := q.Instant(ctx, expr, ts)
+	if err != nil {
+		return 0, err
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return 0, fmt.Errorf("query %s: want a vector, got %s", expr, v.Type())
+	}
+	switch len(vec) {
+	case 0:
+		return 0, nil
+	case 1:
+		return float64(vec[0].Value), nil
+	}
+	return 0, fmt.Errorf("query %s: want one element, got %d", expr, len(vec))
+}
+
+// Check is one verification query with the value it must return.
+type Check struct {
+	Query string
+	Want  float64
+}
+
+// Checks are the queries that prove a target holds all of p: per metric
+// name the number of samples and of series within the last hour, and the
+// sum of all values of one metric. They avoid selecting several metric
+// names at once, because functions over them drop the name and some
+// engines then refuse the duplicate label sets.
+func (p *Payload) Checks() []Check {
+	window := p.Config.Interval*time.Duration(p.Config.Rounds) + time.Minute
+	rng := model.Duration(window).String()
+	var cs []Check
+	for m := range p.Config.Metrics {
+		sel := fmt.Sprintf("%s[%s]", MetricName(m), rng)
+		cs = append(cs,
+			Check{Query: fmt.Sprintf("sum(count_over_time(%s))", sel), Want: float64(p.SamplesPerMetric[m])},
+			Check{Query: fmt.Sprintf("count(count_over_time(%s))", sel), Want: float64(p.SeriesPerMetric[m])},
+		)
+	}
+	cs = append(cs, Check{Query: fmt.Sprintf("sum(sum_over_time(%s[%s]))", MetricName(0), rng), Want: p.ValueSum})
+	return cs
+}
+
+// Verify runs p's checks at the time of the last round and returns every
+// mismatch in one error.
+func Verify(ctx context.Context, q *Querier, p *Payload) error {
+	var bad []string
+	for _, c := range p.Checks() {
+		got, err := q.Scalar(ctx, c.Query, p.Last())
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if got != c.Want {
+			bad = append(bad, fmt.Sprintf("%s = %g, want %g", c.Query, got, c.Want))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("verify: %d of %d checks failed: %s", len(bad), len(p.Checks()), strings.Join(bad, "; "))
+	}
+	return nil
+}
