@@ -23,6 +23,9 @@ type SenderConfig struct {
 	Retries int
 	// Timeout bounds one request.
 	Timeout time.Duration
+	// Headers replace the remote_write 1.0 headers (snappy, protobuf,
+	// version 0.1.0) when set, e.g. OTLPHeaders() for OTLP/HTTP.
+	Headers http.Header
 }
 
 // Validate reports the first invalid field.
@@ -63,6 +66,12 @@ type Result struct {
 // they do from a Prometheus; within a round requests are shared among the
 // senders.
 func Replay(ctx context.Context, c SenderConfig, p *Payload) (Result, error) {
+	return ReplayRounds(ctx, c, p.Rounds)
+}
+
+// ReplayRounds sends bodies round after round, each round shared among
+// c.Senders concurrent senders.
+func ReplayRounds(ctx context.Context, c SenderConfig, rounds [][][]byte) (Result, error) {
 	if err := c.Validate(); err != nil {
 		return Result{}, fmt.Errorf("invalid sender: %w", err)
 	}
@@ -79,7 +88,7 @@ func Replay(ctx context.Context, c SenderConfig, p *Payload) (Result, error) {
 	var retried, failed atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
-	for _, round := range p.Rounds {
+	for _, round := range rounds {
 		rs := time.Now()
 		next := atomic.Int64{}
 		var wg sync.WaitGroup
@@ -124,7 +133,7 @@ func send(ctx context.Context, client *http.Client, c SenderConfig, body []byte)
 	var err error
 	for attempt := 0; ; attempt++ {
 		var retry bool
-		retry, err = post(ctx, client, c.URL, body)
+		retry, err = post(ctx, client, c.URL, c.Headers, body)
 		if err == nil || !retry || attempt == c.Retries {
 			return attempt, err
 		}
@@ -137,14 +146,18 @@ func send(ctx context.Context, client *http.Client, c SenderConfig, body []byte)
 	}
 }
 
-func post(ctx context.Context, client *http.Client, url string, body []byte) (retry bool, err error) {
+func post(ctx context.Context, client *http.Client, url string, headers http.Header, body []byte) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if headers != nil {
+		req.Header = headers.Clone()
+	} else {
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", "vigil-bench")
 	resp, err := client.Do(req)
 	if err != nil {

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,69 +72,54 @@ func decodeOnly(p *loadgen.Payload, workers int) (float64, error) {
 	return float64(p.Samples) / elapsed.Seconds(), nil
 }
 
-// profileInProcess runs Vigil's ingest path — remote_write receiver, hot
-// path, embedded TSDB with WAL, as `vigil serve` wires them — in this
-// process behind a loopback HTTP server, replays p into it and writes a
-// CPU profile of the replay and a heap profile after it. The profile also
-// shows the load generator's own work (net/http client, loadgen.*), which
-// is told apart by function name. It is used when the vigil binary serves
-// no /debug/pprof.
-func profileInProcess(ctx context.Context, p *loadgen.Payload, dir string, senders int, cpuPath, heapPath string) (float64, error) {
+// serveIngest runs Vigil's ingest path — remote_write receiver, hot path,
+// embedded TSDB with WAL, wired as `vigil serve` wires them — behind an
+// HTTP server on addr that also serves /debug/pprof and /-/ready. The
+// harness starts it as a child process (vigil-bench -serve-ingest) to
+// profile Vigil's ingest when the vigil binary serves no /debug/pprof: a
+// process of its own, so the profiles hold neither the payload nor the
+// load generator.
+func serveIngest(ctx context.Context, addr, dir string) error {
 	reg := prometheus.NewRegistry()
 	cfg := storage.DefaultConfig()
 	cfg.Path = dir
 	st, err := storage.Open(cfg, nil, reg)
 	if err != nil {
-		return 0, fmt.Errorf("open storage: %w", err)
+		return fmt.Errorf("open storage: %w", err)
 	}
-	defer func() {
-		_ = st.Close()
-		_ = os.RemoveAll(dir)
-	}()
+	defer st.Close()
 	pipe, err := hotpath.New(hotpath.DefaultConfig(), st, nil, reg)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	rcv, err := remotewrite.New(remotewrite.DefaultConfig(), pipe, st.Metadata(), collector.NewMetrics(reg), nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/v1/write", rcv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	srv := &http.Server{Addr: addr, Handler: mux}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
 	}
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	return nil
+}
 
-	f, err := os.Create(cpuPath)
-	if err != nil {
-		return 0, err
+// ingestTarget is serveIngest run as a child of the harness.
+func ingestTarget() target {
+	self, _ := os.Executable()
+	return target{
+		name: "Vigil (ingest path in vigil-bench)", bin: self,
+		args:      func(addr, dir string) []string { return []string{"-serve-ingest", addr, "-data-dir", dir} },
+		writePath: "/api/v1/write", readyPath: "/-/ready",
 	}
-	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return 0, err
-	}
-	res, err := loadgen.Replay(ctx, loadgen.SenderConfig{URL: "http://" + ln.Addr().String() + "/api/v1/write", Senders: senders, Retries: 5, Timeout: time.Minute}, p)
-	pprof.StopCPUProfile()
-	if err != nil {
-		return 0, err
-	}
-	if res.Failed > 0 {
-		return 0, fmt.Errorf("in-process Vigil refused %d requests: %s", res.Failed, res.FirstError)
-	}
-	runtime.GC()
-	h, err := os.Create(heapPath)
-	if err != nil {
-		return 0, err
-	}
-	defer h.Close()
-	if err := pprof.Lookup("heap").WriteTo(h, 0); err != nil {
-		return 0, err
-	}
-	return float64(p.Samples) / res.Elapsed.Seconds(), nil
 }
 
 func download(ctx context.Context, url, path string) error {

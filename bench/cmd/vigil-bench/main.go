@@ -64,13 +64,22 @@ func main() {
 	flag.IntVar(&o.traces.traces, "traces", 20000, "traces per telemetrygen worker")
 	flag.IntVar(&o.traces.workers, "trace-workers", 2, "telemetrygen workers")
 	flag.IntVar(&o.traces.childSpans, "child-spans", 1, "child spans per trace")
+	flag.IntVar(&o.traces.batchSize, "trace-batch-size", 1000, "spans per OTLP export request")
 	flag.StringVar(&o.otelcol, "otelcol", "", "an OpenTelemetry Collector built with the spanmetrics connector, OTLP receiver and Prometheus exporter (see bench/otelcol)")
 	flag.BoolVar(&o.keepData, "keep-data", false, "keep the targets' data directories")
+	serveAddr := flag.String("serve-ingest", "", "internal: serve Vigil's ingest path with /debug/pprof on this address, data in -data-dir")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *serveAddr != "" {
+		if err := serveIngest(ctx, *serveAddr, o.dataDir); err != nil {
+			fmt.Fprintln(os.Stderr, "vigil-bench -serve-ingest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "vigil-bench:", err)
 		os.Exit(1)
@@ -93,6 +102,7 @@ func run(ctx context.Context, o options) error {
 	var targets []target
 	for _, name := range strings.Split(o.targets, ",") {
 		switch strings.TrimSpace(strings.ToLower(name)) {
+		case "", "none":
 		case "vigil":
 			if o.vigil == "" {
 				o.vigil = filepath.Join(o.dataDir, "vigil")
@@ -173,11 +183,10 @@ func run(ctx context.Context, o options) error {
 		}
 		rep.profileSource = "the vigil binary's /debug/pprof during a replay of the same payload"
 		if !served {
-			rate, err := profileInProcess(ctx, p, filepath.Join(o.dataDir, "inprocess"), o.senders, cpuPath, heapPath)
-			if err != nil {
+			if _, err := profileBinary(ctx, ingestTarget(), p, o, seconds, cpuPath, heapPath); err != nil {
 				return err
 			}
-			rep.profileSource = fmt.Sprintf("Vigil's ingest path (remote_write receiver, hot path, TSDB) run inside the harness — the vigil binary serves no /debug/pprof — during a replay of the same payload (%.0f samples/s in that run; the profile includes the load generator's own net/http client)", rate)
+			rep.profileSource = "Vigil's ingest path (remote_write receiver, hot path, embedded TSDB with WAL, wired as `vigil serve` wires them) run in a child process `vigil-bench -serve-ingest` that serves /debug/pprof — the vigil binary serves none — during a replay of the same payload"
 		}
 		rep.cpuProfile, rep.heapProfile = cpuPath, heapPath
 	}
@@ -240,18 +249,21 @@ func profileBinary(ctx context.Context, t target, p *loadgen.Payload, o options,
 	if httpGet(ctx, r.base()+"/debug/pprof/") != nil {
 		return false, nil
 	}
+	slog.Info("profiling", "target", t.name, "seconds", seconds)
 	// A CPU profile as long as a replay took before, taken while replaying.
 	done := make(chan error, 1)
 	go func() {
 		done <- download(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.base(), seconds), cpuPath)
 	}()
 	time.Sleep(200 * time.Millisecond)
-	if _, err := loadgen.Replay(ctx, loadgen.SenderConfig{URL: r.writeURL(), Senders: o.senders, Retries: 5, Timeout: time.Minute}, p); err != nil {
+	res, err := loadgen.Replay(ctx, loadgen.SenderConfig{URL: r.writeURL(), Senders: o.senders, Retries: 5, Timeout: time.Minute}, p)
+	if err != nil {
 		return true, err
 	}
 	if err := <-done; err != nil {
 		return true, err
 	}
+	slog.Info("replayed for the profile", "target", t.name, "samples_per_s", int(float64(p.Samples)/res.Elapsed.Seconds()))
 	return true, download(ctx, r.base()+"/debug/pprof/heap?gc=1", heapPath)
 }
 

@@ -21,6 +21,7 @@ type tracesConfig struct {
 	traces       int // per worker
 	workers      int
 	childSpans   int
+	batchSize    int
 }
 
 func (c tracesConfig) spans() int { return c.traces * c.workers * (1 + c.childSpans) }
@@ -39,7 +40,7 @@ func (r tracesRep) spansPerSec() float64 { return float64(r.Spans) / r.Elapsed.S
 func runTelemetrygen(ctx context.Context, c tracesConfig, endpoint string) (time.Duration, error) {
 	args := []string{"traces", "--otlp-insecure", "--otlp-endpoint", endpoint, "--service", "checkout",
 		"--otlp-attributes", `service.version="v1"`, "--traces", strconv.Itoa(c.traces), "--workers", strconv.Itoa(c.workers),
-		"--child-spans", strconv.Itoa(c.childSpans), "--rate", "0"}
+		"--child-spans", strconv.Itoa(c.childSpans), "--batch-size", strconv.Itoa(c.batchSize), "--rate", "0"}
 	cmd := exec.CommandContext(ctx, c.telemetrygen, args...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
