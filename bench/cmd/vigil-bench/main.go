@@ -40,6 +40,8 @@ type options struct {
 	traces     tracesConfig
 	otelcol    string
 	keepData   bool
+
+	traceRequests, traceSpans int
 }
 
 func main() {
@@ -61,6 +63,8 @@ func main() {
 	flag.StringVar(&o.dataDir, "data-dir", "", "where targets keep their data (default: a new directory under $TMPDIR)")
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "Markdown report; profiles are written beside it")
 	flag.StringVar(&o.traces.telemetrygen, "telemetrygen", "", "telemetrygen binary (default: on PATH or in $(go env GOPATH)/bin); \"none\" skips OTLP traces")
+	flag.IntVar(&o.traceRequests, "trace-requests", 500, "OTLP/HTTP export requests in the traces replay (0: no OTLP traces)")
+	flag.IntVar(&o.traceSpans, "trace-spans-per-request", 1000, "spans per OTLP/HTTP export request")
 	flag.IntVar(&o.traces.traces, "traces", 20000, "traces per telemetrygen worker")
 	flag.IntVar(&o.traces.workers, "trace-workers", 2, "telemetrygen workers")
 	flag.IntVar(&o.traces.childSpans, "child-spans", 1, "child spans per trace")
@@ -191,35 +195,51 @@ func run(ctx context.Context, o options) error {
 		rep.cpuProfile, rep.heapProfile = cpuPath, heapPath
 	}
 
-	// OTLP traces.
-	if o.traces.telemetrygen != "none" && o.vigil != "" {
-		tg := o.traces.telemetrygen
-		if tg == "" {
-			tg = findGoBinary("telemetrygen")
+	// OTLP traces: pre-encoded OTLP/HTTP requests replayed at full speed
+	// (bounded by the receiver), then telemetrygen over gRPC (bounded by
+	// telemetrygen's SDK), into Vigil and, when given, an otelcol.
+	if o.vigil != "" && o.traceRequests > 0 {
+		tc := loadgen.DefaultTracesConfig()
+		tc.Requests, tc.SpansPerRequest = o.traceRequests, o.traceSpans
+		tp, err := loadgen.BuildTraces(tc)
+		if err != nil {
+			return err
 		}
-		if tg == "" {
-			rep.tracesNote = "telemetrygen not found: run `make peers`"
-		} else {
-			o.traces.telemetrygen = tg
-			rep.traces = map[string][]tracesRep{}
-			for n := range o.reps {
-				r, err := vigilTraces(ctx, o.vigil, filepath.Join(o.dataDir, fmt.Sprintf("vigil-otlp-%d", n)), o.traces)
+		loads := []traceLoad{replayLoad(tp, o.senders)}
+		rep.traceReplay = tp
+		if o.traces.telemetrygen != "none" {
+			if o.traces.telemetrygen == "" {
+				o.traces.telemetrygen = findGoBinary("telemetrygen")
+			}
+			if o.traces.telemetrygen == "" {
+				rep.tracesNote = "telemetrygen not found (run `make peers`): only the replay load ran."
+			} else {
+				loads = append(loads, telemetrygenLoad(o.traces))
+			}
+		}
+		rep.tracesCfg = o.traces
+		rep.traces = map[string][]tracesRep{}
+		for n := range o.reps {
+			for _, load := range loads {
+				r, err := vigilTraces(ctx, o.vigil, filepath.Join(o.dataDir, fmt.Sprintf("vigil-otlp-%d", n)), load)
 				if err != nil {
 					return err
 				}
-				rep.traces["Vigil"] = append(rep.traces["Vigil"], r)
+				rep.traces["Vigil/"+load.name] = append(rep.traces["Vigil/"+load.name], r)
 				if o.otelcol != "" {
-					r, err := otelcolTraces(ctx, o.otelcol, filepath.Join(o.dataDir, fmt.Sprintf("otelcol-%d", n)), o.traces)
+					r, err := otelcolTraces(ctx, o.otelcol, filepath.Join(o.dataDir, fmt.Sprintf("otelcol-%d", n)), load)
 					if err != nil {
 						return err
 					}
-					rep.traces["otelcol"] = append(rep.traces["otelcol"], r)
+					rep.traces["otelcol/"+load.name] = append(rep.traces["otelcol/"+load.name], r)
 				}
 			}
-			rep.tracesCfg = o.traces
-			if o.otelcol != "" {
-				rep.otelcolVersion = firstLine(exec.Command(o.otelcol, "--version"))
-			}
+		}
+		for _, l := range loads {
+			rep.traceLoads = append(rep.traceLoads, l.name)
+		}
+		if o.otelcol != "" {
+			rep.otelcolVersion = otelcolVersion(o.otelcol)
 		}
 	}
 	rep.took = time.Since(began)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigilhq/vigil/bench/loadgen"
 )
 
 // tracesConfig is the OTLP traces load: telemetrygen's workers each send
@@ -28,7 +30,9 @@ func (c tracesConfig) spans() int { return c.traces * c.workers * (1 + c.childSp
 
 // tracesRep is one telemetrygen run against one receiver.
 type tracesRep struct {
-	Spans   int // counted by the receiver
+	Load    string // "replay" or "telemetrygen"
+	Sent    int    // spans sent (telemetrygen: generated; its SDK drops what its queue cannot hold)
+	Spans   int    // counted by the receiver
 	Elapsed time.Duration
 	CPU     time.Duration
 	HWM     int64
@@ -103,17 +107,45 @@ func waitCount(ctx context.Context, url, prefix string, want float64) (float64, 
 	return last, fmt.Errorf("%s reached %g of %g", prefix, last, want)
 }
 
-// vigilTraces runs the traces load into Vigil's span metrics.
-func vigilTraces(ctx context.Context, bin, dir string, c tracesConfig) (tracesRep, error) {
+// traceLoad sends spans to a receiver's gRPC or HTTP address and returns
+// how many it sent and how long that took.
+type traceLoad struct {
+	name string
+	run  func(ctx context.Context, grpcAddr, httpURL string) (sent int, elapsed time.Duration, err error)
+}
+
+func telemetrygenLoad(c tracesConfig) traceLoad {
+	return traceLoad{name: "telemetrygen", run: func(ctx context.Context, grpcAddr, _ string) (int, time.Duration, error) {
+		d, err := runTelemetrygen(ctx, c, grpcAddr)
+		return c.spans(), d, err
+	}}
+}
+
+func replayLoad(p *loadgen.TracesPayload, senders int) traceLoad {
+	return traceLoad{name: "replay", run: func(ctx context.Context, _, httpURL string) (int, time.Duration, error) {
+		res, err := loadgen.ReplayRounds(ctx, loadgen.SenderConfig{URL: httpURL, Senders: senders, Retries: 5, Timeout: time.Minute, Headers: loadgen.OTLPHeaders()}, [][][]byte{p.Bodies})
+		if err == nil && res.Failed > 0 {
+			err = fmt.Errorf("%d OTLP requests refused: %s", res.Failed, res.FirstError)
+		}
+		return p.Spans, res.Elapsed, err
+	}}
+}
+
+// vigilTraces runs a traces load into Vigil's span metrics.
+func vigilTraces(ctx context.Context, bin, dir string, load traceLoad) (tracesRep, error) {
 	grpcAddr, err := freeAddr()
+	if err != nil {
+		return tracesRep{}, err
+	}
+	httpAddr, err := freeAddr()
 	if err != nil {
 		return tracesRep{}, err
 	}
 	t := vigilTarget(bin)
 	t.args = func(addr, dir string) []string {
-		return []string{"serve", "--listen", addr, "--storage.path", dir, "--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", ""}
+		return []string{"serve", "--listen", addr, "--storage.path", dir, "--otlp.grpc.listen-address", grpcAddr, "--otlp.http.listen-address", httpAddr}
 	}
-	return tracesInto(ctx, t, dir, c, grpcAddr, func(r *running) string { return r.base() + "/metrics" }, "vigil_span_metrics_spans_total")
+	return tracesInto(ctx, t, dir, load, grpcAddr, "http://"+httpAddr+"/v1/traces", "vigil_span_metrics_spans_total")
 }
 
 // otelcolConfig is a Collector with the same job: OTLP in, the spanmetrics
@@ -122,6 +154,8 @@ const otelcolConfig = `receivers:
   otlp:
     protocols:
       grpc:
+        endpoint: %s
+      http:
         endpoint: %s
 connectors:
   spanmetrics:
@@ -153,29 +187,45 @@ service:
 `
 
 // otelcolTraces runs the same load through an OpenTelemetry Collector.
-func otelcolTraces(ctx context.Context, bin, dir string, c tracesConfig) (tracesRep, error) {
-	grpcAddr, err := freeAddr()
-	if err != nil {
-		return tracesRep{}, err
+func otelcolTraces(ctx context.Context, bin, dir string, load traceLoad) (tracesRep, error) {
+	var addrs [3]string
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return tracesRep{}, err
+		}
+		addrs[i] = a
 	}
-	promAddr, err := freeAddr()
-	if err != nil {
-		return tracesRep{}, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return tracesRep{}, err
-	}
-	t := target{name: "otelcol", bin: bin, version: firstLine(exec.Command(bin, "--version")), readyPath: "/metrics"}
+	grpcAddr, httpAddr, promAddr := addrs[0], addrs[1], addrs[2]
+	t := target{name: "otelcol", bin: bin, readyPath: "/metrics"}
 	t.args = func(addr, dir string) []string {
 		_, port, _ := strings.Cut(addr, ":")
 		cfg := filepath.Join(dir, "otelcol.yml")
-		_ = os.WriteFile(cfg, fmt.Appendf(nil, otelcolConfig, grpcAddr, promAddr, port), 0o644)
+		_ = os.WriteFile(cfg, fmt.Appendf(nil, otelcolConfig, grpcAddr, httpAddr, promAddr, port), 0o644)
 		return []string{"--config=" + cfg}
 	}
-	return tracesInto(ctx, t, dir, c, grpcAddr, func(r *running) string { return r.base() + "/metrics" }, "otelcol_receiver_accepted_spans")
+	return tracesInto(ctx, t, dir, load, grpcAddr, "http://"+httpAddr+"/v1/traces", "otelcol_receiver_accepted_spans")
 }
 
-func tracesInto(ctx context.Context, t target, dir string, c tracesConfig, grpcAddr string, metricsURL func(*running) string, counter string) (tracesRep, error) {
+// otelcolVersion lists the modules an otelcol build was made of.
+func otelcolVersion(bin string) string {
+	out, err := exec.Command(bin, "components").Output()
+	if err != nil {
+		return "unknown"
+	}
+	var mods []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(l), "module: "); ok {
+			parts := strings.Split(m, "/")
+			if last := parts[len(parts)-1]; !strings.Contains(last, "provider") {
+				mods = append(mods, last)
+			}
+		}
+	}
+	return "builder-made: " + strings.Join(mods, ", ")
+}
+
+func tracesInto(ctx context.Context, t target, dir string, load traceLoad, grpcAddr, httpURL, counter string) (tracesRep, error) {
 	_ = os.RemoveAll(dir)
 	r, err := start(ctx, t, dir)
 	if err != nil {
@@ -186,17 +236,17 @@ func tracesInto(ctx context.Context, t target, dir string, c tracesConfig, grpcA
 		_ = os.RemoveAll(dir)
 	}()
 	cpu0 := procCPU(r.pid())
-	elapsed, err := runTelemetrygen(ctx, c, grpcAddr)
-	if err != nil {
-		return tracesRep{}, err
-	}
-	n, err := waitCount(ctx, metricsURL(r), counter, float64(c.spans()))
+	sent, elapsed, err := load.run(ctx, grpcAddr, httpURL)
 	if err != nil {
 		return tracesRep{}, fmt.Errorf("%s: %w", t.name, err)
 	}
+	n, err := waitCount(ctx, r.base()+"/metrics", counter, float64(sent))
+	if err != nil && load.name != "telemetrygen" {
+		return tracesRep{}, fmt.Errorf("%s: %w", t.name, err)
+	}
 	st := procSample(r.pid())
-	rep := tracesRep{Spans: int(n), Elapsed: elapsed, CPU: st.CPU - cpu0, HWM: st.HWM}
-	slog.Info("traces", "target", t.name, "spans", rep.Spans, "spans_per_s", int(rep.spansPerSec()), "cpu_s", rep.CPU.Seconds())
+	rep := tracesRep{Load: load.name, Sent: sent, Spans: int(n), Elapsed: elapsed, CPU: st.CPU - cpu0, HWM: st.HWM}
+	slog.Info("traces", "target", t.name, "load", load.name, "sent", sent, "spans", rep.Spans, "spans_per_s", int(rep.spansPerSec()), "cpu_s", rep.CPU.Seconds())
 	return rep, nil
 }
 

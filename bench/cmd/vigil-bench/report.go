@@ -29,7 +29,9 @@ type report struct {
 	cpuProfile    string
 	heapProfile   string
 
-	traces         map[string][]tracesRep
+	traces         map[string][]tracesRep // receiver/load
+	traceLoads     []string
+	traceReplay    *loadgen.TracesPayload
 	tracesCfg      tracesConfig
 	tracesNote     string
 	otelcolVersion string
@@ -260,29 +262,33 @@ func (rp *report) markdown() string {
 
 	// OTLP traces.
 	if rp.traces != nil {
-		c := rp.tracesCfg
+		c, tp := rp.tracesCfg, rp.traceReplay
 		w("### OTLP traces → span metrics\n\n")
-		w("telemetrygen (%s) sends %s spans over OTLP/gRPC: %d workers × %d traces of %d spans, unthrottled. Spans/s is the spans the receiver counted (`vigil_span_metrics_spans_total`, `otelcol_receiver_accepted_spans`) divided by telemetrygen's run time — telemetrygen runs on the same %d cores, so it bounds both.\n\n",
-			filepath.Base(c.telemetrygen), thousands(c.spans()), c.workers, c.traces, 1+c.childSpans, m.cores)
-		w("| receiver | version | spans/s | CPU s per million spans | peak RSS, MiB |\n|---|---|--:|--:|--:|\n")
-		names := []string{"Vigil"}
-		if _, ok := rp.traces["otelcol"]; ok {
-			names = append(names, "otelcol")
-		}
-		for _, n := range names {
-			var sps, cpu, hwm []float64
-			for _, r := range rp.traces[n] {
-				sps = append(sps, r.spansPerSec())
-				cpu = append(cpu, r.CPU.Seconds()/float64(r.Spans)*1e6)
-				hwm = append(hwm, float64(r.HWM)/(1<<20))
+		w("Two loads, each into a fresh receiver: **replay** — %d pre-encoded OTLP/HTTP protobuf export requests of %d spans (%d services, %d operations, 1 in %d an error), %s spans, sent by %d concurrent senders at full speed, so the receiver is the bottleneck; **telemetrygen** (%s) — %d workers × %d traces of %d spans over OTLP/gRPC, unthrottled, batches of %d: its SDK's batch processor drops spans its queue cannot hold, so it measures telemetrygen as much as the receiver. Spans/s is the spans the receiver counted (`vigil_span_metrics_spans_total`, `otelcol_receiver_accepted_spans`) over the send time.\n\n",
+			tp.Config.Requests, tp.Config.SpansPerRequest, tp.Config.Services, tp.Config.Operations, tp.Config.ErrorEvery, thousands(tp.Spans), o.senders,
+			filepath.Base(c.telemetrygen), c.workers, c.traces, 1+c.childSpans, c.batchSize)
+		w("| load | receiver | spans sent | spans counted | spans/s | CPU s per million spans | peak RSS, MiB |\n|---|---|--:|--:|--:|--:|--:|\n")
+		for _, load := range rp.traceLoads {
+			for _, n := range []string{"Vigil", "otelcol"} {
+				rs, ok := rp.traces[n+"/"+load]
+				if !ok {
+					continue
+				}
+				var sps, cpu, hwm, cnt []float64
+				for _, r := range rs {
+					sps = append(sps, r.spansPerSec())
+					cpu = append(cpu, r.CPU.Seconds()/float64(r.Spans)*1e6)
+					hwm = append(hwm, float64(r.HWM)/(1<<20))
+					cnt = append(cnt, float64(r.Spans))
+				}
+				w("| %s | %s | %s | %.0f | %.0f | %.2f | %.0f |\n", load, n, thousands(rs[0].Sent), median(cnt), median(sps), median(cpu), median(hwm))
 			}
-			ver := rp.vigilVersion()
-			if n == "otelcol" {
-				ver = rp.otelcolVersion
-			}
-			w("| %s | %s | %.0f | %.2f | %.0f |\n", n, ver, median(sps), median(cpu), median(hwm))
 		}
-		w("\n")
+		w("\nReceivers: Vigil %s", rp.vigilVersion())
+		if rp.otelcolVersion != "" {
+			w("; otelcol %s, pipeline otlp → spanmetrics connector (exponential histograms) → prometheus exporter", rp.otelcolVersion)
+		}
+		w(".\n\n")
 	}
 	if rp.tracesNote != "" {
 		w("OTLP traces: %s\n\n", rp.tracesNote)
@@ -315,12 +321,10 @@ func (rp *report) markdown() string {
 }
 
 func (rp *report) vigilVersion() string {
-	for _, t := range rp.targets {
-		if t.name == "Vigil" {
-			return t.version
-		}
+	if rp.opts.vigil == "" {
+		return ""
 	}
-	return ""
+	return firstLine(exec.Command(rp.opts.vigil, "version"))
 }
 
 func pprofTop(path string, args ...string) string {
