@@ -42,7 +42,7 @@ type Config struct {
 	Start time.Time
 }
 
-// DefaultConfig is one million series of 8 labels, 4 samples each, 2000
+// DefaultConfig is one million series of 8 labels, 3 samples each, 2000
 // samples per request, no churn.
 func DefaultConfig() Config {
 	return Config{
@@ -50,7 +50,7 @@ func DefaultConfig() Config {
 		Labels:           8,
 		Metrics:          10,
 		SeriesPerRequest: 2000,
-		Rounds:           4,
+		Rounds:           3,
 		Interval:         15 * time.Second,
 		Start:            time.Now().Add(-time.Minute).Truncate(time.Second),
 	}
