@@ -156,25 +156,27 @@ func TestReplayVerifyPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Everything but the last request of the last round: verification must fail.
-	partial := *p
-	partial.Rounds = append([][][]byte{}, p.Rounds...)
-	last := len(partial.Rounds) - 1
-	partial.Rounds[last] = partial.Rounds[last][:len(partial.Rounds[last])-1]
-	res, err := Replay(ctx, SenderConfig{URL: prom.URL() + "/api/v1/write", Senders: 3, Timeout: 10 * time.Second}, &partial)
+	// Everything but the last request of each round: those series are
+	// missing altogether, verification must fail.
+	partial := &Payload{Config: p.Config}
+	rest := &Payload{Config: p.Config}
+	for _, round := range p.Rounds {
+		partial.Rounds = append(partial.Rounds, round[:len(round)-1])
+		rest.Rounds = append(rest.Rounds, round[len(round)-1:])
+	}
+	res, err := Replay(ctx, SenderConfig{URL: prom.URL() + "/api/v1/write", Senders: 3, Timeout: 10 * time.Second}, partial)
 	if err != nil || res.Failed != 0 {
 		t.Fatalf("replay: %v %+v", err, res)
 	}
-	err = Verify(ctx, q, p)
-	if err == nil || !strings.Contains(err.Error(), "sum(count_over_time(bench_metric_") {
-		t.Fatalf("verify of a partial load: got %v, want a failed sample count", err)
+	err = Verify(ctx, q, prom.URL(), p)
+	if err == nil || !strings.Contains(err.Error(), "sum(count_over_time(bench_metric_0") || !strings.Contains(err.Error(), "series stored, want 2200") {
+		t.Fatalf("verify of a partial load: got %v, want failed sample and series counts", err)
 	}
-	// The missing request: now everything is there.
-	rest := &Payload{Config: p.Config, Rounds: [][][]byte{p.Rounds[last][len(p.Rounds[last])-1:]}}
+	// The missing requests: now everything is there.
 	if _, err := Replay(ctx, SenderConfig{URL: prom.URL() + "/api/v1/write", Senders: 1, Timeout: 10 * time.Second}, rest); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, q, p); err != nil {
+	if err := Verify(ctx, q, prom.URL(), p); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -133,7 +133,7 @@ func measure(ctx context.Context, t target, p *loadgen.Payload, rc runConfig, n 
 	// Data may take a moment to become searchable (VictoriaMetrics indexes
 	// new series in the background): retry verification for up to 30 s.
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		out.VerifyErr = loadgen.Verify(ctx, q, p)
+		out.VerifyErr = loadgen.Verify(ctx, q, r.base(), p)
 		if out.VerifyErr == nil || time.Now().After(deadline) {
 			break
 		}
@@ -141,6 +141,8 @@ func measure(ctx context.Context, t target, p *loadgen.Payload, rc runConfig, n 
 	}
 	if out.VerifyErr != nil {
 		slog.Warn("verification failed", "target", t.name, "err", out.VerifyErr)
+	} else {
+		slog.Info("verified", "target", t.name)
 	}
 	if rc.hook != nil {
 		rc.hook(r)
@@ -164,6 +166,7 @@ func measure(ctx context.Context, t target, p *loadgen.Payload, rc runConfig, n 
 		}
 		out.QueryLatencies[qq.name] = median(ds)
 	}
+	slog.Info("queries timed", "target", t.name)
 	return out, nil
 }
 

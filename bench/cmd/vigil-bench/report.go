@@ -228,8 +228,10 @@ func (rp *report) markdown() string {
 	ingest := func(r ingestRep) float64 { return r.samplesPerSec() }
 	if hasVigil {
 		vi := rp.med("Vigil", ingest)
-		w("**Decode-only ceiling** (snappy + Vigil's remote_write 1.0 decoder, nothing stored, in the harness process on the same payload): %.0f samples/s with %d workers, %.0f samples/s on one core. Vigil's ingest over HTTP is **%.0f%%** of the %d-worker figure.\n\n",
-			rp.decodeOnly, m.cores, rp.decode1, 100*vi/rp.decodeOnly, m.cores)
+		ceiling := max(rp.decodeOnly, rp.decode1)
+		vcpu := rp.med("Vigil", func(r ingestRep) float64 { return r.cpuPerMillion() })
+		w("**Decode-only ceiling** (snappy + Vigil's remote_write 1.0 decoder, nothing stored, in the harness process on the same payload): %.0f samples/s with %d workers, %.0f samples/s with one; the higher, %.0f samples/s, is the ceiling. Vigil's ingest over HTTP is **%.0f%%** of it. In CPU terms decoding costs %.2f s per million samples on one core, Vigil's whole ingest %.2f s: decoding is %.0f%% of Vigil's ingest work, storing (series lookup and creation, head append, WAL) the rest.\n\n",
+			rp.decodeOnly, m.cores, rp.decode1, ceiling, 100*vi/ceiling, 1e6/rp.decode1, vcpu, 100*(1e6/rp.decode1)/vcpu)
 
 		w("### Targets\n\n| target | measured | met |\n|---|--:|:-:|\n")
 		check := func(name string, got float64, format string, ok bool) {
@@ -256,7 +258,7 @@ func (rp *report) markdown() string {
 				check("ingest ≥ 1.5× VictoriaMetrics", r, "%.2f×", r >= 1.5)
 			}
 		}
-		check("ingest ≥ 50% of decode-only", 100*vi/rp.decodeOnly, "%.0f%%", vi >= rp.decodeOnly/2)
+		check("ingest ≥ 50% of decode-only", 100*vi/ceiling, "%.0f%%", vi >= ceiling/2)
 		w("\n")
 	}
 
