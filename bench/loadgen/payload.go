@@ -42,7 +42,8 @@ type Config struct {
 	Start time.Time
 }
 
-// DefaultConfig is one million series of 8 labels, 3 samples each, 2000
+// DefaultConfig is one million series of 8 labels, 2 samples each (the
+// first creates the series, the second appends to them), 2000
 // samples per request, no churn.
 func DefaultConfig() Config {
 	return Config{
@@ -50,7 +51,7 @@ func DefaultConfig() Config {
 		Labels:           8,
 		Metrics:          10,
 		SeriesPerRequest: 2000,
-		Rounds:           3,
+		Rounds:           2,
 		Interval:         15 * time.Second,
 		Start:            time.Now().Add(-time.Minute).Truncate(time.Second),
 	}

@@ -55,7 +55,7 @@ func main() {
 	flag.Float64Var(&o.load.Churn, "churn", 0, "fraction of series replaced in each round after the first")
 	flag.IntVar(&o.senders, "senders", 4, "concurrent remote_write senders")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions per target; medians are reported")
-	flag.IntVar(&o.queryRuns, "query-runs", 5, "timed runs of each query (after one warm-up)")
+	flag.IntVar(&o.queryRuns, "query-runs", 3, "timed runs of each query (after one warm-up)")
 	flag.StringVar(&o.targets, "targets", "vigil,prometheus,victoriametrics", "targets to run, comma-separated")
 	flag.StringVar(&o.vigil, "vigil", "", "vigil binary (default: go build ./cmd/vigil into the data directory)")
 	flag.StringVar(&o.prometheus, "prometheus", "/usr/bin/prometheus", "Prometheus binary")

@@ -24,17 +24,21 @@ type query struct {
 }
 
 // querySet is run on every target on the same data: instant and range,
-// selective (one series, a few hundred) and aggregating (a whole metric,
-// 1/metrics of all series).
+// selective (one series; 256 hosts by regex) and aggregating (rate summed
+// by cluster over the series of one job: a dashboard panel's query).
 func querySet(p *loadgen.Payload) []query {
 	one := fmt.Sprintf(`%s{instance=%q}`, loadgen.MetricName(1%p.Config.Metrics), loadgen.Instance(0, 0))
-	all := loadgen.MetricName(2 % p.Config.Metrics)
+	m := loadgen.MetricName(2 % p.Config.Metrics)
+	agg := fmt.Sprintf("sum(rate(%s[%%s]))", m)
+	if p.Config.Labels >= 4 { // job and cluster exist
+		agg = fmt.Sprintf(`sum by (cluster) (rate(%s{job="job-3"}[%%s]))`, m)
+	}
 	return []query{
 		{"instant, one series", one, false},
-		{"instant, 256 hosts (regex)", fmt.Sprintf(`count(%s{instance=~"10\\.0\\.1\\..*"})`, all), false},
-		{"instant, sum(rate) of a metric", fmt.Sprintf("sum(rate(%s[5m]))", all), false},
+		{"instant, 256 hosts (regex)", fmt.Sprintf(`count(%s{instance=~"10\\.0\\.1\\..*"})`, m), false},
+		{"instant, sum(rate) of one job", fmt.Sprintf(agg, "5m"), false},
 		{"range, one series", fmt.Sprintf("rate(%s[1m])", one), true},
-		{"range, sum(rate) of a metric", fmt.Sprintf("sum(rate(%s[1m]))", all), true},
+		{"range, sum(rate) of one job", fmt.Sprintf(agg, "1m"), true},
 	}
 }
 
