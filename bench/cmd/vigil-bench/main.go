@@ -63,7 +63,7 @@ func main() {
 	flag.StringVar(&o.dataDir, "data-dir", "", "where targets keep their data (default: a new directory under $TMPDIR)")
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "Markdown report; profiles are written beside it")
 	flag.StringVar(&o.traces.telemetrygen, "telemetrygen", "", "telemetrygen binary (default: on PATH or in $(go env GOPATH)/bin); \"none\" skips OTLP traces")
-	flag.IntVar(&o.traceRequests, "trace-requests", 500, "OTLP/HTTP export requests in the traces replay (0: no OTLP traces)")
+	flag.IntVar(&o.traceRequests, "trace-requests", 200, "OTLP/HTTP export requests in the traces replay (0: no OTLP traces)")
 	flag.IntVar(&o.traceSpans, "trace-spans-per-request", 1000, "spans per OTLP/HTTP export request")
 	flag.IntVar(&o.traces.traces, "traces", 20000, "traces per telemetrygen worker")
 	flag.IntVar(&o.traces.workers, "trace-workers", 2, "telemetrygen workers")
