@@ -40,6 +40,7 @@ type options struct {
 	traces     tracesConfig
 	otelcol    string
 	keepData   bool
+	profile    bool
 
 	traceRequests, traceSpans int
 }
@@ -71,6 +72,7 @@ func main() {
 	flag.IntVar(&o.traces.batchSize, "trace-batch-size", 1000, "spans per OTLP export request")
 	flag.StringVar(&o.otelcol, "otelcol", "", "an OpenTelemetry Collector built with the spanmetrics connector, OTLP receiver and Prometheus exporter (see bench/otelcol)")
 	flag.BoolVar(&o.keepData, "keep-data", false, "keep the targets' data directories")
+	flag.BoolVar(&o.profile, "profile", true, "write CPU and heap profiles of Vigil's ingest beside the report")
 	serveAddr := flag.String("serve-ingest", "", "internal: serve Vigil's ingest path with /debug/pprof on this address, data in -data-dir")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
@@ -182,7 +184,7 @@ func run(ctx context.Context, o options) error {
 
 	// Profiles of Vigil: from the binary when it serves /debug/pprof,
 	// else from the same ingest path run in this process.
-	if o.vigil != "" {
+	if o.vigil != "" && o.profile {
 		cpuPath, heapPath := filepath.Join(profDir, "vigil-cpu.pprof"), filepath.Join(profDir, "vigil-heap.pprof")
 		if err := os.MkdirAll(profDir, 0o755); err != nil {
 			return err
