@@ -154,7 +154,7 @@ func (rp *report) markdown() string {
 	w("**Machine:** %d cores (%s), %s memory, Linux %s, %s. Load average (1/5/15 min) before the runs %s, after %s — the machine is shared, other work competes for the same cores.\n\n",
 		m.cores, m.cpu, m.memory, m.kernel, m.goVer, rp.loadBefore, rp.loadAfter)
 	w("**Data directories:** %s (`%s`), the same for every target.\n\n", m.fsKind, m.dataDir)
-	w("**Load:** %s series × %d labels over %d metric names, %d samples each (%s apart), %d samples per remote_write 1.0 request, churn %g; %s samples, %s active series, %d requests, %.1f MiB snappy (%.1f MiB protobuf); %d concurrent senders, rounds sent one after the other. Every target is checked afterwards by PromQL (samples and series per metric name, sum of a counter).\n\n",
+	w("**Load:** %s series × %d labels over %d metric names, %d samples each (%s apart), %d samples per remote_write 1.0 request, churn %g; %s samples, %s active series, %d requests, %.1f MiB snappy (%.1f MiB protobuf); %d concurrent senders, rounds sent one after the other. Every target is checked afterwards: its series count (`/api/v1/status/tsdb`) and, by PromQL, the samples, series and sum of values of `bench_metric_0` (a tenth of the data) must equal what was sent.\n\n",
 		thousands(p.Config.Series), p.Config.Labels, p.Config.Metrics, p.Config.Rounds, p.Config.Interval, p.Config.SeriesPerRequest, p.Config.Churn,
 		thousands(p.Samples), thousands(p.ActiveSeries), p.Requests(), float64(p.CompressedBytes)/(1<<20), float64(p.RawBytes)/(1<<20), o.senders)
 
