@@ -61,9 +61,9 @@ func parseStat(b []byte) (time.Duration, error) {
 	if len(f) < 13 {
 		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
 	}
-	var ticks int64
+	var ticks uint64
 	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
+		v, err := strconv.ParseUint(s, 10, 40) // 2^40 ticks: 348 years
 		if err != nil {
 			return 0, fmt.Errorf("cpu ticks %q: %w", s, err)
 		}
@@ -85,14 +85,14 @@ func parseStatus(b []byte) (rss, hwm int64, err error) {
 		if unit != "kB" {
 			return 0, 0, fmt.Errorf("%s: unit %q, want kB", key, unit)
 		}
-		kb, err := strconv.ParseInt(num, 10, 64)
+		kb, err := strconv.ParseUint(num, 10, 50) // 2^50 kB: a zettabyte
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", key, err)
 		}
 		if key == "VmRSS" {
-			rss = kb << 10
+			rss = int64(kb) << 10
 		} else {
-			hwm = kb << 10
+			hwm = int64(kb) << 10
 		}
 		found++
 	}

@@ -19,6 +19,7 @@ func TestParseStat(t *testing.T) {
 		{"truncated", "7 (x) R 1 2 3", 0, "fields after the command name"},
 		{"no name", "garbage", 0, "no command name"},
 		{"not a number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 x 2 0", 0, "cpu ticks"},
+		{"negative", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 -5 2 0", 0, "cpu ticks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +47,7 @@ func TestParseStatus(t *testing.T) {
 		{"both", "Name:\tvigil\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t9\n", 100 << 20, 200 << 20, ""},
 		{"missing HWM", "VmRSS:\t 1 kB\n", 0, 0, "not both present"},
 		{"other unit", "VmRSS:\t 1 MB\nVmHWM:\t 1 kB\n", 0, 0, "unit"},
+		{"negative", "VmRSS:\t -1 kB\nVmHWM:\t 1 kB\n", 0, 0, "VmRSS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,4 +88,19 @@ func TestReadSelf(t *testing.T) {
 	if _, err := Read(1 << 30); err == nil {
 		t.Fatal("reading a process that does not exist succeeded")
 	}
+}
+
+// FuzzParse feeds arbitrary /proc contents to both parsers: they never
+// panic, and what they accept is never negative.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("4242 (vigil) S 1 4242 4242 0 -1 4194560 2301 0 0 0 250 37 0 0 20 0 9 0 1234 100 200"))
+	f.Add([]byte("VmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := parseStat(b); err == nil && d < 0 {
+			t.Fatalf("negative CPU time %v from %q", d, b)
+		}
+		if rss, hwm, err := parseStatus(b); err == nil && (rss < 0 || hwm < 0) {
+			t.Fatalf("negative memory %d %d from %q", rss, hwm, b)
+		}
+	})
 }
