@@ -152,3 +152,34 @@ func heapAlloc() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestSeriesCacheHoldsMillionSeries: with the default size, the cache
+// keeps a million series whose wire label sets are of a realistic size
+// (8 labels, ~170 bytes), so that a steady remote_write stream hits it.
+func TestSeriesCacheHoldsMillionSeries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a million keys")
+	}
+	c := NewSeriesCache(int(DefaultConfig().SeriesCacheSize))
+	key := func(i int) []byte {
+		k := []byte("__name__\xffnode_cpu_seconds_total\xfecluster\xffprod-eu-1\xfecontainer\xffnode-exporter\xfe" +
+			"instance\xff10.0.0.1:9100\xfejob\xffnode-exporter\xfemode\xffidle\xfenamespace\xffmonitoring\xfepod\xffnode-exporter-")
+		return strconv.AppendInt(k, int64(i), 10)
+	}
+	const n = 1_000_000
+	for i := range n {
+		c.Set(key(i), storage.SeriesRef(i+1))
+	}
+	hits := 0
+	for i := range n {
+		if ref, ok := c.Get(key(i)); ok {
+			if ref != storage.SeriesRef(i+1) {
+				t.Fatalf("key %d: ref %d, want %d", i, ref, i+1)
+			}
+			hits++
+		}
+	}
+	if hits < n*99/100 {
+		t.Fatalf("%d of %d series still cached, want at least 99%%", hits, n)
+	}
+}
