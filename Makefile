@@ -73,3 +73,5 @@ fuzz:
 
 clean:
 	rm -rf vigil data
+
+include bench/bench.mk

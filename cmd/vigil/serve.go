@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -340,6 +341,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	defer signal.Stop(hup)
 
 	mux := newInstrumentedMux(reg)
+	// Profiles, as Prometheus serves them (go tool pprof http://host:9400/debug/pprof/profile).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	api.Register(mux)
 	rulesMgr.Register(mux)
 	mux.Handle("/-/reload", reload)
