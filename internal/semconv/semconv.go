@@ -73,17 +73,19 @@ const (
 
 // Deployment series written by the deploy package.
 const (
-	// DeploymentInfo is 1 for each recorded deployment. Labels: service,
-	// namespace, environment, version, previous_version, strategy, pipeline, commit.
+	// DeploymentInfo is 1 for each service/environment's current deployment.
+	// Labels: service, namespace, environment, version, previous_version,
+	// strategy, pipeline, commit.
 	DeploymentInfo = "vigil_deployment_info"
-	// VerdictInfo is 1 for each verdict reached. Labels: service, namespace,
-	// environment, version, baseline_version, decision (promote, rollback, inconclusive).
+	// VerdictInfo is the score (0..1) of the latest verdict per service and
+	// version. Labels: service, environment, version, baseline, decision
+	// (promote, rollback, inconclusive).
 	VerdictInfo = "vigil_verdict_info"
 
 	LabelPreviousVersion = "previous_version"
 	LabelStrategy        = "strategy"
 	LabelPipeline        = "pipeline"
 	LabelCommit          = "commit"
-	LabelBaselineVersion = "baseline_version"
+	LabelBaseline        = "baseline"
 	LabelDecision        = "decision"
 )
