@@ -108,7 +108,8 @@ func TestForwardingSurvivesOutage(t *testing.T) {
 	}
 }
 
-// metricValue reads one unlabelled sample from a /metrics page.
+// metricValue sums every sample of a metric on a /metrics page, over all
+// its label sets (selfMetric reads one exact series).
 func metricValue(t *testing.T, base, name string) float64 {
 	t.Helper()
 	var sum float64
