@@ -43,9 +43,9 @@ type Config struct {
 // DefaultConfig is what `vigil serve` runs with.
 func DefaultConfig() Config {
 	return Config{
-		Window:         model.Duration(5 * time.Minute),
-		Step:           model.Duration(10 * time.Second),
-		RateWindow:     model.Duration(30 * time.Second),
+		Window:         model.Duration(10 * time.Minute),
+		Step:           model.Duration(15 * time.Second),
+		RateWindow:     model.Duration(time.Minute),
 		Policy:         verdict.DefaultPolicy(),
 		SeriesInterval: model.Duration(15 * time.Second),
 		MaxBodyBytes:   1 << 20,

@@ -345,23 +345,22 @@ func sloSignals(svc catalog.Service, ok bool) []verdict.Signal {
 		return nil
 	}
 	var out []verdict.Signal
-	def := verdict.DefaultSignals()
-	query := func(name string) string {
-		for _, s := range def {
-			if s.Name == name {
-				return s.Query
-			}
-		}
-		return ""
+	def := map[string]verdict.Signal{}
+	for _, s := range verdict.DefaultSignals() {
+		def[s.Name] = s
 	}
 	if a := svc.SLOs.Availability; a != nil {
+		// The error ratio, failing at once when it is significantly above
+		// the error budget, and compared with the baseline for a regression
+		// of the whole budget.
 		budget := catalog.ErrorBudget(a.Objective)
-		out = append(out, verdict.Signal{Name: "slo_availability", Query: query("error_ratio"), Max: &budget, Weight: 1,
-			Floor: budget})
+		s := def["error_ratio"]
+		s.Name, s.Max, s.Weight, s.Tolerance, s.Floor = "slo_availability", &budget, 1, 0, budget
+		out = append(out, s)
 	}
 	if l := svc.SLOs.Latency; l != nil {
 		th := time.Duration(l.Threshold).Seconds()
-		q := strings.Replace(query("latency_p99"), "histogram_quantile(0.99,", fmt.Sprintf("histogram_quantile(%g,", l.Objective/100), 1)
+		q := strings.Replace(def["latency_p99"].Query, "histogram_quantile(0.99,", fmt.Sprintf("histogram_quantile(%g,", l.Objective/100), 1)
 		out = append(out, verdict.Signal{Name: "slo_latency", Query: q, Max: &th, Weight: 1, Tolerance: 0.25, Floor: th / 10})
 	}
 	return out

@@ -47,11 +47,13 @@ type Scenario struct {
 	ErrFactor, LatFactor float64
 }
 
-// beyondTolerance reports whether the regression exceeds what the default
-// signals tolerate.
+// beyondTolerance reports whether the regression is one the default
+// signals are built to catch: latency beyond the p50's 10% tolerance, or
+// errors at least the error ratio's regression (+50%, at least +0.2
+// percentage points).
 func (s Scenario) beyondTolerance() bool {
 	extra := s.ErrRatio * (s.ErrFactor - 1)
-	return s.LatFactor > 1.10 || extra > math.Max(0.25*s.ErrRatio, 0.005)
+	return s.LatFactor > 1.10 || extra >= math.Max(0.5*s.ErrRatio, 0.002)
 }
 
 // Bad reports whether the deployment should be rolled back.
@@ -76,6 +78,8 @@ type Outcome struct {
 	// Seconds of canary traffic when the decision was final.
 	Seconds float64
 	Reason  string
+	// Signals are the last judgement's signal results.
+	Signals []verdict.SignalResult `json:"-"`
 }
 
 // Scenarios draws n deployments: 45% healthy, 45% bad (a third with more
@@ -119,24 +123,25 @@ func Scenarios(cfg Config) []Scenario {
 	return out
 }
 
-// step draws one step of traffic and returns the signal values Vigil's
-// default queries would give for it (NaN where a query returns nothing).
-func step(rng *rand.Rand, rps, errRatio, latency float64, secs float64, lat []float64) (n, er, p50, p99 float64) {
+// step draws one step of traffic and returns what Vigil's default queries
+// would give for it: the requests and errors counted, the p50 and p99
+// latency (NaN where a query returns nothing).
+func step(rng *rand.Rand, rps, errRatio, latency float64, secs float64, lat []float64) (n, errs, p50, p99 float64) {
 	cnt := poisson(rng, rps*secs)
 	if cnt == 0 {
-		return 0, math.NaN(), math.NaN(), math.NaN()
+		return 0, 0, math.NaN(), math.NaN()
 	}
-	var errs int
+	var e int
 	lat = lat[:0]
 	for range cnt {
 		if rng.Float64() < errRatio {
-			errs++
+			e++
 		}
 		lat = append(lat, latency*math.Exp(0.5*rng.NormFloat64()))
 	}
 	slices.Sort(lat)
 	q := func(p float64) float64 { return lat[min(int(p*float64(cnt)), cnt-1)] }
-	return float64(cnt), float64(errs) / float64(cnt), q(0.5), q(0.99)
+	return float64(cnt), float64(e), q(0.5), q(0.99)
 }
 
 func poisson(rng *rand.Rand, mean float64) int {
@@ -169,37 +174,45 @@ func Run(cfg Config, s Scenario, seed uint64) Outcome {
 		byName[sig.Name] = sig
 	}
 	names := []string{"request_rate", "error_ratio", "latency_p50", "latency_p99", "log_error_ratio"}
-	canary := map[string][]float64{}
-	baseline := map[string][]float64{}
+	type side struct{ values, totals map[string][]float64 }
+	canary := side{map[string][]float64{}, map[string][]float64{}}
+	baseline := side{map[string][]float64{}, map[string][]float64{}}
 	lat := make([]float64, 0, 1024)
-	add := func(m map[string][]float64, n, er, p50, p99 float64) {
-		m["request_rate"] = append(m["request_rate"], n)
+	add := func(m side, n, errs, p50, p99 float64) {
+		m.values["request_rate"] = append(m.values["request_rate"], n)
+		for _, name := range []string{"error_ratio", "log_error_ratio"} { // one error line per failed request
+			if byName[name].Kind == verdict.KindRatio {
+				m.values[name] = append(m.values[name], errs)
+				m.totals[name] = append(m.totals[name], n)
+			} else if n > 0 {
+				m.values[name] = append(m.values[name], errs/n)
+			}
+		}
 		if n > 0 {
-			m["error_ratio"] = append(m["error_ratio"], er)
-			m["log_error_ratio"] = append(m["log_error_ratio"], er) // one error line per failed request
-			m["latency_p50"] = append(m["latency_p50"], p50)
-			m["latency_p99"] = append(m["latency_p99"], p99)
+			m.values["latency_p50"] = append(m.values["latency_p50"], p50)
+			m.values["latency_p99"] = append(m.values["latency_p99"], p99)
 		}
 	}
 	// The baseline's history: one window before the deploy.
 	for range int(cfg.Window.Seconds() / secs) {
-		n, er, p50, p99 := step(rng, s.BaselineRPS, s.ErrRatio, s.Latency, secs, lat)
-		add(baseline, n, er, p50, p99)
+		n, errs, p50, p99 := step(rng, s.BaselineRPS, s.ErrRatio, s.Latency, secs, lat)
+		add(baseline, n, errs, p50, p99)
 	}
 	steps := int(cfg.Window.Seconds() / secs)
 	for i := 1; i <= steps; i++ {
-		n, er, p50, p99 := step(rng, s.BaselineRPS, s.ErrRatio, s.Latency, secs, lat)
-		add(baseline, n, er, p50, p99)
-		n, er, p50, p99 = step(rng, s.CanaryRPS, math.Min(s.ErrRatio*s.ErrFactor, 1), s.Latency*s.LatFactor, secs, lat)
-		add(canary, n, er, p50, p99)
+		n, errs, p50, p99 := step(rng, s.BaselineRPS, s.ErrRatio, s.Latency, secs, lat)
+		add(baseline, n, errs, p50, p99)
+		n, errs, p50, p99 = step(rng, s.CanaryRPS, math.Min(s.ErrRatio*s.ErrFactor, 1), s.Latency*s.LatFactor, secs, lat)
+		add(canary, n, errs, p50, p99)
 		var samples []verdict.Samples
 		for _, n := range names {
-			samples = append(samples, verdict.Samples{Signal: byName[n], Canary: canary[n], Baseline: baseline[n]})
+			samples = append(samples, verdict.Samples{Signal: byName[n], Canary: canary.values[n], Baseline: baseline.values[n],
+				CanaryTotal: canary.totals[n], BaselineTotal: baseline.totals[n]})
 		}
 		samples = append(samples, verdict.Samples{Signal: byName["critical_alerts"]})
 		j := verdict.Judge(cfg.Policy, samples, verdict.Progress{Elapsed: float64(i) * secs, Window: cfg.Window.Seconds(), Step: secs, Overlap: 1})
 		if j.Final {
-			return Outcome{Scenario: s, Decision: j.Decision, Seconds: float64(i) * secs, Reason: j.Reason}
+			return Outcome{Scenario: s, Decision: j.Decision, Seconds: float64(i) * secs, Reason: j.Reason, Signals: j.Signals}
 		}
 	}
 	return Outcome{Scenario: s, Decision: verdict.Inconclusive, Seconds: cfg.Window.Seconds(), Reason: "window over"}
@@ -216,8 +229,8 @@ type Report struct {
 	// of the misses ended inconclusive.
 	BadPromoted float64
 	// RecallBeyondTolerance is the recall on bad deploys whose regression
-	// exceeds the default signals' tolerance (latency +10%, errors +25% and
-	// +0.5 percentage points): the ones Vigil is configured to catch.
+	// the default signals are built to catch (latency +10%, errors +50% and
+	// at least +0.2 percentage points).
 	RecallBeyondTolerance float64
 	BeyondTolerance       int
 	// RecallByKind is the recall per kind of regression.

@@ -52,7 +52,7 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 	cmd.Flag("baseline", "Version to compare with (default: the previousVersion of the recorded deployment).").StringVar(&c.baseline)
 	cmd.Flag("environment", "Environment of the deployment.").StringVar(&c.environment)
 	cmd.Flag("window", "Most traffic time analysed before a final decision (default: the server's deploy.window).").SetValue(&c.window)
-	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive.").Default("10m").SetValue(&c.wait)
+	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive (longer than the window).").Default("15m").SetValue(&c.wait)
 	cmd.Flag("poll-interval", "How often to ask for the verdict.").Default("5s").Hidden().SetValue(&c.interval)
 	cmd.Flag("bearer-token-file", "File with the bearer token, when the server requires one.").Envar("VIGIL_BEARER_TOKEN_FILE").StringVar(&c.tokenFile)
 	cmd.Flag("output", "Output format: text or json (the final verdict).").Short('o').Default("text").EnumVar(&c.output, "text", "json")

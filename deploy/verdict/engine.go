@@ -207,10 +207,18 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 			if s.Canary, err = e.q.QueryRange(ctx, cq, from, end, step); err != nil {
 				return v, fmt.Errorf("signal %s: %w", sig.Name, err)
 			}
-			if sig.Kind == KindCompare || sig.Kind == KindTraffic {
+			if sig.Kind != KindAlert {
 				bq := Render(sig.Query, bv)
 				if s.Baseline, err = e.q.QueryRange(ctx, bq, bFrom, bEnd, step); err != nil {
 					return v, fmt.Errorf("signal %s baseline: %w", sig.Name, err)
+				}
+			}
+			if sig.Kind == KindRatio {
+				if s.CanaryTotal, err = e.q.QueryRange(ctx, Render(sig.Total, cv), from, end, step); err != nil {
+					return v, fmt.Errorf("signal %s total: %w", sig.Name, err)
+				}
+				if s.BaselineTotal, err = e.q.QueryRange(ctx, Render(sig.Total, bv), bFrom, bEnd, step); err != nil {
+					return v, fmt.Errorf("signal %s baseline total: %w", sig.Name, err)
 				}
 			}
 			samples = append(samples, s)
@@ -221,9 +229,14 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 		for i := range v.Judgement.Signals {
 			sig := samples[i].Signal
 			r := &v.Judgement.Signals[i]
-			r.Query = Render(sig.Query, cv)
+			q := sig.Query
+			if sig.Kind == KindRatio {
+				// Shown per step as the ratio it counts.
+				q = fmt.Sprintf("(%s) / (%s > 0)", sig.Query, sig.Total)
+			}
+			r.Query = Render(q, cv)
 			if sig.Kind != KindAlert {
-				r.BaselineQuery = Render(sig.Query, bv)
+				r.BaselineQuery = Render(q, bv)
 			}
 			r.Link = e.link(r.Query, from, end)
 		}

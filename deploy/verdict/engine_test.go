@@ -89,7 +89,7 @@ func TestEvaluate(t *testing.T) {
 			traffic: []traffic{{version: "v1", from: before, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3},
 				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3}},
 			at: 2 * time.Minute, window: 10 * time.Minute,
-			signals: append(DefaultSignals(), Signal{Name: "slo_availability", Query: DefaultSignals()[1].Query, Max: &max}),
+			signals: append(DefaultSignals(), sloAvailability(max)),
 			want:    want{decision: Rollback, failing: []string{"slo_availability"}},
 		},
 	}
@@ -143,6 +143,48 @@ func TestEvaluate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sloAvailability is the error ratio with an absolute bound, as the
+// catalog's availability SLO adds it.
+func sloAvailability(max float64) Signal {
+	s := DefaultSignals()[1]
+	s.Name, s.Max, s.Tolerance, s.Floor, s.Weight = "slo_availability", &max, 0, max, 1
+	return s
+}
+
+// TestEvaluateCountsFirstErrors checks that a version's first errors count:
+// its error series appears only when it first fails, and the errors of that
+// step are not lost to a missing "offset" sample.
+func TestEvaluateCountsFirstErrors(t *testing.T) {
+	db := newTestDB(t)
+	t0 := time.Now().Add(-20 * time.Minute).Truncate(time.Minute)
+	end := t0.Add(3 * time.Minute)
+	db.write(t, "late", 1,
+		traffic{version: "v1", from: t0.Add(-10 * time.Minute), to: end, perFlush: 50, errRatio: 0, latBucket: -3},
+		traffic{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.02, latBucket: -3, errorsFrom: t0.Add(62 * time.Second)})
+	e, err := New(Config{}, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Add(3 * time.Minute)
+	v, err := e.Evaluate(context.Background(), Request{Service: "late", Environment: "production", Version: "v2", Baseline: "v1", Start: t0, Window: 10 * time.Minute}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written, err := db.QueryRange(context.Background(), `sum(traces_span_metrics_calls_total{service="late",version="v2",status_code="STATUS_CODE_ERROR"})`, at, at, time.Second)
+	if err != nil || len(written) != 1 || written[0] == 0 {
+		t.Fatalf("errors written: %v %v", written, err)
+	}
+	for _, s := range v.Signals {
+		if s.Name == "error_ratio" {
+			if s.Counts == nil || s.Counts[0].Bad != written[0] {
+				t.Errorf("canary errors counted %+v, want all %v written\n%s", s.Counts, written[0], describe(v))
+			}
+			return
+		}
+	}
+	t.Fatal("no error_ratio signal")
 }
 
 func describe(v Verdict) string {

@@ -27,8 +27,14 @@ const (
 
 // Policy holds the thresholds of a decision.
 type Policy struct {
-	// Alpha is the one-sided p-value below which a worsening is significant.
+	// Alpha is the chance that a canary no worse than its baseline fails a
+	// signal over the whole analysis: the level of the sequential test of a
+	// ratio signal, and shared among the looks (alpha / looks each) by the
+	// Mann-Whitney test of a compare signal.
 	Alpha float64 `yaml:"alpha" json:"alpha"`
+	// Beta is the chance that a ratio signal worse by its regression
+	// (tolerance or floor) passes.
+	Beta float64 `yaml:"beta" json:"beta"`
 	// Confidence is the z of the bound that shows a signal is no worse than
 	// the tolerance, for an early promotion.
 	Confidence float64 `yaml:"confidence" json:"confidence"`
@@ -42,9 +48,10 @@ type Policy struct {
 	PassScore float64 `yaml:"pass_score" json:"passScore"`
 }
 
-// DefaultPolicy is what the verdict-quality benchmark was tuned with.
+// DefaultPolicy is what the verdict-quality benchmark (bench/verdict) was
+// tuned with, for the default 10-minute window.
 func DefaultPolicy() Policy {
-	return Policy{Alpha: 0.001, Confidence: 1.64, MinSamples: 4, MinRequests: 200, PassScore: 0.9}
+	return Policy{Alpha: 0.005, Beta: 0.1, Confidence: 1.64, MinSamples: 3, MinRequests: 200, PassScore: 0.9}
 }
 
 // Validate checks the policy.
@@ -52,6 +59,8 @@ func (p Policy) Validate() error {
 	switch {
 	case !(p.Alpha > 0 && p.Alpha < 0.5):
 		return fmt.Errorf("alpha must be in (0, 0.5), got %v", p.Alpha)
+	case !(p.Beta > 0 && p.Beta < 0.5):
+		return fmt.Errorf("beta must be in (0, 0.5), got %v", p.Beta)
 	case p.Confidence <= 0:
 		return fmt.Errorf("confidence must be positive, got %v", p.Confidence)
 	case p.MinSamples < 2:
@@ -64,30 +73,38 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Samples are one signal's values at each step for the canary and the baseline.
+// Samples are one signal's values at each step for the canary and the
+// baseline. For a ratio signal they are the bad events per step, and
+// CanaryTotal and BaselineTotal all events per step.
 type Samples struct {
-	Signal   Signal
-	Canary   []float64
-	Baseline []float64
+	Signal                     Signal
+	Canary, Baseline           []float64
+	CanaryTotal, BaselineTotal []float64
 }
 
 // SignalResult is one signal's part of the verdict.
 type SignalResult struct {
-	Name          string    `json:"name"`
-	Kind          Kind      `json:"kind"`
-	Direction     Direction `json:"direction,omitempty"`
-	Status        string    `json:"status"`
-	Critical      bool      `json:"critical,omitempty"`
-	Weight        float64   `json:"weight,omitempty"`
-	Baseline      *float64  `json:"baseline,omitempty"` // mean of the baseline samples
-	Canary        *float64  `json:"canary,omitempty"`   // mean of the canary samples
-	PValue        *float64  `json:"pValue,omitempty"`
-	EffectSize    *float64  `json:"effectSize,omitempty"` // relative worsening of the mean (0.5: 50% worse)
-	Samples       [2]int    `json:"samples"`              // canary, baseline
-	Reason        string    `json:"reason"`
-	Query         string    `json:"query,omitempty"`
-	BaselineQuery string    `json:"baselineQuery,omitempty"`
-	Link          string    `json:"link,omitempty"`
+	Name      string    `json:"name"`
+	Kind      Kind      `json:"kind"`
+	Direction Direction `json:"direction,omitempty"`
+	Status    string    `json:"status"`
+	Critical  bool      `json:"critical,omitempty"`
+	Weight    float64   `json:"weight,omitempty"`
+	Baseline  *float64  `json:"baseline,omitempty"` // mean of the baseline samples
+	Canary    *float64  `json:"canary,omitempty"`   // mean of the canary samples
+	PValue    *float64  `json:"pValue,omitempty"`
+	// LogLR is a ratio signal's log likelihood ratio of "worse by the
+	// regression" over "no worse" (fails at ln((1-beta)/alpha), passes at
+	// ln(beta/(1-alpha))).
+	LogLR *float64 `json:"logLikelihoodRatio,omitempty"`
+	// Counts are a ratio signal's bad and total events, canary then baseline.
+	Counts        *[2]Counts `json:"counts,omitempty"`
+	EffectSize    *float64   `json:"effectSize,omitempty"` // relative worsening of the mean (0.5: 50% worse)
+	Samples       [2]int     `json:"samples"`              // canary, baseline
+	Reason        string     `json:"reason"`
+	Query         string     `json:"query,omitempty"`
+	BaselineQuery string     `json:"baselineQuery,omitempty"`
+	Link          string     `json:"link,omitempty"`
 }
 
 // Judgement is the decision over a set of signal samples.
@@ -156,7 +173,11 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 			}
 		default:
 			r.Direction, r.Weight = sig.Direction, sig.Weight
-			judgeCompare(p, sig, s, &r, final, math.Max(prog.Overlap, 1))
+			if sig.Kind == KindRatio {
+				judgeRatio(p, sig, s, &r, final)
+			} else {
+				judgeCompare(p, sig, s, &r, final, math.Max(prog.Overlap, 1), prog.looks())
+			}
 			if r.Status != StatusNoData {
 				wTotal += sig.Weight
 			}
@@ -228,7 +249,20 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	return j
 }
 
-func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, overlap float64) {
+// looks is how many times a signal is judged over the window: once a step.
+func (p Progress) looks() float64 {
+	if p.Step <= 0 || p.Window <= p.Step {
+		return 1
+	}
+	return math.Ceil(p.Window / p.Step)
+}
+
+// judgeCompare judges a signal by comparing canary and baseline samples with
+// the Mann-Whitney U test. The test is re-run at every step, so each run
+// gets its share of alpha (Bonferroni: alpha / looks), which keeps the
+// chance of a false failure over the whole window within alpha.
+func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, overlap, looks float64) {
+	alpha := p.Alpha / looks
 	c, b := finite(s.Canary), finite(s.Baseline)
 	r.Samples = [2]int{len(c), len(b)}
 	if len(c) > 0 {
@@ -265,8 +299,7 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 	// The test asks whether the canary is worse than the baseline by more
 	// than the tolerance: the canary's samples, less what is allowed,
 	// against the baseline's.
-	_, z := mannWhitneyZ(shift(x, -allowed), y)
-	pv := pUpper(z / math.Sqrt(overlap))
+	_, pv := mannWhitneyP(shift(x, -allowed), y, overlap)
 	effect := worse / math.Max(math.Abs(mb), 1e-12)
 	if mb == 0 {
 		effect = math.Inf(int(math.Copysign(1, worse)))
@@ -281,7 +314,7 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 	// Standard error of the difference of means, for the promotion bound.
 	se := math.Sqrt(overlap * (variance(c)/float64(len(c)) + variance(b)/float64(len(b))))
 	switch {
-	case pv < p.Alpha:
+	case pv < alpha:
 		r.Status = StatusFail
 		r.Reason = fmt.Sprintf("worse by %s (allowed %s), p=%.2g", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
 	case worse+p.Confidence*se <= allowed:

@@ -35,6 +35,13 @@ const (
 	KindTraffic Kind = "traffic"
 	// KindAlert fails immediately when its query returns any sample.
 	KindAlert Kind = "alert"
+	// KindRatio signals are a share of events, such as errors among
+	// requests: Query counts the bad events in each step and Total all of
+	// them. The canary's and the baseline's counts are compared with a
+	// sequential likelihood-ratio test, which at low rates has far more
+	// power than comparing per-step ratios (most of which are 0 at 1% errors
+	// and 150 requests a step).
+	KindRatio Kind = "ratio"
 )
 
 // Signal is one health signal. Query is PromQL in which $selector stands for
@@ -42,14 +49,20 @@ const (
 // version and the catalog's extra matchers), $service for the same without
 // the version, and $rate for the rate window; it must return one series.
 type Signal struct {
-	Name      string    `yaml:"name" json:"name"`
-	Query     string    `yaml:"query" json:"query"`
-	Kind      Kind      `yaml:"kind" json:"kind,omitempty"`
+	Name  string `yaml:"name" json:"name"`
+	Query string `yaml:"query" json:"query"`
+	Kind  Kind   `yaml:"kind" json:"kind,omitempty"`
+	// Total counts all events in each step, for a ratio signal.
+	Total     string    `yaml:"total" json:"total,omitempty"`
 	Direction Direction `yaml:"direction" json:"direction,omitempty"`
-	// Tolerance is the relative worsening accepted (0.2: 20% worse than baseline).
+	// Tolerance is the relative worsening accepted (0.2: 20% worse than
+	// baseline). For a ratio signal it is the regression the test is built
+	// to catch: a canary that much worse fails with chance 1-beta, one no
+	// worse than the baseline passes with chance 1-alpha.
 	Tolerance float64 `yaml:"tolerance" json:"tolerance,omitempty"`
 	// Floor is the absolute worsening always accepted, in the signal's unit,
-	// so that a baseline near zero does not make every blip significant.
+	// so that a baseline near zero does not make every blip significant;
+	// for a ratio signal, the smallest absolute regression caught.
 	Floor float64 `yaml:"floor" json:"floor,omitempty"`
 	// Max and Min are absolute bounds (SLOs): a canary mean beyond one
 	// fails the signal at once, whatever the baseline.
@@ -69,14 +82,24 @@ func (s Signal) Validate() error {
 	if s.Query == "" {
 		return fmt.Errorf("signal %s: query is required", s.Name)
 	}
-	expr := Render(s.Query, Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m"})
-	if _, err := parser.NewParser(parser.Options{}).ParseExpr(expr); err != nil {
+	vars := Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m"}
+	if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Query, vars)); err != nil {
 		return fmt.Errorf("signal %s: query %q: %w", s.Name, s.Query, err)
 	}
 	switch s.Kind {
 	case "", KindCompare, KindTraffic, KindAlert:
+		if s.Total != "" {
+			return fmt.Errorf("signal %s: total is only for kind ratio", s.Name)
+		}
+	case KindRatio:
+		if s.Total == "" {
+			return fmt.Errorf("signal %s: a ratio signal needs total, the query counting all events per step", s.Name)
+		}
+		if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Total, vars)); err != nil {
+			return fmt.Errorf("signal %s: total %q: %w", s.Name, s.Total, err)
+		}
 	default:
-		return fmt.Errorf("signal %s: kind %q is not compare, traffic or alert", s.Name, s.Kind)
+		return fmt.Errorf("signal %s: kind %q is not compare, ratio, traffic or alert", s.Name, s.Kind)
 	}
 	switch s.Direction {
 	case "", HigherIsWorse, LowerIsWorse:
@@ -96,7 +119,7 @@ func (s Signal) withDefaults() Signal {
 	if s.Direction == "" {
 		s.Direction = HigherIsWorse
 	}
-	if s.Weight == 0 && s.Kind == KindCompare {
+	if s.Weight == 0 && (s.Kind == KindCompare || s.Kind == KindRatio) {
 		s.Weight = 1
 	}
 	return s
@@ -118,25 +141,30 @@ func Render(query string, v Vars) string {
 // DefaultSignals are the RED signals of the span metrics, the log error
 // ratio and firing critical alerts. Each sample is the change of the
 // counters over one step (x - x offset $step), so samples do not overlap
-// and are independent, as the test assumes; a step with no new data gives
-// no sample.
+// and are independent, as the tests assume; a step with no new data gives
+// no sample. The error ratios are ratio signals: errors and requests are
+// counted, and a counter that first appears during a step (a version's
+// first error) counts from zero.
 func DefaultSignals() []Signal {
 	server := fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
 	delta := func(metric, sel string) string {
 		return fmt.Sprintf(`(sum(%s{%s}) - sum(%s{%s} offset $step))`, metric, sel, metric, sel)
 	}
-	calls := delta(semconv.SpanCalls, server)
-	errs := delta(semconv.SpanCalls, fmt.Sprintf(`%s,%s=%q`, server, semconv.LabelStatusCode, semconv.StatusError))
+	count := func(metric, sel string) string {
+		return fmt.Sprintf(`(sum(%s{%s}) - (sum(%s{%s} offset $step) or vector(0)))`, metric, sel, metric, sel)
+	}
+	calls := count(semconv.SpanCalls, server)
+	errs := count(semconv.SpanCalls, fmt.Sprintf(`%s,%s=%q`, server, semconv.LabelStatusCode, semconv.StatusError))
 	quantile := func(q float64) string {
 		return fmt.Sprintf(`histogram_quantile(%g, %s)`, q, delta(semconv.SpanDuration, server))
 	}
-	logErrs := delta(semconv.LogRecords, fmt.Sprintf(`$selector,%s=~"error|fatal"`, semconv.LabelSeverity))
+	logErrs := count(semconv.LogRecords, fmt.Sprintf(`$selector,%s=~"error|fatal"`, semconv.LabelSeverity))
 	return []Signal{
 		{Name: "request_rate", Kind: KindTraffic, Query: calls},
-		{Name: "error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, errs, calls), Tolerance: 0.25, Floor: 0.005, Weight: 2},
+		{Name: "error_ratio", Kind: KindRatio, Query: errs, Total: calls, Tolerance: 0.5, Floor: 0.002, Weight: 2},
 		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.1, Floor: 0.002},
 		{Name: "latency_p99", Query: quantile(0.99), Tolerance: 0.25, Floor: 0.005},
-		{Name: "log_error_ratio", Query: fmt.Sprintf(`(%s or vector(0)) / (%s > 0)`, logErrs, calls), Tolerance: 0.25, Floor: 0.005},
+		{Name: "log_error_ratio", Kind: KindRatio, Query: logErrs, Total: calls, Tolerance: 0.5, Floor: 0.002},
 		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},
 	}
 }

@@ -23,6 +23,9 @@ type traffic struct {
 	errRatio  float64 // share of requests in error
 	latBucket int32   // native histogram bucket (schema 0) of the latency: -3 is (62.5ms, 125ms]
 	logErrs   float64 // error log records per request
+	// errorsFrom, when set, is when the version first fails: its error
+	// series is written only from then on.
+	errorsFrom time.Time
 }
 
 // testDB is Vigil's real storage and PromQL engine.
@@ -90,7 +93,7 @@ func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic
 		for ts := v.from; !ts.After(v.to); ts = ts.Add(5 * time.Second) {
 			n := v.perFlush/2 + rng.IntN(v.perFlush+1)
 			for range n {
-				if rng.Float64() < v.errRatio {
+				if rng.Float64() < v.errRatio && !ts.Before(v.errorsFrom) {
 					nBad++
 				} else {
 					nOK++
@@ -107,6 +110,9 @@ func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic
 				ls labels.Labels
 				v  float64
 			}{{ok, nOK}, {bad, nBad}, {logs, nLog}} {
+				if labels.Equal(s.ls, bad) && ts.Before(v.errorsFrom) {
+					continue
+				}
 				if _, err := app.Append(0, s.ls, 0, ms, s.v, nil, nil, promstorage.AOptions{}); err != nil {
 					t.Fatal(err)
 				}
