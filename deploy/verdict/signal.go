@@ -95,6 +95,9 @@ func (s Signal) Validate() error {
 		if s.Total == "" {
 			return fmt.Errorf("signal %s: a ratio signal needs total, the query counting all events per step", s.Name)
 		}
+		if s.Direction == LowerIsWorse {
+			return fmt.Errorf("signal %s: a ratio signal counts bad events (more is worse): count the failures rather than the successes", s.Name)
+		}
 		if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Total, vars)); err != nil {
 			return fmt.Errorf("signal %s: total %q: %w", s.Name, s.Total, err)
 		}
