@@ -13,7 +13,7 @@ import (
 // corrections, which is what Kayenta's classifier relies on. The normal
 // approximation is far too cautious in the tail for a few samples against
 // many — 4 canary samples all above 80 baseline ones are p = 2.7e-4 by it
-// and 5.1e-7 exactly — which would hold back every early rollback. With no
+// and 5.2e-7 exactly — which would hold back every early rollback. With no
 // variation at all (every value tied) p is 1. It needs at least one value
 // on each side.
 func MannWhitney(x, y []float64) (u, p float64) {
