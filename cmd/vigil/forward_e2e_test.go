@@ -47,12 +47,13 @@ func TestForwardingSurvivesOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var acked, sent atomic.Int64
-	ctx, stop := context.WithCancel(context.Background())
+	var stopping atomic.Bool // not a context: stopping must not cancel a write in flight
+	stop := func() { stopping.Store(true) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		last := int64(0)
-		for k := 0; ctx.Err() == nil; k++ {
+		for k := 0; !stopping.Load(); k++ {
 			ts := max(time.Now().UnixMilli(), last+1)
 			last = ts
 			req := &prompb.WriteRequest{}
@@ -63,7 +64,7 @@ func TestForwardingSurvivesOutage(t *testing.T) {
 				})
 			}
 			sent.Add(seriesPerReq)
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if _, err := sender.Write(wctx, remoteapi.WriteV1MessageType, req); err == nil {
 				acked.Add(seriesPerReq)
 			}
@@ -95,8 +96,10 @@ func TestForwardingSurvivesOutage(t *testing.T) {
 		got = vmCount(t, vm.URL(), `sum(count_over_time(fwd_test[1h]))`)
 		return got >= want
 	})
-	if got != want {
-		t.Errorf("VictoriaMetrics has %d samples, Vigil acknowledged %d", got, want)
+	// A write that timed out may still have been stored: at least every
+	// acknowledged sample, at most every sent one, each once.
+	if got < want || got > sent.Load() {
+		t.Errorf("VictoriaMetrics has %d samples, Vigil acknowledged %d of %d sent", got, want, sent.Load())
 	}
 	t.Logf("found %d in VictoriaMetrics; heap in use %.1f MiB before the outage, %.1f MiB after 15s of it (%.0f samples pending in memory, %.0f retried)",
 		got, heapBefore/(1<<20), heapDown/(1<<20), pending, failed)
