@@ -101,7 +101,7 @@ services:
 	cfg.Window.Set("2m")
 	cfg.Step.Set("5s")
 	cfg.RateWindow.Set("10s")
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}})
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng, Queryable: st}, Actors: []Actor{WebhookActor{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ services:
 			t.Fatalf("record: %d %s", r.code, r.Error)
 		}
 		r = call(t, "POST", srv.URL+"/api/v1/verify", `{"service":"`+svc+`","version":"v2"}`)
-		var st verifyStatus
+		var st VerifyStatus
 		_ = json.Unmarshal(r.Data, &st)
 		if st.Phase != "rollback" {
 			t.Fatalf("%s: phase %q, verdict %+v", svc, st.Phase, st.Verdict)

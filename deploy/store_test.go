@@ -11,11 +11,13 @@ import (
 
 func TestStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenStore(dir, nil)
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	limits := DefaultStoreLimits()
+	limits.Now = func() time.Time { return t0.Add(24 * time.Hour) }
+	s, err := OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	mk := func(svc, ver, prev string, at time.Time) Deployment {
 		d := Deployment{Service: svc, Environment: "production", Version: ver, PreviousVersion: prev, StartedAt: at, Source: FormatGeneric}
 		d.assignID()
@@ -42,7 +44,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	if err := s.AddAction(a.ID, ActionRecord{At: t0, Kind: "webhook", Target: "http://hook", OK: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddVerdict(verdict.Verdict{ID: "x1", Service: "checkout", Version: "v2", Judgement: verdict.Judgement{Decision: verdict.Rollback}}); err != nil {
+	if err := s.AddVerdict(verdict.Verdict{ID: "x1", Service: "checkout", Version: "v2", EvaluatedAt: t0.Add(5 * time.Minute), Judgement: verdict.Judgement{Decision: verdict.Rollback}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -56,7 +58,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	_, _ = f.WriteString(`{"deployment":{"id":"torn","serv`)
 	f.Close()
 
-	s, err = OpenStore(dir, nil)
+	s, err = OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = OpenStore(dir, nil)
+	s, err = OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,6 +141,19 @@ func Render(query string, v Vars) string {
 	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate).Replace(query)
 }
 
+// serverSelector matches the server spans of the version under test.
+func serverSelector() string {
+	return fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
+}
+
+// LatencyQuery is the q-quantile (0.99: p99) of the server spans' duration
+// in each step, from the span metrics' histogram: the query of the default
+// latency signals and of a catalog latency SLO.
+func LatencyQuery(q float64) string {
+	sel := serverSelector()
+	return fmt.Sprintf(`histogram_quantile(%g, (sum(%s{%s}) - sum(%s{%s} offset $step)))`, q, semconv.SpanDuration, sel, semconv.SpanDuration, sel)
+}
+
 // DefaultSignals are the RED signals of the span metrics, the log error
 // ratio and firing critical alerts. Each sample is the change of the
 // counters over one step (x - x offset $step), so samples do not overlap
@@ -149,18 +162,13 @@ func Render(query string, v Vars) string {
 // counted, and a counter that first appears during a step (a version's
 // first error) counts from zero.
 func DefaultSignals() []Signal {
-	server := fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
-	delta := func(metric, sel string) string {
-		return fmt.Sprintf(`(sum(%s{%s}) - sum(%s{%s} offset $step))`, metric, sel, metric, sel)
-	}
+	server := serverSelector()
 	count := func(metric, sel string) string {
 		return fmt.Sprintf(`(sum(%s{%s}) - (sum(%s{%s} offset $step) or vector(0)))`, metric, sel, metric, sel)
 	}
 	calls := count(semconv.SpanCalls, server)
 	errs := count(semconv.SpanCalls, fmt.Sprintf(`%s,%s=%q`, server, semconv.LabelStatusCode, semconv.StatusError))
-	quantile := func(q float64) string {
-		return fmt.Sprintf(`histogram_quantile(%g, %s)`, q, delta(semconv.SpanDuration, server))
-	}
+	quantile := LatencyQuery
 	logErrs := count(semconv.LogRecords, fmt.Sprintf(`$selector,%s=~"error|fatal"`, semconv.LabelSeverity))
 	return []Signal{
 		{Name: "request_rate", Kind: KindTraffic, Query: calls},
