@@ -130,6 +130,7 @@ services:
 		// Polling again does not act twice.
 		call(t, "GET", srv.URL+"/api/v1/verify/"+st.ID, "")
 	}
+	h.acting.Wait() // actions run behind the verdict
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 1 || !strings.Contains(calls[0], `"service":"checkout"`) || !strings.Contains(calls[0], `"failingSignals":["error_ratio"`) {
