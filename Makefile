@@ -24,17 +24,21 @@ GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-cont
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 30s
 
-.PHONY: all run build test peers vet fmt-check bench fuzz clean
+.PHONY: all run build install docs test peers vet fmt-check bench fuzz clean
 
 all: build
 
-## run: start `vigil serve` on its defaults (127.0.0.1:9400, data in ./data)
+## run: start `vigil serve` on its defaults (127.0.0.1:9400, data in ./data); CONFIG=vigil.yml to use a config file
 run:
-	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/vigil serve
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/vigil serve $(if $(CONFIG),--config.file=$(CONFIG))
 
 ## build: build ./vigil
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o vigil ./cmd/vigil
+
+## install: install vigil into $(GOBIN) (on the PATH when $(GOBIN) is)
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/vigil
 
 ## peers: install the real programs the tests talk to (apt-get; idempotent)
 peers:
@@ -47,6 +51,10 @@ peers:
 	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
 		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
 		else echo ">> go install $$mod"; GOBIN=$(GOBIN) $(GO) install $$mod || exit 1; fi; done
+
+## docs: regenerate docs/command-line.md from the command line
+docs:
+	$(GO) test ./cmd/vigil -run '^TestCommandLineDocIsCurrent$$' -update-docs
 
 ## vet: go vet and gofmt
 vet: fmt-check
