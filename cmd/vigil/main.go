@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/version"
 )
 
-// Exit codes shared by the client commands, documented in the README.
+// Exit codes shared by the client commands, documented in docs/command-line.md.
 const (
 	exitOK       = 0
 	exitFailure  = 1 // the server answered with an error (bad query, invalid config, ...)
