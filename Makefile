@@ -45,8 +45,11 @@ peers:
 	@missing=""; for p in $(DEB_PEERS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
-		echo ">> installing Debian packages:$$missing"; \
-		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
+		echo ">> installing Debian packages:$$missing (their services are not started)"; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod +x /usr/sbin/policy-rc.d; fi; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; rc=$$?; \
+		if [ -n "$$guard" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; [ $$rc -eq 0 ] || exit $$rc; \
 	else echo ">> peers present: $(foreach p,$(DEB_PEERS),$(firstword $(subst :, ,$(p))))"; fi
 	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
 		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
