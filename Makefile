@@ -24,7 +24,7 @@ GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-cont
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 30s
 
-.PHONY: all run build install docs test peers vet fmt-check bench fuzz clean
+.PHONY: all run build install docs test test-unit peers vet fmt-check bench fuzz clean
 
 all: build
 
@@ -70,6 +70,10 @@ fmt-check:
 ## test: install peers, then vet and run every test (CI=true makes a missing peer fail)
 test: peers vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-unit: the quick loop: every test that needs no real peer (go test -short)
+test-unit:
+	$(GO) test -short -count=1 ./...
 
 ## bench: the Go benchmarks of the ingest path and the query API
 bench:
