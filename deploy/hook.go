@@ -425,7 +425,7 @@ func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r Verif
 	}
 	h.mu.Unlock()
 	if !ok {
-		h.logger.Info("Verification started", "id", id, "service", req.Service, "environment", req.Environment,
+		h.logger.InfoContext(ctx, "Verification started", "id", id, "service", req.Service, "environment", req.Environment,
 			"version", req.Version, "baseline", req.Baseline, "start", req.Start, "window", req.Window, "principal", by.Name,
 			"request_signals", len(r.Signals))
 	}
