@@ -12,6 +12,7 @@ import (
 	"github.com/vigilhq/vigil/collector/spanmetrics"
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -43,14 +44,17 @@ func startDeploy(cfg Config, store *storage.Storage, engine *query.Engine, spans
 		actors = append(actors, k)
 	}
 	h, err := deploy.New(deploy.Options{
-		Config:     dcfg,
-		Dir:        cfg.Storage.Path,
-		Out:        store,
-		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
-		Evidence:   ringEvidence{spans: spans, logs: logs},
-		Actors:     actors,
-		Logger:     logger.With("component", "deploy"),
-		Registerer: reg,
+		Config:   dcfg,
+		Dir:      cfg.Storage.Path,
+		Out:      store,
+		Querier:  deploy.PromQL{Engine: engine.Engine, Queryable: store},
+		Evidence: ringEvidence{spans: spans, logs: logs},
+		// Only Vigil writes log_records_total, so its labels are known; span
+		// metrics may come from an OpenTelemetry Collector with any labels.
+		SeriesLabels: verdict.SeriesLabels{semconv.LogRecords: cfg.LogMetrics.Labels()},
+		Actors:       actors,
+		Logger:       logger.With("component", "deploy"),
+		Registerer:   reg,
 	})
 	if err != nil {
 		return nil, err
