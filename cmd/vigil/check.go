@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigilhq/vigil/alerting"
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/semconv"
 )
 
@@ -31,7 +32,7 @@ func (c *checkCommand) run() error {
 	failed := 0
 	for _, f := range c.files {
 		fmt.Fprintf(c.stdout, "Checking %s\n", f)
-		cfg, err := LoadConfigFile(f)
+		cfg, err := config.LoadFile(f)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
 			failed++
@@ -70,7 +71,7 @@ func (c *checkCommand) run() error {
 // unless the span metrics come from elsewhere with that label; log signals
 // and panels leave the matcher out and count the service's records of
 // every value of the label.
-func matcherWarnings(cat *catalog.Catalog, cfg Config) []string {
+func matcherWarnings(cat *catalog.Catalog, cfg config.Config) []string {
 	spanLabels := append([]string(nil), semconv.SpanMetricLabels...)
 	for _, d := range cfg.SpanMetrics.Dimensions {
 		spanLabels = append(spanLabels, semconv.DimensionLabel(d))

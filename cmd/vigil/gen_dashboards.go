@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/dashboards"
+	"github.com/vigilhq/vigil/internal/config"
 )
 
 // genDashboardsCommand is `vigil gen dashboards`: Grafana dashboards and
@@ -53,7 +54,7 @@ func readLogDimensions(cfg *dashboards.Config, path string) error {
 	if path == "" {
 		return nil
 	}
-	vc, err := LoadConfigFile(path)
+	vc, err := config.LoadFile(path)
 	if err != nil {
 		return err
 	}
