@@ -383,14 +383,17 @@ func fixedColor(c string) dashboard.DynamicConfigValue {
 // deployAnnotation marks every deploy at the time it started. The series'
 // value is that time, so Grafana places the annotation by value
 // (useValueForTime): a new version is a new series whose value never
-// changes, which changes(...) > 0 would not see.
+// changes, which changes(...) > 0 would not see. max_over_time over the
+// step ($__interval, which Grafana sets to the query's step) keeps a
+// deployment replaced between two steps: its series is marked stale at
+// once.
 func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Deployments").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("blue").
-		Expr(fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000`, deployStarted, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__interval])) * 1000`, deployStarted, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("Deploy {{service}} {{version}}").
@@ -408,25 +411,25 @@ func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("purple").
-		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) * 1000`, verdictTime, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (max_over_time(%s{%s}[$__interval])) * 1000`, verdictTime, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
 		TagKeys("service,version,decision")
 }
 
-// alertsAnnotation marks each firing alert once, where it became active
-// (ALERTS_FOR_STATE is the time the alert went pending, constant while it
-// lasts). Markers rather than shaded regions: an alert firing for hours
-// would cover every chart. The alert timeline panel shows how long each
-// fired.
+// alertsAnnotation marks each alert that fired once, where it became
+// active (ALERTS_FOR_STATE is the time the alert went pending, constant
+// while it lasts). Markers rather than shaded regions: an alert firing for
+// hours would cover every chart. The alert timeline panel shows how long
+// each fired.
 func alertsAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Alerts").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("red").
-		Expr(fmt.Sprintf(`ALERTS_FOR_STATE{%s} * 1000 and ignoring (alertstate) ALERTS{alertstate="firing",%[1]s}`, sel)).
+		Expr(fmt.Sprintf(`max_over_time(ALERTS_FOR_STATE{%s}[$__interval]) * 1000 and ignoring (alertstate) max_over_time(ALERTS{alertstate="firing",%[1]s}[$__interval])`, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("{{alertname}}").
