@@ -433,8 +433,8 @@ func TestLayout(t *testing.T) {
 
 // panelJSON is the part of a panel the presentation tests read.
 type panelJSON struct {
-	Type        string `json:"type"`
-	Title       string `json:"title"`
+	Type        string          `json:"type"`
+	Title       string          `json:"title"`
 	GridPos     struct{ W int } `json:"gridPos"`
 	FieldConfig struct {
 		Defaults struct {

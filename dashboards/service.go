@@ -224,7 +224,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Log records by severity").
-			Description("Log records per second by severity (log_records_total)." + q.logNote).
+			Description("Log records per second by severity (log_records_total)."+q.logNote).
 			Span(12).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (severity) (rate(%s{%s}[$__rate_interval]))`, logRecords, q.logs), "{{severity}}")).
 			Unit("short").Min(0).
