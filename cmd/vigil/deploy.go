@@ -35,17 +35,18 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		actors = append(actors, k)
 	}
 	h, err := deploy.New(deploy.Options{
-		Config:   dcfg,
-		Dir:      cfg.Storage.Path,
-		Out:      store,
-		Querier:  deploy.PromQL{Engine: engine.Engine, Queryable: store},
-		Evidence: ringEvidence{spans: spans, logs: logs},
+		Config:     dcfg,
+		Dir:        cfg.Storage.Path,
+		Out:        store,
+		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
+		Evidence:   ringEvidence{spans: spans, logs: logs},
+		Actors:     actors,
+		Logger:     logger.With("component", "deploy"),
+		Registerer: reg,
+
 		// Only Vigil writes log_records_total, so its labels are known; span
 		// metrics may come from an OpenTelemetry Collector with any labels.
 		SeriesLabels: verdict.SeriesLabels{semconv.LogRecords: cfg.LogMetrics.Labels()},
-		Actors:       actors,
-		Logger:       logger.With("component", "deploy"),
-		Registerer:   reg,
 	})
 	if err != nil {
 		return nil, err
