@@ -204,6 +204,7 @@ func New(opts Options) (*Hook, error) {
 	}
 	h.limiter = newRollbackLimiter(time.Duration(cfg.RollbackCooldown), time.Duration(cfg.Retention), h.store.List("", "", 0))
 	h.series = newSeriesWriter(opts.Out, time.Duration(cfg.SeriesInterval))
+	h.series.maxVerdicts = cfg.MaxDeployments
 	h.series.restore(h.store.Current(), h.store.Verdicts("", 0))
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.events = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +115,7 @@ type hookEnv struct {
 	reg   *prometheus.Registry
 	dir   string
 	st    *storage.Storage
+	mem   *memstore.Store // the deployment and verdict series
 	stop  func() // stops the server, the hook and the storage (once)
 	// as is the principal requests are authenticated as (nil: none, as
 	// when authentication is off).
@@ -174,7 +177,8 @@ services:
 	if o.querier != nil {
 		q = o.querier(PromQL{Engine: eng, Queryable: st})
 	}
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: q, Actors: []Actor{WebhookActor{}},
+	e.mem = memstore.New()
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: e.mem, Querier: q, Actors: []Actor{WebhookActor{}},
 		Registerer: e.reg, Now: e.clock.Now})
 	if err != nil {
 		st.Close()
@@ -736,5 +740,31 @@ func TestAutomaticRollbackOncePerDeployment(t *testing.T) {
 	rec, _ := e.hook.Store().Get(d.ID)
 	if len(rec.Actions) != 2 || !rec.Actions[0].OK || rec.Actions[1].Refused != RefusedAlreadyRolledBack {
 		t.Errorf("actions %+v", rec.Actions)
+	}
+}
+
+// TestVerdictSeriesBounded: vigil_verdict_info keeps a series for at most
+// deploy.max_deployments verifications; the oldest end with a staleness
+// marker.
+func TestVerdictSeriesBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxDeployments = 3
+	e := newHookEnv(t, envOptions{cfg: cfg})
+	for i := range 5 {
+		e.clock.Add(time.Second)
+		if _, _, err := e.hook.StartVerification(context.Background(), auth.Anonymous, VerifyRequest{Service: "checkout", Version: fmt.Sprintf("v%d", i+2), Baseline: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+		e.hook.writeSeries(context.Background())
+	}
+	var live []string
+	for k, smp := range e.mem.Select(VerdictInfo) {
+		if !math.IsNaN(smp.V) {
+			live = append(live, k)
+		}
+	}
+	slices.Sort(live)
+	if len(live) != 3 || !strings.Contains(live[0], `version="v4"`) || !strings.Contains(live[2], `version="v6"`) {
+		t.Errorf("live verdict series:\n%s", strings.Join(live, "\n"))
 	}
 }
