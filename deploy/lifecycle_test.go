@@ -116,7 +116,7 @@ type hookEnv struct {
 	dir   string
 	st    *storage.Storage
 	mem   *memstore.Store // the deployment and verdict series
-	stop  func() // stops the server, the hook and the storage (once)
+	stop  func()          // stops the server, the hook and the storage (once)
 	// as is the principal requests are authenticated as (nil: none, as
 	// when authentication is off).
 	as atomic.Pointer[auth.Principal]
