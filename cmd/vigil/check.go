@@ -7,6 +7,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/vigilhq/vigil/alerting"
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 )
 
@@ -41,7 +42,18 @@ func (c *checkCommand) run() error {
 			failed++
 			continue
 		}
-		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files)\n\n", f, len(rules))
+		// The credentials as serve loads them: the web config file, every
+		// token file (present, one token, none shared) and the users' scopes.
+		web, err := loadWebConfig(cfg.Web.ConfigFile)
+		if err == nil {
+			err = auth.New(nil, nil).Load(cfg.Auth, web)
+		}
+		if err != nil {
+			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files, %d tokens)\n\n", f, len(rules), len(cfg.Auth.Tokens))
 	}
 	if failed > 0 {
 		return exitWith(exitFailure, fmt.Errorf("%d of %d config files are invalid", failed, len(c.files)))

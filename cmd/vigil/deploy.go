@@ -22,7 +22,7 @@ import (
 // rings as evidence. It registers the routes and returns the function that
 // stops it.
 func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
-	mux deploy.Mux, logger *slog.Logger, reg prometheus.Registerer,
+	mux deploy.Mux, authenticated bool, logger *slog.Logger, reg prometheus.Registerer,
 ) (stop func(), err error) {
 	dcfg := cfg.DeployConfig()
 	actors := []deploy.Actor{deploy.WebhookActor{}}
@@ -34,14 +34,16 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		actors = append(actors, k)
 	}
 	h, err := deploy.New(deploy.Options{
-		Config:     dcfg,
-		Dir:        cfg.Storage.Path,
-		Out:        store,
-		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
-		Evidence:   ringEvidence{spans: spans, logs: logs},
-		Actors:     actors,
-		Logger:     logger.With("component", "deploy"),
-		Registerer: reg,
+		Config:   dcfg,
+		Dir:      cfg.Storage.Path,
+		Out:      store,
+		Querier:  deploy.PromQL{Engine: engine.Engine, Queryable: store},
+		Evidence: ringEvidence{spans: spans, logs: logs},
+		Actors:   actors,
+		// Vigil acts only when every request proves who sent it.
+		AllowActions: authenticated,
+		Logger:       logger.With("component", "deploy"),
+		Registerer:   reg,
 	})
 	if err != nil {
 		return nil, err

@@ -182,3 +182,17 @@ func (m *Mux) Routes() []Route { return append([]Route(nil), m.routes...) }
 
 // ServeHTTP dispatches to the route.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
+
+// Delegate sends every request that no route of m matches to the Mux that
+// current returns (one built later, e.g. once storage is open), or to
+// unavailable while current returns nil. That Mux's routes carry their own
+// scopes.
+func (m *Mux) Delegate(current func() *Mux, unavailable http.Handler) {
+	m.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if next := current(); next != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		unavailable.ServeHTTP(w, r)
+	}))
+}
