@@ -24,6 +24,7 @@ type securedServer struct {
 	cfg    config.Config
 	tokens map[auth.Scope]string // scope -> token value
 	routes []auth.Route
+	client *http.Client
 }
 
 // routeHookMu serialises the tests that use testHookRoutes.
@@ -34,7 +35,7 @@ var routeHookMu sync.Mutex
 func startSecured(t *testing.T, edit func(*config.Config)) *securedServer {
 	t.Helper()
 	dir := t.TempDir()
-	s := &securedServer{tokens: map[auth.Scope]string{}}
+	s := &securedServer{tokens: map[auth.Scope]string{}, client: http.DefaultClient}
 	cfg := config.DefaultConfig()
 	cfg.Web.ListenAddress = peers.FreeAddr(t)
 	cfg.Receivers.OTLP.GRPC.ListenAddress = peers.FreeAddr(t)
@@ -259,7 +260,7 @@ func (s *securedServer) do(t *testing.T, method, path, token string) (int, http.
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
