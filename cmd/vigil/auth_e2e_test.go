@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,11 +95,35 @@ func TestServeIsSecureByDefault(t *testing.T) {
 	if code, _, _ := httpDo(t, http.DefaultClient, "GET", p.URL()+"/api/v1/status/buildinfo", tokens[auth.ScopeRead], ""); code != 200 {
 		t.Errorf("query with a read token: %d, want 200", code)
 	}
-	for _, secret := range tokens {
+	// Rotation: rewrite the file, SIGHUP; the old token stops working.
+	if err := os.WriteFile(filepath.Join(dir, "grafana.token"), []byte("grafana-rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	eventuallyOK(t, 10*time.Second, "the rotated token after SIGHUP", func() bool {
+		code, _, body := httpDo(t, http.DefaultClient, "GET", p.URL()+"/api/v1/status/buildinfo", "grafana-rotated", "")
+		last = fmt.Sprint(code, body)
+		return code == 200
+	}, &last)
+	if code, _, _ := httpDo(t, http.DefaultClient, "GET", p.URL()+"/api/v1/status/buildinfo", tokens[auth.ScopeRead], ""); code != 401 {
+		t.Errorf("the old token after rotation: %d, want 401", code)
+	}
+	for _, secret := range append(mapValues(tokens), "grafana-rotated") {
 		if strings.Contains(p.Logs(), secret) {
 			t.Errorf("the log shows a token")
 		}
 	}
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	var out []V
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // TestCheckConfigChecksCredentials: vigil check config reads the token

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -277,4 +278,102 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestTokensAreReadAgainOnReload: rewriting a token file and reloading
+// (POST /-/reload with an admin token) retires the old token; a reload that
+// would authenticate nobody is refused and changes nothing.
+func TestTokensAreReadAgainOnReload(t *testing.T) {
+	s := startSecured(t, nil)
+	readFile := s.cfg.Auth.Tokens[1].TokenFile // the read token
+	if err := os.WriteFile(readFile, []byte("rotated-read-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := s.do(t, "GET", "/api/v1/labels", "rotated-read-token"); code != 401 {
+		t.Errorf("new token before the reload: %d, want 401", code)
+	}
+	if code, _, body := s.do(t, "POST", "/-/reload", s.tokens[auth.ScopeAdmin]); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if code, _, _ := s.do(t, "GET", "/api/v1/labels", "rotated-read-token"); code != 200 {
+		t.Errorf("new token after the reload: %d, want 200", code)
+	}
+	if code, _, _ := s.do(t, "GET", "/api/v1/labels", s.tokens[auth.ScopeRead]); code != 401 {
+		t.Errorf("old token after the reload: %d, want 401", code)
+	}
+	// A token file emptied by mistake: the reload fails, the tokens in force stay.
+	if err := os.WriteFile(readFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := s.do(t, "POST", "/-/reload", s.tokens[auth.ScopeAdmin]); code != 500 || !strings.Contains(body, "is empty") {
+		t.Errorf("reload with an empty token file: %d %s, want 500 naming it", code, body)
+	}
+	if code, _, _ := s.do(t, "GET", "/api/v1/labels", "rotated-read-token"); code != 200 {
+		t.Errorf("token after a failed reload: %d, want 200", code)
+	}
+}
+
+// TestProbesAnswerWhenConnectionsAreExhausted: with every one of
+// web.max_connections held by a slow client, /-/healthy and /-/ready still
+// answer, and anything else gets 503 at once instead of waiting.
+func TestProbesAnswerWhenConnectionsAreExhausted(t *testing.T) {
+	s := startSecured(t, func(c *config.Config) { c.Web.MaxConnections = 4 })
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", s.cfg.Web.ListenAddress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A request that never finishes its headers.
+		if _, err := c.Write([]byte("GET /api/v1/labels HTTP/1.1\r\nHost: vigil\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for _, p := range []string{"/-/healthy", "/-/ready"} {
+		resp, err := fresh.Get(s.url + p)
+		if err != nil {
+			t.Fatalf("%s with every connection taken: %v", p, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s with every connection taken: %d, want 200", p, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest("GET", s.url+"/api/v1/labels", nil)
+	req.Header.Set("Authorization", "Bearer "+s.tokens[auth.ScopeRead])
+	resp, err := fresh.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("API call with every connection taken: %d, want 503 with Retry-After", resp.StatusCode)
+	}
+	// The slow clients go away: the API is served again.
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	var last string
+	eventuallyOK(t, 10*time.Second, "the API after the slow clients left", func() bool {
+		resp, err := fresh.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == 200
+	}, &last)
+	_, _, metrics := s.do(t, "GET", "/metrics", s.tokens[auth.ScopeRead])
+	if !regexp.MustCompile(`vigil_http_probe_only_connections_total [1-9]`).MatchString(metrics) {
+		t.Errorf("probe-only connections not counted:\n%s", grepLines(metrics, "probe_only"))
+	}
 }
