@@ -234,3 +234,14 @@ func TestMuxRecordsEveryRoute(t *testing.T) {
 		t.Errorf("routes = %+v", got)
 	}
 }
+
+func TestPlaceholderTokensAreRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ops-token")
+	if err := os.WriteFile(p, []byte("REPLACE-ME-ops-admin-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Config{Tokens: []TokenConfig{{Name: "ops", TokenFile: p, Scopes: []Scope{ScopeAdmin}}}}.CheckFiles()
+	if err == nil || !strings.Contains(err.Error(), "placeholder") {
+		t.Errorf("placeholder token: %v, want it refused", err)
+	}
+}

@@ -102,6 +102,10 @@ func (c Config) CheckFiles() error {
 	return err
 }
 
+// placeholder starts the token values the Kubernetes manifests ship: Vigil
+// refuses them, so that nobody runs with a token the whole world knows.
+const placeholder = "REPLACE-ME"
+
 // readTokens reads the token files.
 func readTokens(cfgs []TokenConfig) ([]token, error) {
 	var errs []error
@@ -116,6 +120,10 @@ func readTokens(cfgs []TokenConfig) ([]token, error) {
 		v := strings.TrimSpace(string(b))
 		if v == "" {
 			errs = append(errs, fmt.Errorf("tokens[%d] (%s): token_file %s is empty", i, t.Name, t.TokenFile))
+			continue
+		}
+		if strings.HasPrefix(v, placeholder) {
+			errs = append(errs, fmt.Errorf("tokens[%d] (%s): token_file %s still holds the placeholder shipped with the manifests: write a token of your own (e.g. openssl rand -hex 32)", i, t.Name, t.TokenFile))
 			continue
 		}
 		if strings.ContainsAny(v, " \t\r\n") {
