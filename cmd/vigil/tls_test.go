@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/vigilhq/vigil/internal/auth"
@@ -36,8 +37,16 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mtls := tc.clientAuth != ""
-			web := pki.webConfig(t, tc.clientAuth, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
-			s := startSecured(t, func(c *config.Config) { c.Web.ConfigFile = web })
+			hash, err := bcrypt.GenerateFromPassword([]byte("alice-pw"), bcrypt.MinCost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			web := pki.webConfig(t, tc.clientAuth, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"+
+				"basic_auth_users:\n  alice: "+string(hash)+"\n  root: "+string(hash)+"\n")
+			s := startSecured(t, func(c *config.Config) {
+				c.Web.ConfigFile = web
+				c.Auth.Users = []auth.UserConfig{{Name: "alice", Scopes: []auth.Scope{auth.ScopeRead}}}
+			})
 			var cert *tls.Certificate
 			if mtls {
 				cert = &pki.client
@@ -58,6 +67,28 @@ func TestTLSAndMutualTLS(t *testing.T) {
 			}
 			if code, _, _ := s.do(t, "GET", "/api/v1/status/buildinfo", ""); code != 401 {
 				t.Errorf("buildinfo over TLS without token: %d, want 401", code)
+			}
+			// Basic auth (the web config's users) next to the bearer tokens:
+			// alice is given the read scope, root (not in auth.users) every scope.
+			for _, tc := range []struct {
+				user, pass, path string
+				want             int
+			}{
+				{"alice", "alice-pw", "/api/v1/status/buildinfo", 200},
+				{"alice", "alice-pw", "/api/v1/status/config", 403},
+				{"alice", "wrong", "/api/v1/status/buildinfo", 401},
+				{"root", "alice-pw", "/api/v1/status/config", 200},
+			} {
+				req, _ := http.NewRequest("GET", s.url+tc.path, nil)
+				req.SetBasicAuth(tc.user, tc.pass)
+				resp, err := s.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Errorf("basic auth %s:%s on %s: %d, want %d", tc.user, tc.pass, tc.path, resp.StatusCode, tc.want)
+				}
 			}
 			// Plain HTTP on the TLS port is refused.
 			plain, err := http.Get("http://" + s.cfg.Web.ListenAddress + "/api/v1/status/buildinfo")
