@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ import (
 
 // setup loads tokens named after their scope ("<scope>-secret") and a
 // web config with basic-auth users alice (scoped read) and bob (unscoped).
-func setup(t *testing.T) (*Authenticator, *prometheus.Registry) {
+func setup(t testing.TB) (*Authenticator, *prometheus.Registry) {
 	t.Helper()
 	dir := t.TempDir()
 	var cfg Config
@@ -244,4 +245,38 @@ func TestPlaceholderTokensAreRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "placeholder") {
 		t.Errorf("placeholder token: %v, want it refused", err)
 	}
+}
+
+// FuzzAuthorization: no Authorization header or access_token, however
+// malformed, panics or authenticates without being a configured credential.
+func FuzzAuthorization(f *testing.F) {
+	for _, s := range []string{"", "Bearer write-secret", "bearer  write-secret ", "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:pw")),
+		"Basic Ym9i", "Basic !!", "Bearer", "Negotiate abc", "Bearer \x00\xff", strings.Repeat("B", 10000)} {
+		f.Add(s, "")
+		f.Add("", s)
+	}
+	a, _ := setup(f)
+	valid := map[string]bool{"Bearer write-secret": true, "bearer write-secret": true}
+	h := a.Require(ScopeWrite, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), QueryToken())
+	f.Fuzz(func(t *testing.T, header, queryToken string) {
+		req := httptest.NewRequest("POST", "/v1/metrics", nil)
+		req.Header.Set("Authorization", header)
+		if queryToken != "" {
+			req.URL.RawQuery = "access_token=" + url.QueryEscape(queryToken)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200:
+			trimmed := strings.TrimSpace(header)
+			ok := valid[trimmed] || strings.HasPrefix(strings.ToLower(trimmed), "basic ") ||
+				(header == "" && queryToken == "write-secret") || strings.HasSuffix(trimmed, " write-secret")
+			if !ok {
+				t.Errorf("authenticated %q / access_token %q", header, queryToken)
+			}
+		case 401, 403:
+		default:
+			t.Errorf("%q: answer %d", header, rec.Code)
+		}
+	})
 }
