@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,9 +40,14 @@ type Options struct {
 	// SeriesLabels are the labels of the series Vigil derives (optional).
 	SeriesLabels verdict.SeriesLabels
 	// Actors perform rollbacks (optional; none: Vigil only reports).
-	Actors     []Actor
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Actors []Actor
+	// AllowActions lets the hook run rollback actions. The server sets it
+	// when requests are authenticated (auth.tokens), so that only a caller
+	// with the deploy scope can start a verification that ends in an
+	// action, and only an admin can roll back by hand.
+	AllowActions bool
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -73,7 +77,7 @@ type Hook struct {
 	catalog *catalog.Catalog
 	series  *seriesWriter
 	actors  []Actor
-	token   string
+	act     bool
 	ghKey   []byte
 	logger  *slog.Logger
 	now     func() time.Time
@@ -161,7 +165,7 @@ func New(opts Options) (*Hook, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hook{cfg: cfg, actors: opts.Actors, logger: logger, now: opts.Now, jobs: map[string]*job{}}
+	h := &Hook{cfg: cfg, actors: opts.Actors, act: opts.AllowActions, logger: logger, now: opts.Now, jobs: map[string]*job{}}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -171,15 +175,6 @@ func New(opts Options) (*Hook, error) {
 			return nil, fmt.Errorf("deploy.catalog: %w", err)
 		}
 		h.catalog = c
-	}
-	if cfg.BearerTokenFile != "" {
-		b, err := os.ReadFile(cfg.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("deploy.bearer_token_file: %w", err)
-		}
-		if h.token = strings.TrimSpace(string(b)); h.token == "" {
-			return nil, fmt.Errorf("deploy.bearer_token_file %s is empty", cfg.BearerTokenFile)
-		}
 	}
 	if cfg.GitHubSecretFile != "" {
 		b, err := os.ReadFile(cfg.GitHubSecretFile)
@@ -708,8 +703,8 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 }
 
 // autoRollback runs the service's rollback actions, in the background,
-// when the catalog says rollback is automatic, a bearer token is configured
-// and the verdict rests on trusted signals only.
+// when the catalog says rollback is automatic, actions are allowed
+// (requests are authenticated) and the verdict rests on trusted signals only.
 func (h *Hook) autoRollback(j *job, v verdict.Verdict) {
 	if h.catalog == nil {
 		return
@@ -718,13 +713,13 @@ func (h *Hook) autoRollback(j *job, v verdict.Verdict) {
 	if !ok || !svc.Rollback.Automatic {
 		return
 	}
-	if h.token == "" {
-		h.logger.Warn("Automatic rollback is configured but deploy.bearer_token_file is not: not acting", "service", v.Service, "version", v.Version)
+	if !h.act {
+		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
 		return
 	}
 	if !j.mayAct {
 		h.refuse(h.applicable(svc), j.deploymentID, v, j.principal, RefusedRequestSignals,
-			"not acting on a verdict that relies on signals the verify request brought (deploy.allow_request_signals is false)")
+			"not acting on a verdict that relies on signals the verify request brought (that needs deploy.allow_request_signals and a caller with the deploy scope)")
 		return
 	}
 	h.mu.Lock()
@@ -812,15 +807,6 @@ func (h *Hook) refuse(actors []Actor, deploymentID string, v verdict.Verdict, by
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// authorized checks the bearer token of an acting request.
-func (h *Hook) authorized(header string) (ok bool, configured bool) {
-	if h.token == "" {
-		return false, false
-	}
-	got, found := strings.CutPrefix(header, "Bearer ")
-	return found && subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) == 1, true
 }
 
 func parseDuration(s string) (time.Duration, error) {

@@ -154,11 +154,7 @@ services:
 `, o.webhook, o.webhook, o.webhook)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		tok := filepath.Join(e.dir, "token")
-		if err := os.WriteFile(tok, []byte("s3cret"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg.Catalog, cfg.BearerTokenFile = cat, tok
+		cfg.Catalog = cat
 	}
 	scfg := storage.DefaultConfig()
 	scfg.Path = filepath.Join(e.dir, "data")
@@ -179,14 +175,14 @@ services:
 	}
 	e.mem = memstore.New()
 	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: e.mem, Querier: q, Actors: []Actor{WebhookActor{}},
-		Registerer: e.reg, Now: e.clock.Now})
+		Registerer: e.reg, Now: e.clock.Now, AllowActions: o.webhook != ""})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
 	}
 	e.hook = h
 	mux := http.NewServeMux()
-	h.Register(mux)
+	h.Register(principalMux{mux})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{}))
 	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := e.as.Load(); p != nil {
@@ -204,6 +200,15 @@ services:
 	}
 	t.Cleanup(e.stop)
 	return e
+}
+
+// principalMux registers the hook's routes without checking scopes: the
+// tests set the principal themselves (hookEnv.as), as auth.Mux would after
+// checking a token (its scope checks are tested in internal/auth).
+type principalMux struct{ *http.ServeMux }
+
+func (m principalMux) Handle(pattern string, _ auth.Scope, h http.Handler, _ ...auth.RouteOption) {
+	m.ServeMux.Handle(pattern, h)
 }
 
 // record records a deployment of service version (baseline v1) that
@@ -247,6 +252,9 @@ func callCtx(ctx context.Context, method, url, body string) (int, string, error)
 	return resp.StatusCode, string(b), err
 }
 
+// ciPrincipal is a CI pipeline's token: the deploy scope.
+var ciPrincipal = auth.Principal{Name: "ci", Scopes: []auth.Scope{auth.ScopeDeploy}}
+
 // criticalConfig has an operator-controlled critical signal that fails as
 // soon as there are samples: every verification ends in a rollback.
 func criticalConfig() Config {
@@ -262,6 +270,7 @@ func criticalConfig() Config {
 func TestSlowActorBlocksNothing(t *testing.T) {
 	hook := newSlowWebhook(t)
 	e := newHookEnv(t, envOptions{cfg: criticalConfig(), webhook: hook.URL})
+	e.as.Store(&ciPrincipal)
 	e.record(t, "checkout", "v2", 2*time.Minute)
 	e.record(t, "cart", "v2", 2*time.Minute)
 
@@ -327,7 +336,7 @@ func TestSlowActorBlocksNothing(t *testing.T) {
 		t.Errorf("webhook called %d times, want 2", n)
 	}
 	d, _ := e.hook.Store().Latest("checkout", "production")
-	if len(d.Actions) != 1 || !d.Actions[0].OK || d.Actions[0].Principal != "anonymous" {
+	if len(d.Actions) != 1 || !d.Actions[0].OK || d.Actions[0].Principal != "ci" {
 		t.Errorf("actions recorded = %+v", d.Actions)
 	}
 }
@@ -585,6 +594,7 @@ func principalName(p *auth.Principal) string {
 func TestRequestSignalsNeverAct(t *testing.T) {
 	hook := newFastWebhook(t)
 	e := newHookEnv(t, envOptions{cfg: DefaultConfig(), webhook: hook.URL})
+	e.as.Store(&ciPrincipal)
 	d := e.record(t, "checkout", "v2", 2*time.Minute)
 	// A queue far deeper for the canary: a plain signal of the request's,
 	// no bound, no critical flag, weighted to decide the score.
@@ -614,7 +624,7 @@ func TestRequestSignalsNeverAct(t *testing.T) {
 		t.Errorf("acted on a request's own signals: %q", c)
 	}
 	rec, _ := e.hook.Store().Get(d.ID)
-	if len(rec.Actions) != 1 || rec.Actions[0].Refused != RefusedRequestSignals || rec.Actions[0].OK || rec.Actions[0].Principal != "anonymous" {
+	if len(rec.Actions) != 1 || rec.Actions[0].Refused != RefusedRequestSignals || rec.Actions[0].OK || rec.Actions[0].Principal != "ci" {
 		t.Errorf("actions = %+v, want one refused", rec.Actions)
 	}
 	if v := e.hook.Store().Verdicts("checkout", 0); len(v) != 1 || v[0].Decision != verdict.Rollback {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/peers"
 )
 
@@ -43,26 +45,30 @@ func (l *rollbackListener) Calls() []string {
 }
 
 // startDeployVigil starts a Vigil whose catalog rolls checkout back
-// automatically through the listener, with deploySection added under deploy:.
-func startDeployVigil(t *testing.T, hook string, deploySection string) *peers.Vigil {
+// automatically through the listener, with deploySection added under
+// deploy:, and with one token per scope when withAuth (tokens by scope).
+func startDeployVigil(t *testing.T, hook string, deploySection string, withAuth bool) (*peers.Vigil, map[auth.Scope]string) {
 	t.Helper()
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	cat := write("catalog.yml", fmt.Sprintf(`
+	cat := filepath.Join(dir, "catalog.yml")
+	if err := os.WriteFile(cat, []byte(fmt.Sprintf(`
 defaults: {environment: production}
 services:
   - name: checkout
     rollback: {automatic: true, webhook: {url: %q}}
-`, hook))
-	tok := write("admin.token", "s3cret\n")
-	cfg := write("vigil.yml", fmt.Sprintf("deploy:\n  catalog: %s\n  bearer_token_file: %s\n%s", cat, tok, deploySection))
-	return peers.StartVigil(t, filepath.Join(dir, "data"), "--config", cfg)
+`, hook)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var authSection string
+	var tokens map[auth.Scope]string
+	if withAuth {
+		authSection, tokens = tokenFiles(t, dir)
+	}
+	cfg := filepath.Join(dir, "vigil.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("%sdeploy:\n  catalog: %s\n%s", authSection, cat, deploySection)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return peers.StartVigil(t, filepath.Join(dir, "data"), "--config", cfg), tokens
 }
 
 func post(t *testing.T, url, body string) (int, string) {
@@ -83,12 +89,12 @@ func TestAttackDeploy(t *testing.T) {
 	hook := newRollbackListener(t)
 	// Every signal query of this Vigil fails when run, as a broken custom
 	// signal does: its verifications must still end.
-	v := startDeployVigil(t, hook.URL, `  step: 1s
+	v, _ := startDeployVigil(t, hook.URL, `  step: 1s
   rate_window: 2s
   max_evaluation_errors: 2
   signals:
     - {name: broken, query: 'label_replace(up{$selector}, "x", "$1", "y", "(")'}
-`)
+`, false)
 	base := v.URL()
 	twentyMinutesAgo := time.Now().Add(-20 * time.Minute).UTC().Format(time.RFC3339)
 	attacks := []struct {
@@ -152,17 +158,38 @@ func TestAttackDeploy(t *testing.T) {
 	}
 }
 
-// TestOperatorSignalRollsBack is the control of TestAttackDeploy: the same
-// critical signal, from the operator's deploy.signals rather than the
-// request, rolls checkout back — so the refusal above is what kept the
-// webhook silent.
+// TestOperatorSignalRollsBack is the control of TestAttackDeploy, with
+// authentication on (Vigil acts only then) and the CI's deploy token: the
+// request-supplied critical signal is still refused and nothing is called;
+// the same signal from the operator's deploy.signals rolls checkout back,
+// once, recorded with the token's name.
 func TestOperatorSignalRollsBack(t *testing.T) {
 	hook := newRollbackListener(t)
-	v := startDeployVigil(t, hook.URL, `  signals:
+	v, tokens := startDeployVigil(t, hook.URL, `  signals:
     - {name: x, query: 'vector(1)', max: 0, critical: true}
-`)
+`, true)
+	ci := tokens[auth.ScopeDeploy]
 	start := time.Now().Add(-20 * time.Minute).UTC().Format(time.RFC3339)
-	code, body := post(t, v.URL()+"/api/v1/verify", `{"service":"checkout","version":"v2","baseline":"v1","window":"30m","start":"`+start+`"}`)
+	code, _, body := httpDo(t, http.DefaultClient, "POST", v.URL()+"/api/v1/deployments", ci,
+		`{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1","startedAt":"`+start+`"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("record: %d %s", code, body)
+	}
+	var rec struct{ Data struct{ ID string } }
+	if err := json.Unmarshal([]byte(body), &rec); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, body = httpDo(t, http.DefaultClient, "POST", v.URL()+"/api/v1/verify", ci,
+		`{"service":"checkout","version":"v2","window":"30m","start":"`+start+`","signals":[{"name":"y","query":"vector(1)","max":0,"critical":true}]}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "deploy.allow_request_signals is false") {
+		t.Fatalf("request-supplied critical signal with the deploy token: %d %.300s, want 400", code, body)
+	}
+	if c := hook.Calls(); len(c) != 0 {
+		t.Fatalf("the webhook was called: %q", c)
+	}
+
+	code, _, body = httpDo(t, http.DefaultClient, "POST", v.URL()+"/api/v1/verify", ci, `{"service":"checkout","version":"v2","window":"30m"}`)
 	if code != http.StatusCreated || !strings.Contains(body, `"phase":"rollback"`) {
 		t.Fatalf("verify: %d %.500s", code, body)
 	}
@@ -170,4 +197,8 @@ func TestOperatorSignalRollsBack(t *testing.T) {
 	if c := hook.Calls(); len(c) != 1 || !strings.Contains(c[0], `"service":"checkout"`) || !strings.Contains(c[0], `"failingSignals":["x"]`) {
 		t.Errorf("webhook calls %q", c)
 	}
+	eventually(t, 30*time.Second, "the action recorded", func() bool {
+		_, _, body := httpDo(t, http.DefaultClient, "GET", v.URL()+"/api/v1/deployments/"+rec.Data.ID, tokens[auth.ScopeRead], "")
+		return strings.Contains(body, `"ok":true`) && strings.Contains(body, `"principal":"ci"`)
+	})
 }

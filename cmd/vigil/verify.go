@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,7 +35,7 @@ type verifyCommand struct {
 	server, service, version, baseline, environment string
 	window, wait, interval                          model.Duration
 	output                                          string
-	tokenFile                                       string
+	auth                                            clientAuth
 }
 
 // newVerifyCommand registers `vigil verify`. Its --version flag clashes with
@@ -53,7 +54,8 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 	cmd.Flag("window", "Most traffic time analysed before a final decision (default: the server's deploy.window).").SetValue(&c.window)
 	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive (longer than the window).").Default("15m").SetValue(&c.wait)
 	cmd.Flag("poll-interval", "How often to ask for the verdict.").Default("5s").Hidden().SetValue(&c.interval)
-	cmd.Flag("bearer-token-file", "File with the bearer token, when the server requires one.").Envar("VIGIL_BEARER_TOKEN_FILE").StringVar(&c.tokenFile)
+	c.auth.addBearerTokenFlag(cmd)
+	c.auth.addHTTPConfigFlag(cmd)
 	cmd.Flag("output", "Output format: text or json (the final verdict).").Short('o').Default("text").EnumVar(&c.output, "text", "json")
 	return c
 }
@@ -64,19 +66,15 @@ func (c *verifyCommand) run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	term := detectTerminal(c.stderr)
-	var token string
-	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
-		if err != nil {
-			return exitWith(verifyError, fmt.Errorf("read bearer token: %w", err))
-		}
-		token = strings.TrimSpace(string(b))
+	rt, err := c.auth.roundTripper()
+	if err != nil {
+		return exitWith(verifyError, err)
 	}
 	req := deploy.VerifyRequest{Service: c.service, Version: c.version, Baseline: c.baseline, Environment: c.environment}
 	if c.window > 0 {
 		req.Window = c.window.String()
 	}
-	client := deploy.Client{URL: c.server, Token: token}
+	client := deploy.Client{URL: c.server, HTTP: &http.Client{Transport: rt}}
 	deadline := time.Now().Add(time.Duration(c.wait))
 	first, err := client.Verify(ctx, req)
 	if err != nil {
