@@ -105,7 +105,9 @@ func writePKI(dir string) (pki, error) {
 		{p.saPrivate, func() ([]byte, error) { return ecKeyPEM(saKey) }},
 		{p.saPublic, func() ([]byte, error) { return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub}), nil }},
 		// token,user,uid,"groups"
-		{p.tokenFile, func() ([]byte, error) { return fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n", p.adminToken), nil }},
+		{p.tokenFile, func() ([]byte, error) {
+			return fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n", p.adminToken), nil
+		}},
 	}
 	for _, f := range files {
 		b, err := f.data()
