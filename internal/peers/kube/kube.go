@@ -41,6 +41,12 @@ const Version = "v1.37.2"
 // Programs are the control-plane programs, by name.
 var Programs = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl"}
 
+// Controllers are the controllers kube-controller-manager runs: rollouts of
+// Deployments (ReplicaSets and their revisions), StatefulSets and DaemonSets
+// (ControllerRevisions), service accounts and their tokens, and the clean-up
+// of deleted namespaces and owned objects.
+var Controllers = []string{"deployment", "replicaset", "statefulset", "daemonset", "serviceaccount", "serviceaccount-token", "garbagecollector", "namespace"}
+
 // Binaries are the paths of the programs a Cluster runs.
 type Binaries struct {
 	Etcd, APIServer, ControllerManager, Kubectl string
@@ -315,7 +321,7 @@ func Start(ctx context.Context, dir string, bins Binaries) (c *Cluster, err erro
 	kcm, err := c.start("kube-controller-manager", bins.ControllerManager,
 		"--kubeconfig="+c.Kubeconfig,
 		"--authentication-kubeconfig="+c.Kubeconfig, "--authorization-kubeconfig="+c.Kubeconfig,
-		"--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,garbagecollector,namespace",
+		"--controllers="+strings.Join(Controllers, ","),
 		"--service-account-private-key-file="+pki.saPrivate, "--root-ca-file="+c.CAFile,
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[3]),

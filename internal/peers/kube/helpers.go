@@ -1,0 +1,91 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Eventually calls f every 50 ms until it reports done, failing the test
+// with what and f's last error when timeout passes first. The timeout only
+// bounds a wait for the controllers; it is not a speed assertion.
+func Eventually(t testing.TB, timeout time.Duration, what string, f func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		done, err := f()
+		if done {
+			return
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last error: %v)", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitRevision waits until the Deployment controller has seen the
+// Deployment's latest spec and recorded its revision, and returns the
+// Deployment.
+func WaitRevision(t testing.TB, cs kubernetes.Interface, namespace, name string, revision int) *appsv1.Deployment {
+	t.Helper()
+	var d *appsv1.Deployment
+	Eventually(t, time.Minute, fmt.Sprintf("deployment %s/%s at revision %d", namespace, name, revision), func() (bool, error) {
+		var err error
+		d, err = cs.AppsV1().Deployments(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Annotations["deployment.kubernetes.io/revision"] == fmt.Sprint(revision),
+			fmt.Errorf("generation %d observed %d revision %q", d.Generation, d.Status.ObservedGeneration, d.Annotations["deployment.kubernetes.io/revision"])
+	})
+	return d
+}
+
+// ServiceAccountToken issues a token of a ServiceAccount through the
+// TokenRequest API, as the kubelet does for a pod.
+func ServiceAccountToken(t testing.TB, cs kubernetes.Interface, namespace, name string) string {
+	t.Helper()
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of serviceaccount %s/%s: %v", namespace, name, err)
+	}
+	return tr.Status.Token
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// DeploymentDiff compares two Deployments field by field — name, labels,
+// annotations, generation and the whole spec — ignoring what differs between
+// any two objects (namespace, UID, resourceVersion, timestamps, managed
+// fields) and the status. It returns "" when they agree.
+func DeploymentDiff(a, b *appsv1.Deployment) string {
+	norm := func(d *appsv1.Deployment) *appsv1.Deployment {
+		d = d.DeepCopy()
+		d.ObjectMeta = metav1.ObjectMeta{Name: d.Name, Labels: d.Labels, Annotations: d.Annotations, Generation: d.Generation}
+		d.Status = appsv1.DeploymentStatus{}
+		return d
+	}
+	return cmp.Diff(norm(a), norm(b))
+}
+
+// PodTemplate is a pod template with one container "app" running image,
+// labelled with labels.
+func PodTemplate(labels map[string]string, image string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+}
