@@ -1,9 +1,7 @@
 package deploy
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,12 +14,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/internal/peers/kube"
@@ -31,54 +26,6 @@ const (
 	rbacExample        = "kubernetes/examples/rollback-rbac.yaml"
 	baseServiceAccount = "kubernetes/base/serviceaccount.yaml"
 )
-
-// applyRewritten applies the YAML documents of files with kubectl, placing
-// the namespaced objects of namespace "shop" into appNS and everything of
-// Vigil's namespace "vigil" (the base's ServiceAccount, the binding's
-// subject) into vigilNS.
-func applyRewritten(t *testing.T, c *kube.Cluster, appNS, vigilNS string, files ...string) {
-	t.Helper()
-	var out bytes.Buffer
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var u unstructured.Unstructured
-			if err := dec.Decode(&u.Object); err == io.EOF {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if u.Object == nil {
-				continue
-			}
-			switch u.GetNamespace() {
-			case "shop":
-				u.SetNamespace(appNS)
-			case "vigil", "":
-				u.SetNamespace(vigilNS)
-			}
-			if subjects, ok, _ := unstructured.NestedSlice(u.Object, "subjects"); ok {
-				for _, s := range subjects {
-					if m := s.(map[string]any); m["namespace"] == "vigil" {
-						m["namespace"] = vigilNS
-					}
-				}
-				_ = unstructured.SetNestedSlice(u.Object, subjects, "subjects")
-			}
-			y, err := sigsyaml.Marshal(u.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out.WriteString("---\n")
-			out.Write(y)
-		}
-	}
-	c.Kubectl(t, out.String(), "apply", "--server-side", "-f", "-")
-}
 
 // grant is one verb on one resource of the example Role, and the kind of
 // rollback that needs it.
@@ -123,7 +70,7 @@ func TestRollbackRBACExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	appNS, vigilNS, otherNS := c.Namespace(t, nil), c.Namespace(t, nil), c.Namespace(t, nil)
-	applyRewritten(t, c, appNS, vigilNS, baseServiceAccount, rbacExample)
+	c.ApplyFiles(t, map[string]string{"shop": appNS, "vigil": vigilNS, "": vigilNS}, baseServiceAccount, rbacExample)
 
 	shipDeployment(t, cs, appNS, ship("v1"), ship("v2"))
 	shipDeployment(t, cs, otherNS, ship("v1"), ship("v2"))

@@ -61,33 +61,11 @@ func ship(version string, labels ...string) release {
 // releases, waiting for the Deployment controller to record each revision.
 func shipDeployment(t *testing.T, cs kubernetes.Interface, ns string, releases ...release) *appsv1.Deployment {
 	t.Helper()
-	apps := cs.AppsV1().Deployments(ns)
-	var d *appsv1.Deployment
+	var rs []kube.Release
 	for i, r := range releases {
-		if i == 0 {
-			d = &appsv1.Deployment{
-				ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns, Labels: map[string]string{"app": "checkout"}},
-				Spec: appsv1.DeploymentSpec{
-					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-					Template: r.tmpl,
-				},
-			}
-		} else {
-			d.Spec.Template = r.tmpl
-		}
-		d.Annotations = map[string]string{changeCauseAnnotation: "ship " + r.version + fmt.Sprint(" #", i+1)}
-		var err error
-		if i == 0 {
-			_, err = apps.Create(ctx, d, metav1.CreateOptions{})
-		} else {
-			_, err = apps.Update(ctx, d, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			t.Fatalf("ship %s: %v", r.version, err)
-		}
-		d = kube.WaitRevision(t, cs, ns, "checkout", i+1)
+		rs = append(rs, kube.Release{Cause: fmt.Sprintf("ship %s #%d", r.version, i+1), Template: r.tmpl})
 	}
-	return d
+	return kube.ShipDeployment(t, cs, ns, "checkout", map[string]string{"app": "checkout"}, rs...)
 }
 
 // rollback runs the actor on the catalog entry k of service checkout for a
@@ -197,7 +175,7 @@ func TestKubernetesRollbackDeployment(t *testing.T) {
 		{name: "version cannot be told", releases: []release{twoContainers("v1"), twoContainers("v2")}, condemned: "v2",
 			wantErr: ErrVersionUnknown, wantMsg: "set rollback.kubernetes.container"},
 		{name: "paused", releases: []release{ship("v1"), ship("v2")}, condemned: "v2",
-			before: func(t *testing.T, ns string) { c.Kubectl(t, "", "rollout", "pause", "deployment/checkout", "-n", ns) },
+			before:  func(t *testing.T, ns string) { c.Kubectl(t, "", "rollout", "pause", "deployment/checkout", "-n", ns) },
 			wantErr: errAny, wantMsg: "is paused"},
 		{name: "no earlier revision", releases: []release{ship("v2")}, condemned: "v2",
 			wantErr: errAny, wantMsg: "no earlier revision"},

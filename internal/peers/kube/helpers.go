@@ -1,8 +1,12 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +15,10 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // Eventually calls f every 50 ms until it reports done, failing the test
@@ -88,4 +95,102 @@ func PodTemplate(labels map[string]string, image string) corev1.PodTemplateSpec 
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
 	}
+}
+
+// Release is one version of a workload shipped: its pod template and the
+// change cause the pipeline records with it (kubernetes.io/change-cause).
+type Release struct {
+	Cause    string
+	Template corev1.PodTemplateSpec
+}
+
+// ShipDeployment creates the Deployment name in namespace, labelled and
+// selecting with selector, and rolls it through the releases, waiting for
+// the Deployment controller to record each revision.
+func ShipDeployment(t testing.TB, cs kubernetes.Interface, namespace, name string, selector map[string]string, releases ...Release) *appsv1.Deployment {
+	t.Helper()
+	apps := cs.AppsV1().Deployments(namespace)
+	var d *appsv1.Deployment
+	for i, r := range releases {
+		var err error
+		if i == 0 {
+			d = &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: selector},
+				Spec: appsv1.DeploymentSpec{
+					Selector: &metav1.LabelSelector{MatchLabels: selector},
+					Template: r.Template,
+				},
+			}
+			d.Annotations = map[string]string{"kubernetes.io/change-cause": r.Cause}
+			_, err = apps.Create(context.Background(), d, metav1.CreateOptions{})
+		} else {
+			d.Spec.Template = r.Template
+			d.Annotations["kubernetes.io/change-cause"] = r.Cause
+			_, err = apps.Update(context.Background(), d, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Fatalf("ship %s/%s (%s): %v", namespace, name, r.Cause, err)
+		}
+		d = WaitRevision(t, cs, namespace, name, i+1)
+	}
+	return d
+}
+
+// ApplyFiles applies the YAML documents of files with kubectl, server-side,
+// moving objects between namespaces as namespaces maps them: an object (or
+// a RoleBinding's subject) in namespace k goes to namespaces[k]; an object
+// without a namespace goes to namespaces[""] when that is set.
+func (c *Cluster) ApplyFiles(t testing.TB, namespaces map[string]string, files ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for {
+			var obj map[string]any
+			if err := dec.Decode(&obj); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if obj == nil {
+				continue
+			}
+			u := unstructured.Unstructured{Object: obj}
+			if to, ok := namespaces[u.GetNamespace()]; ok {
+				u.SetNamespace(to)
+			}
+			if subjects, ok, _ := unstructured.NestedSlice(obj, "subjects"); ok {
+				for _, s := range subjects {
+					if m, ok := s.(map[string]any); ok {
+						if to, ok := namespaces[fmt.Sprint(m["namespace"])]; ok {
+							m["namespace"] = to
+						}
+					}
+				}
+				_ = unstructured.SetNestedSlice(obj, subjects, "subjects")
+			}
+			y, err := sigsyaml.Marshal(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.WriteString("---\n")
+			out.Write(y)
+		}
+	}
+	c.Kubectl(t, out.String(), "apply", "--server-side", "-f", "-")
+}
+
+// WriteKubeconfig writes a kubeconfig for this API server that
+// authenticates with token into dir and returns its path.
+func (c *Cluster) WriteKubeconfig(t testing.TB, dir, token string) string {
+	t.Helper()
+	p := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(p, kubeconfig(c.Host, c.CAFile, token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

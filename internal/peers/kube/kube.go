@@ -240,6 +240,33 @@ func Shared(t testing.TB) *Cluster {
 	return shared.cluster
 }
 
+// StartForTest starts a control plane for the test alone, stopped when it
+// ends: for a package that needs one in a single test and has no TestMain.
+// Missing programs skip the test, or fail it when CI=true.
+func StartForTest(t testing.TB) *Cluster {
+	t.Helper()
+	bins, err := FindBinaries()
+	if err != nil {
+		if peers.InCI() {
+			t.Fatalf("%v (CI=true: a missing peer fails the run)", err)
+		}
+		t.Skip(err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, t.TempDir(), bins)
+	if err != nil {
+		t.Fatalf("start the Kubernetes control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Kubernetes control plane logs:%s", c.logTails())
+		}
+		c.Stop()
+	})
+	return c
+}
+
 // StopShared stops the shared control plane, if one was started, and
 // removes its directory.
 func StopShared() {
