@@ -66,6 +66,9 @@ func (c Config) Validate() error {
 	case c.MaxBodyBytes <= 0:
 		return errors.New("max_body_bytes must be positive")
 	}
+	if err := c.Kubernetes.Validate(); err != nil {
+		return fmt.Errorf("kubernetes.%w", err)
+	}
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("policy.%w", err)
 	}

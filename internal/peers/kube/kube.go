@@ -207,6 +207,7 @@ var shared struct {
 // TestMain must call StopShared after m.Run.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
+	peers.SkipIfShort(t)
 	shared.once.Do(func() {
 		bins, err := FindBinaries()
 		if err != nil {
@@ -245,6 +246,7 @@ func Shared(t testing.TB) *Cluster {
 // Missing programs skip the test, or fail it when CI=true.
 func StartForTest(t testing.TB) *Cluster {
 	t.Helper()
+	peers.SkipIfShort(t)
 	bins, err := FindBinaries()
 	if err != nil {
 		if peers.InCI() {
