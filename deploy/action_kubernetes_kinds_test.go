@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/internal/peers/kube"
@@ -48,13 +49,15 @@ var historyWorkloads = []historyWorkload{
 			return err
 		},
 		set: func(cs kubernetes.Interface, ns string, tmpl corev1.PodTemplateSpec) error {
-			s, err := cs.AppsV1().StatefulSets(ns).Get(ctx, "checkout", metav1.GetOptions{})
-			if err != nil {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				s, err := cs.AppsV1().StatefulSets(ns).Get(ctx, "checkout", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Spec.Template = tmpl
+				_, err = cs.AppsV1().StatefulSets(ns).Update(ctx, s, metav1.UpdateOptions{})
 				return err
-			}
-			s.Spec.Template = tmpl
-			_, err = cs.AppsV1().StatefulSets(ns).Update(ctx, s, metav1.UpdateOptions{})
-			return err
+			})
 		},
 	},
 	{
@@ -77,13 +80,15 @@ var historyWorkloads = []historyWorkload{
 			return err
 		},
 		set: func(cs kubernetes.Interface, ns string, tmpl corev1.PodTemplateSpec) error {
-			s, err := cs.AppsV1().DaemonSets(ns).Get(ctx, "checkout", metav1.GetOptions{})
-			if err != nil {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				s, err := cs.AppsV1().DaemonSets(ns).Get(ctx, "checkout", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Spec.Template = tmpl
+				_, err = cs.AppsV1().DaemonSets(ns).Update(ctx, s, metav1.UpdateOptions{})
 				return err
-			}
-			s.Spec.Template = tmpl
-			_, err = cs.AppsV1().DaemonSets(ns).Update(ctx, s, metav1.UpdateOptions{})
-			return err
+			})
 		},
 	},
 }

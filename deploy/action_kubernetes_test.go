@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/deploy/verdict"
@@ -207,8 +209,9 @@ func TestKubernetesRollbackDeployment(t *testing.T) {
 				if !strings.Contains(err.Error(), tc.wantMsg) {
 					t.Errorf("err = %v, want it to say %q", err, tc.wantMsg)
 				}
-				if after.ResourceVersion != before.ResourceVersion {
-					t.Errorf("the Deployment was written (resourceVersion %s → %s)", before.ResourceVersion, after.ResourceVersion)
+				// (The controller writes the status; the spec and annotations are Vigil's to change.)
+				if after.Generation != before.Generation || !maps.Equal(after.Annotations, before.Annotations) {
+					t.Errorf("the Deployment was written: generation %d → %d, annotations %v → %v", before.Generation, after.Generation, before.Annotations, after.Annotations)
 				}
 				return
 			}
@@ -349,13 +352,16 @@ func TestKubernetesRollbackConflict(t *testing.T) {
 			ns := c.Namespace(t, nil)
 			shipDeployment(t, cs, ns, ship("v1"), ship("v2"))
 			cc := conflictingClient{Interface: dc, patches: &atomic.Int32{}, errs: make(chan error, 10), change: func() {
-				d, err := cs.AppsV1().Deployments(ns).Get(ctx, "checkout", metav1.GetOptions{})
+				err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					d, err := cs.AppsV1().Deployments(ns).Get(ctx, "checkout", metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					tc.change(d)
+					_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+					return err
+				})
 				if err != nil {
-					t.Error(err)
-					return
-				}
-				tc.change(d)
-				if _, err := cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 					t.Error(err)
 				}
 			}}
@@ -375,8 +381,9 @@ func TestKubernetesRollbackConflict(t *testing.T) {
 				if len(results) != 1 {
 					t.Errorf("%d writes, want only the one that conflicted", len(results))
 				}
-			} else if err != nil || len(results) != 2 || results[1] != nil {
-				t.Fatalf("err = %v, writes %v; want the retry to succeed", err, results)
+			} else if err != nil || results[len(results)-1] != nil {
+				// (The controller's status writes can conflict with a retry too.)
+				t.Fatalf("err = %v, writes %v; want a retry to succeed", err, results)
 			}
 			d, err := cs.AppsV1().Deployments(ns).Get(ctx, "checkout", metav1.GetOptions{})
 			if err != nil {

@@ -10,14 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/discovery"
@@ -93,7 +94,7 @@ func newClients(t *testing.T, c *kube.Cluster) apiClients {
 func renderObjects(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
 	opts := krusty.MakeDefaultOptions()
-	opts.Reorder = krusty.ReorderOptionLegacy
+	opts.Reorder = krusty.ReorderOptionUnspecified // the overlays set sortOptions themselves
 	m, err := krusty.MakeKustomizer(opts).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
@@ -203,23 +204,38 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			}
 
 			for _, h := range hpas {
-				got, err := a.dyn.Resource(hpaResource).Namespace(ns).Get(ctx, h.GetName(), metav1.GetOptions{})
+				var want autoscalingv2.HorizontalPodAutoscaler
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(jsonRoundTrip(t, h.Object), &want); err != nil {
+					t.Fatal(err)
+				}
+				got, err := a.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, h.GetName(), metav1.GetOptions{})
 				if err != nil {
 					t.Fatalf("HPA %s: %v", h.GetName(), err)
 				}
-				wantSpec, _, _ := unstructured.NestedMap(h.Object, "spec")
-				gotSpec, _, _ := unstructured.NestedMap(got.Object, "spec")
-				for k, v := range wantSpec {
-					if fmt.Sprint(gotSpec[k]) != fmt.Sprint(v) {
-						t.Errorf("HPA %s: spec.%s stored as %v, written %v", h.GetName(), k, gotSpec[k], v)
-					}
+				if d := cmp.Diff(want.Spec.Metrics, got.Spec.Metrics); d != "" {
+					t.Errorf("HPA %s: metrics stored differ from those written (-written +stored):\n%s", h.GetName(), d)
+				}
+				if got.Spec.ScaleTargetRef != want.Spec.ScaleTargetRef || *got.Spec.MinReplicas != *want.Spec.MinReplicas || got.Spec.MaxReplicas != want.Spec.MaxReplicas {
+					t.Errorf("HPA %s: stored %+v, written %+v", h.GetName(), got.Spec, want.Spec)
 				}
 			}
 		})
 	}
 }
 
-var hpaResource = schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}
+// jsonRoundTrip turns kustomize's map (ints) into what JSON decoding gives (int64, float64).
+func jsonRoundTrip(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out unstructured.Unstructured
+	if err := out.UnmarshalJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	return out.Object
+}
 
 // podOf is the Pod a workload's controller would make from its template (as
 // the API server stored it, defaults included), with the volumes of a
@@ -262,8 +278,8 @@ func labelsOf(m map[string]string) string {
 
 // TestAPIServerRefuses shows that the checks of TestManifestsOnAPIServer
 // can fail: the real API server refuses an unknown field under strict
-// validation, and PodSecurity refuses a privileged pod in a restricted
-// namespace.
+// validation, and PodSecurity refuses, even in a dry run, a pod without a
+// security context in a restricted namespace.
 func TestAPIServerRefuses(t *testing.T) {
 	c := kube.Shared(t)
 	a := newClients(t, c)
@@ -273,19 +289,18 @@ func TestAPIServerRefuses(t *testing.T) {
 		"metadata": map[string]any{"name": "typo", "namespace": ns},
 		"spec":     map[string]any{"portz": []any{map[string]any{"port": int64(80)}}},
 	}}
-	if _, err := a.applyStrict(svc, true); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `unknown field "spec.portz"`) {
-		t.Errorf("apply with a misspelt field: %v, want 400 naming spec.portz", err)
+	if _, err := a.applyStrict(svc, true); err == nil || !strings.Contains(err.Error(), ".spec.portz: field not declared in schema") {
+		t.Errorf("apply with a misspelt field: %v, want an error naming .spec.portz", err)
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: ns},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "ghcr.io/vigilhq/vigil:0.1.0",
-			SecurityContext: &corev1.SecurityContext{Privileged: ptr(true)},
-		}}},
+		// No security context: root allowed, privilege escalation allowed,
+		// all capabilities, no seccomp profile.
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/vigilhq/vigil:0.1.0"}}},
 	}
 	_, err := a.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "violates PodSecurity") {
-		t.Errorf("privileged pod in a restricted namespace: %v, want 403 from PodSecurity", err)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `violates PodSecurity "restricted:latest"`) {
+		t.Errorf("a pod without a security context in a restricted namespace: %v, want 403 from PodSecurity", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
@@ -124,9 +125,21 @@ func ShipDeployment(t testing.TB, cs kubernetes.Interface, namespace, name strin
 			d.Annotations = map[string]string{"kubernetes.io/change-cause": r.Cause}
 			_, err = apps.Create(context.Background(), d, metav1.CreateOptions{})
 		} else {
-			d.Spec.Template = r.Template
-			d.Annotations["kubernetes.io/change-cause"] = r.Cause
-			_, err = apps.Update(context.Background(), d, metav1.UpdateOptions{})
+			// The controllers write the Deployment too: read, change, write
+			// until the write is not a conflict.
+			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				cur, err := apps.Get(context.Background(), name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				cur.Spec.Template = r.Template
+				if cur.Annotations == nil {
+					cur.Annotations = map[string]string{}
+				}
+				cur.Annotations["kubernetes.io/change-cause"] = r.Cause
+				_, err = apps.Update(context.Background(), cur, metav1.UpdateOptions{})
+				return err
+			})
 		}
 		if err != nil {
 			t.Fatalf("ship %s/%s (%s): %v", namespace, name, r.Cause, err)

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 func TestMain(m *testing.M) {
@@ -50,9 +51,17 @@ func TestControlPlane(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d = WaitRevision(t, cs, ns, "web", 1)
-	d.Spec.Template.Spec.Containers[0].Image = "example.com/web:v2"
-	if _, err := cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	WaitRevision(t, cs, ns, "web", 1)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = "example.com/web:v2"
+		_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	WaitRevision(t, cs, ns, "web", 2)
