@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,10 +34,17 @@ type Options struct {
 	Querier verdict.Querier
 	// Evidence reads the collector's recent error logs and traces (optional).
 	Evidence verdict.Evidence
+	// SeriesLabels are the labels of the series Vigil derives (optional).
+	SeriesLabels verdict.SeriesLabels
 	// Actors perform rollbacks (optional; none: Vigil only reports).
-	Actors     []Actor
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Actors []Actor
+	// AllowActions lets the hook run rollback actions. The server sets it
+	// when requests are authenticated (auth.tokens), so that only a caller
+	// with the deploy scope can start a verification that ends in an
+	// action, and only an admin can roll back by hand.
+	AllowActions bool
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -62,7 +68,7 @@ type Hook struct {
 	catalog *catalog.Catalog
 	series  *seriesWriter
 	actors  []Actor
-	token   string
+	act     bool
 	ghKey   []byte
 	logger  *slog.Logger
 	now     func() time.Time
@@ -108,7 +114,7 @@ func New(opts Options) (*Hook, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hook{cfg: cfg, actors: opts.Actors, logger: logger, now: opts.Now, jobs: map[string]*job{}}
+	h := &Hook{cfg: cfg, actors: opts.Actors, act: opts.AllowActions, logger: logger, now: opts.Now, jobs: map[string]*job{}}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -118,15 +124,6 @@ func New(opts Options) (*Hook, error) {
 			return nil, fmt.Errorf("deploy.catalog: %w", err)
 		}
 		h.catalog = c
-	}
-	if cfg.BearerTokenFile != "" {
-		b, err := os.ReadFile(cfg.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("deploy.bearer_token_file: %w", err)
-		}
-		if h.token = strings.TrimSpace(string(b)); h.token == "" {
-			return nil, fmt.Errorf("deploy.bearer_token_file %s is empty", cfg.BearerTokenFile)
-		}
 	}
 	if cfg.GitHubSecretFile != "" {
 		b, err := os.ReadFile(cfg.GitHubSecretFile)
@@ -140,6 +137,7 @@ func New(opts Options) (*Hook, error) {
 	var err error
 	h.engine, err = verdict.New(verdict.Config{
 		Step: time.Duration(cfg.Step), RateWindow: time.Duration(cfg.RateWindow), Policy: cfg.Policy, LinkBase: cfg.ExternalURL,
+		SeriesLabels: opts.SeriesLabels,
 	}, opts.Querier, opts.Evidence)
 	if err != nil {
 		return nil, err
@@ -148,16 +146,7 @@ func New(opts Options) (*Hook, error) {
 		return nil, err
 	}
 	h.series = newSeriesWriter(opts.Out, time.Duration(cfg.SeriesInterval))
-	for _, d := range h.store.Current() {
-		_, started := deploymentLabels(d)
-		h.series.started[started.String()] = true // already marked before the restart
-	}
-	for _, v := range h.store.Verdicts("", 0) {
-		k := v.Service + "\xff" + v.Environment + "\xff" + v.Version
-		if _, ok := h.series.verdicts[k]; !ok {
-			h.series.verdicts[k] = v
-		}
-	}
+	h.series.restore(h.store.Current(), h.store.Verdicts("", 0))
 	h.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_deploy_events_total", Help: "Deployment events received, by format and result (recorded, updated, rejected).",
 	}, []string{"format", "result"})
@@ -466,7 +455,7 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 }
 
 // autoRollback runs the service's rollback actions when the catalog says
-// rollback is automatic and a bearer token is configured.
+// rollback is automatic and actions are allowed (requests are authenticated).
 func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
 	if h.catalog == nil {
 		return
@@ -475,8 +464,8 @@ func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
 	if !ok || !svc.Rollback.Automatic {
 		return
 	}
-	if h.token == "" {
-		h.logger.Warn("Automatic rollback is configured but deploy.bearer_token_file is not: not acting", "service", v.Service, "version", v.Version)
+	if !h.act {
+		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
 		return
 	}
 	h.rollback(ctx, svc, j.DeploymentID, v)
@@ -521,15 +510,6 @@ func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID s
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// authorized checks the bearer token of an acting request.
-func (h *Hook) authorized(header string) (ok bool, configured bool) {
-	if h.token == "" {
-		return false, false
-	}
-	got, found := strings.CutPrefix(header, "Bearer ")
-	return found && subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) == 1, true
 }
 
 func parseDuration(s string) (time.Duration, error) {
