@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil/deploy"
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/peers"
 	"github.com/vigilhq/vigil/internal/peers/kube"
 )
@@ -66,13 +67,14 @@ services:
         namespace: `+appNS+`
         name: checkout
 `)
-	cfg := write("vigil.yml", demoConfig+`  catalog: `+catalogFile+`
-  bearer_token_file: `+write("token", "deploy-token")+`
+	// Vigil acts only when requests are authenticated: CI gets a deploy token.
+	section, tokens := tokenFiles(t, dir)
+	cfg := write("vigil.yml", section+demoConfig+`  catalog: `+catalogFile+`
   kubernetes:
     enabled: true
     kubeconfig: `+kubeconfig+`
 `)
-	v := peers.StartVigil(t, "", "--config", cfg)
+	v := peers.StartVigil(t, "", "--config.file", cfg)
 	base := v.URL()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,8 +90,14 @@ services:
 	}
 	send(simService{Service: "checkout", Version: "v1", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 21})
 	time.Sleep(12 * time.Second)
-	resp, err := http.Post(base+"/api/v1/deployments", "application/json",
+	req, err := http.NewRequest("POST", base+"/api/v1/deployments",
 		strings.NewReader(`{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1","strategy":"canary"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.ScopeDeploy])
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +110,8 @@ services:
 	resp.Body.Close()
 	send(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "payment declined", Seed: 22})
 
-	stdout, stderr, code := runVigil(t, "verify", "--server", base, "--service", "checkout", "--version", "v2", "--wait", "100s")
+	stdout, stderr, code := runVigil(t, "verify", "--server", base, "--bearer-token-file", filepath.Join(dir, "ci.token"),
+		"--service", "checkout", "--version", "v2", "--wait", "100s")
 	cancel()
 	if code != verifyRollback {
 		t.Fatalf("verify checkout v2: exit %d, want %d (rollback)\n%s\n%s", code, verifyRollback, stdout, stderr)
@@ -124,7 +133,9 @@ services:
 		Data deploy.Deployment `json:"data"`
 	}
 	eventually(t, 10*time.Second, "the action recorded with the deployment", func() bool {
-		r, err := http.Get(base + "/api/v1/deployments/" + recorded.Data.ID)
+		req, _ := http.NewRequest("GET", base+"/api/v1/deployments/"+recorded.Data.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[auth.ScopeRead])
+		r, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}
@@ -135,7 +146,9 @@ services:
 	if want := fmt.Sprintf("deployment/%s/checkout (from v2 to revision 1, v1)", appNS); len(got.Data.Actions) != 1 || !a.OK || a.Kind != "kubernetes" || a.Target != want {
 		t.Errorf("actions = %+v, want one successful kubernetes action on %s", got.Data.Actions, want)
 	}
-	r, err := http.Get(base + "/metrics")
+	req, _ = http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+tokens[auth.ScopeRead])
+	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,14 +157,4 @@ services:
 	if !strings.Contains(string(metrics), `vigil_rollback_actions_total{kind="kubernetes",result="success"} 1`) {
 		t.Errorf("/metrics lacks the successful rollback action:\n%s", grepLines(string(metrics), "vigil_rollback_actions_total"))
 	}
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
