@@ -88,7 +88,7 @@ services:
 			}
 		})
 	}
-	send(simService{Service: "checkout", Version: "v1", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 21})
+	send(simService{Service: "checkout", Version: "v1", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 21, Token: tokens[auth.ScopeWrite]})
 	time.Sleep(12 * time.Second)
 	req, err := http.NewRequest("POST", base+"/api/v1/deployments",
 		strings.NewReader(`{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1","strategy":"canary"}`))
@@ -108,7 +108,7 @@ services:
 		t.Fatalf("record deployment: %s %v", resp.Status, err)
 	}
 	resp.Body.Close()
-	send(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "payment declined", Seed: 22})
+	send(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "payment declined", Seed: 22, Token: tokens[auth.ScopeWrite]})
 
 	stdout, stderr, code := runVigil(t, "verify", "--server", base, "--bearer-token-file", filepath.Join(dir, "ci.token"),
 		"--service", "checkout", "--version", "v2", "--wait", "100s")
