@@ -173,7 +173,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	}
 	srv := &http.Server{
 		Handler:           root,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Duration(cfg.Web.ReadTimeout),
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("component", "web").Handler(), slog.LevelWarn),
@@ -306,7 +306,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	if err != nil {
 		return fail(err)
 	}
-	otlpRcv.SetLimiter(limiter)
+	otlpRcv.SetLimiter(limiter) // each receiver reads a body, then takes a slot
+	rw.SetLimiter(limiter)
+	lokiRcv.SetLimiter(limiter)
+	lokiRcv.SetLimits(pipeline.IngestLimits())
 	otlpServers, err := otlpRcv.Start()
 	if err != nil {
 		return fail(err)
@@ -350,10 +353,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	api.Register(mux)
 	rulesMgr.Register(mux)
 	mux.Handle("/-/reload", reload)
-	mux.Handle("POST /api/v1/write", limiter.Wrap("remote_write", rw))
+	mux.Handle("POST /api/v1/write", rw)
 	mux.Handle("/otlp/v1/", otlpRcv.HTTPHandler("/otlp/v1"))
 	mux.Handle("/api/v1/otlp/v1/", otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
-	mux.Handle("/loki/api/v1/push", limiter.Wrap("loki", lokiRcv))
+	mux.Handle("/loki/api/v1/push", lokiRcv)
 	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
 	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, logger, reg)

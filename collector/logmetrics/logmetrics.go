@@ -201,7 +201,7 @@ func (g *Generator) ConsumeLogs(_ context.Context, ld plog.Logs) error {
 			recs := sls.At(j).LogRecords()
 			for k := range recs.Len() {
 				lr := recs.At(k)
-				r := Record{Identity: id, Severity: SeverityFromOTLP(int32(lr.SeverityNumber()), lr.SeverityText()), Body: lr.Body().AsString()}
+				r := Record{Identity: id, Severity: SeverityFromOTLP(int32(lr.SeverityNumber()), lr.SeverityText()), Body: collector.ValueString(lr.Body())}
 				if ts := lr.Timestamp(); ts != 0 {
 					r.Time = ts.AsTime()
 				} else if ts := lr.ObservedTimestamp(); ts != 0 {
@@ -219,7 +219,7 @@ func (g *Generator) ConsumeLogs(_ context.Context, ld plog.Logs) error {
 							if r.Attributes == nil {
 								r.Attributes = map[string]string{}
 							}
-							r.Attributes[a] = v.AsString()
+							r.Attributes[a] = collector.ValueString(v)
 						}
 					}
 				}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -64,7 +65,11 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 		mutate(&cfg)
 	}
 	f := &fixture{store: store, traces: &countingTraces{}, logs: &countingLogs{}}
-	r, err := New(cfg, Consumers{Metrics: store, Metadata: store.Metadata(), Traces: f.traces, Logs: f.logs},
+	pipe, err := hotpath.New(hotpath.DefaultConfig(), store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, Consumers{Metrics: pipe, Metadata: store.Metadata(), Traces: f.traces, Logs: f.logs},
 		collector.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +229,7 @@ func TestHTTPMetricsPartialSuccess(t *testing.T) {
 	if err := resp.UnmarshalProto(body); err != nil || code != http.StatusOK {
 		t.Fatalf("status %d, %v", code, err)
 	}
-	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "within one request") {
+	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "within the same request") {
 		t.Errorf("in-request duplicate: rejected %d, message %q", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 	if got := f.samples(t, "gen_total"); len(got) != 1 || got[0] != 0 {
@@ -240,7 +245,7 @@ func TestHTTPMetricsPartialSuccess(t *testing.T) {
 	if err := resp.UnmarshalProto(body); err != nil || code != http.StatusOK {
 		t.Fatalf("status %d, %v", code, err)
 	}
-	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "older than max_sample_age") {
+	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "too_old: 1, first: a data point @1000 is older than ingest.max_sample_age (2h)") {
 		t.Errorf("old point: rejected %d, message %q", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 	if got := f.samples(t, "jobs_total"); len(got) != 1 || got[0] != 2 {

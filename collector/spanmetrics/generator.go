@@ -264,7 +264,7 @@ func (g *Generator) lookup(id collector.Identity, name, kind, status string, spa
 	attrs := span.Attributes()
 	for _, d := range g.cfg.Dimensions {
 		if v, ok := attrs.Get(d); ok {
-			k = append(k, v.AsString()...)
+			k = append(k, collector.ValueString(v)...)
 		}
 		k = append(k, 0xff)
 	}
@@ -293,7 +293,7 @@ func (g *Generator) lookup(id collector.Identity, name, kind, status string, spa
 	add(semconv.LabelStatusCode, status)
 	for _, d := range g.cfg.Dimensions {
 		if v, ok := attrs.Get(d); ok && name != overflowSpanName {
-			add(dimensionLabel(d), v.AsString())
+			add(dimensionLabel(d), collector.ValueString(v))
 		}
 	}
 	b.Sort()
@@ -323,7 +323,7 @@ func errorSpan(span ptrace.Span, kind string, dur float64) ErrorSpan {
 			if e.Attributes == nil {
 				e.Attributes = map[string]string{}
 			}
-			e.Attributes[a] = v.AsString()
+			e.Attributes[a] = collector.ValueString(v)
 		}
 	}
 	events := span.Events()
@@ -334,7 +334,7 @@ func errorSpan(span ptrace.Span, kind string, dur float64) ErrorSpan {
 		}
 		typ, _ := ev.Attributes().Get("exception.type")
 		msg, _ := ev.Attributes().Get("exception.message")
-		e.Exception = strings.TrimSpace(typ.AsString() + ": " + msg.AsString())
+		e.Exception = strings.TrimSpace(collector.ValueString(typ) + ": " + collector.ValueString(msg))
 		break
 	}
 	return e
