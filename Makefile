@@ -24,29 +24,40 @@ GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-cont
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 30s
 
-.PHONY: all run build test peers vet fmt-check bench fuzz clean
+.PHONY: all run build install docs test test-unit peers vet fmt-check bench fuzz clean
 
 all: build
 
-## run: start `vigil serve` on its defaults (127.0.0.1:9400, data in ./data)
+## run: start `vigil serve` on its defaults (127.0.0.1:9400, data in ./data); CONFIG=vigil.yml to use a config file
 run:
-	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/vigil serve
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/vigil serve $(if $(CONFIG),--config.file=$(CONFIG))
 
 ## build: build ./vigil
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o vigil ./cmd/vigil
+
+## install: install vigil into $(GOBIN) (on the PATH when $(GOBIN) is)
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/vigil
 
 ## peers: install the real programs the tests talk to (apt-get; idempotent)
 peers:
 	@missing=""; for p in $(DEB_PEERS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
-		echo ">> installing Debian packages:$$missing"; \
-		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
+		echo ">> installing Debian packages:$$missing (their services are not started)"; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod +x /usr/sbin/policy-rc.d; fi; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; rc=$$?; \
+		if [ -n "$$guard" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; [ $$rc -eq 0 ] || exit $$rc; \
 	else echo ">> peers present: $(foreach p,$(DEB_PEERS),$(firstword $(subst :, ,$(p))))"; fi
 	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
 		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
 		else echo ">> go install $$mod"; GOBIN=$(GOBIN) $(GO) install $$mod || exit 1; fi; done
+
+## docs: regenerate docs/command-line.md from the command line
+docs:
+	$(GO) test ./cmd/vigil -run '^TestCommandLineDocIsCurrent$$' -update-docs
 
 ## vet: go vet and gofmt
 vet: fmt-check
@@ -59,6 +70,10 @@ fmt-check:
 ## test: install peers, then vet and run every test (CI=true makes a missing peer fail)
 test: peers vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-unit: the quick loop: every test that needs no real peer (go test -short)
+test-unit:
+	$(GO) test -short -count=1 ./...
 
 ## bench: the Go benchmarks of the ingest path and the query API
 bench:

@@ -46,15 +46,15 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.Timeout <= 0:
-		return fmt.Errorf("query.timeout must be positive, got %s", c.Timeout)
+		return fmt.Errorf("timeout must be positive, got %s", c.Timeout)
 	case c.MaxSamples <= 0:
-		return fmt.Errorf("query.max_samples must be positive, got %d", c.MaxSamples)
+		return fmt.Errorf("max_samples must be positive, got %d", c.MaxSamples)
 	case c.LookbackDelta <= 0:
-		return fmt.Errorf("query.lookback_delta must be positive, got %s", c.LookbackDelta)
+		return fmt.Errorf("lookback_delta must be positive, got %s", c.LookbackDelta)
 	case c.MaxConcurrency <= 0:
-		return fmt.Errorf("query.max_concurrency must be positive, got %d", c.MaxConcurrency)
+		return fmt.Errorf("max_concurrency must be positive, got %d", c.MaxConcurrency)
 	case c.DefaultSubqueryStep <= 0:
-		return fmt.Errorf("query.default_subquery_step must be positive, got %s", c.DefaultSubqueryStep)
+		return fmt.Errorf("default_subquery_step must be positive, got %s", c.DefaultSubqueryStep)
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ type Engine struct {
 // bounded by cfg.MaxConcurrency.
 func NewEngine(cfg Config, dataDir string, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("query.%w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

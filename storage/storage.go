@@ -57,17 +57,17 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.Path == "":
-		return errors.New("storage.path must not be empty")
+		return errors.New("path must not be empty")
 	case c.Retention < 0:
-		return fmt.Errorf("storage.retention must not be negative, got %s", c.Retention)
+		return fmt.Errorf("retention must not be negative, got %s", c.Retention)
 	case c.RetentionSize < 0:
-		return fmt.Errorf("storage.retention_size must not be negative, got %s", c.RetentionSize)
+		return fmt.Errorf("retention_size must not be negative, got %s", c.RetentionSize)
 	case c.OutOfOrderTimeWindow < 0:
-		return fmt.Errorf("storage.out_of_order_time_window must not be negative, got %s", c.OutOfOrderTimeWindow)
+		return fmt.Errorf("out_of_order_time_window must not be negative, got %s", c.OutOfOrderTimeWindow)
 	case c.MaxExemplars < 0:
-		return fmt.Errorf("storage.max_exemplars must not be negative, got %d", c.MaxExemplars)
+		return fmt.Errorf("max_exemplars must not be negative, got %d", c.MaxExemplars)
 	case c.RemoteFlushDeadline <= 0:
-		return fmt.Errorf("storage.remote_flush_deadline must be positive, got %s", c.RemoteFlushDeadline)
+		return fmt.Errorf("remote_flush_deadline must be positive, got %s", c.RemoteFlushDeadline)
 	}
 	return nil
 }
@@ -87,7 +87,7 @@ type Storage struct {
 // queryable again.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Storage, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("storage.%w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -20,11 +20,11 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"empty path", func(c *Config) { c.Path = "" }, "storage.path must not be empty"},
-		{"negative retention", func(c *Config) { c.Retention = model.Duration(-time.Hour) }, "storage.retention must not be negative"},
-		{"negative size", func(c *Config) { c.RetentionSize = -1 }, "storage.retention_size must not be negative"},
-		{"negative ooo window", func(c *Config) { c.OutOfOrderTimeWindow = model.Duration(-time.Second) }, "storage.out_of_order_time_window"},
-		{"negative exemplars", func(c *Config) { c.MaxExemplars = -1 }, "storage.max_exemplars"},
+		{"empty path", func(c *Config) { c.Path = "" }, "path must not be empty"},
+		{"negative retention", func(c *Config) { c.Retention = model.Duration(-time.Hour) }, "retention must not be negative"},
+		{"negative size", func(c *Config) { c.RetentionSize = -1 }, "retention_size must not be negative"},
+		{"negative ooo window", func(c *Config) { c.OutOfOrderTimeWindow = model.Duration(-time.Second) }, "out_of_order_time_window"},
+		{"negative exemplars", func(c *Config) { c.MaxExemplars = -1 }, "max_exemplars"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

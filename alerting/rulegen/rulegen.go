@@ -288,10 +288,8 @@ func sloGroup(s catalog.Service, d catalog.Defaults, slo string, objective float
 		if sev == "ticket" {
 			forDur = 15 * time.Minute
 		}
-		labels := map[string]string{"severity": sev, "service": s.Name, "environment": s.Environment, "slo": slo}
-		if s.Owner != "" {
-			labels["team"] = s.Owner
-		}
+		labels := alertLabels(s, sev)
+		labels["slo"] = slo
 		g.Rules = append(g.Rules, Rule{
 			Alert:  AlertBudgetBurn,
 			Expr:   pretty(strings.Join(conds, " or ")),
@@ -305,6 +303,22 @@ func sloGroup(s catalog.Service, d catalog.Defaults, slo string, objective float
 		})
 	}
 	return g
+}
+
+// alertLabels are the labels every generated alert of s carries: its
+// severity and the service's identity as the verdict selects it (service,
+// namespace, environment), so that the verdict's critical_alerts signal,
+// which selects ALERTS by the same labels, sees the alert; and the owning
+// team for Alertmanager routing.
+func alertLabels(s catalog.Service, severity string) map[string]string {
+	l := map[string]string{"severity": severity, "service": s.Name, "environment": s.Environment}
+	if s.Namespace != "" {
+		l["namespace"] = s.Namespace
+	}
+	if s.Owner != "" {
+		l["team"] = s.Owner
+	}
+	return l
 }
 
 // exhaustion is how soon the fastest burn of a severity spends the budget.
@@ -362,10 +376,7 @@ func deployGroup(s catalog.Service, d catalog.Defaults, o Options) Group {
 				what, s.Name, num(factor), marginText),
 			"rollback_command": rollback,
 		}
-		labels := map[string]string{"severity": "critical", "service": s.Name, "environment": s.Environment}
-		if s.Owner != "" {
-			labels["team"] = s.Owner
-		}
+		labels := alertLabels(s, "critical")
 		return Rule{Alert: alert, Expr: pretty(regression(metric, factor, margin)), For: promDuration(o.For), Labels: labels, Annotations: annotations(s, d, a)}
 	}
 	g.Rules = append(g.Rules,

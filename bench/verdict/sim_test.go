@@ -9,7 +9,7 @@ import (
 
 // TestVerdictQuality replays 1,000 simulated deployments through the engine
 // with its default policy and window and holds it to the targets
-// (see the README's verdict-quality table): a regression in the engine
+// (see the verdict-quality table in docs/verdict.md): a regression in the engine
 // shows up here as lower recall, more false rollbacks or slower decisions.
 func TestVerdictQuality(t *testing.T) {
 	cfg := Config{N: 1000, Seed: 1, RPS: 10, Step: 15 * time.Second, Window: 10 * time.Minute, Policy: verdict.DefaultPolicy()}

@@ -7,6 +7,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/vigilhq/vigil/alerting"
+	"github.com/vigilhq/vigil/internal/config"
 )
 
 type checkCommand struct {
@@ -28,7 +29,7 @@ func (c *checkCommand) run() error {
 	failed := 0
 	for _, f := range c.files {
 		fmt.Fprintf(c.stdout, "Checking %s\n", f)
-		cfg, err := LoadConfigFile(f)
+		cfg, err := config.LoadFile(f)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
 			failed++

@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/config"
 )
 
 // simService is a simulated service version that sends its server spans
@@ -153,7 +154,7 @@ func (c *demoCommand) run() error {
 	if err := os.WriteFile(cfgPath, []byte(demoConfig), 0o644); err != nil {
 		return err
 	}
-	cfg, err := LoadConfigFile(cfgPath)
+	cfg, err := config.LoadFile(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ func (c *demoCommand) run() error {
 	defer srvStop()
 	srvDone := make(chan error, 1)
 	go func() {
-		srvDone <- serve(srvCtx, cfg, logger, map[string]string{}, func() (Config, error) { return cfg, nil })
+		srvDone <- serve(srvCtx, cfg, logger, map[string]string{}, func() (config.Config, error) { return cfg, nil })
 	}()
 	base := "http://" + addr
 	if err := waitReady(ctx, base); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/vigilhq/vigil/collector/spanmetrics"
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -20,20 +21,10 @@ import (
 // verdict hook on the embedded PromQL engine, with the collector's error
 // rings as evidence. It registers the routes and returns the function that
 // stops it.
-func startDeploy(cfg Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
+func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
 	mux deploy.Mux, logger *slog.Logger, reg prometheus.Registerer,
 ) (stop func(), err error) {
-	dcfg := cfg.Deploy
-	if dcfg.ExternalURL == "" {
-		dcfg.ExternalURL = cfg.Web.ExternalURL
-	}
-	if dcfg.ExternalURL == "" {
-		dcfg.ExternalURL = "http://" + cfg.Web.ListenAddress
-	}
-	if dcfg.BearerTokenFile == "" {
-		// The admin token also guards rollback actions.
-		dcfg.BearerTokenFile = cfg.Web.AdminTokenFile
-	}
+	dcfg := cfg.DeployConfig()
 	actors := []deploy.Actor{deploy.WebhookActor{}}
 	if dcfg.Kubernetes.Enabled {
 		k, err := deploy.NewKubernetesActor(dcfg.Kubernetes)

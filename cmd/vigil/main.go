@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
 )
 
-// Exit codes shared by the client commands, documented in the README.
+// Exit codes shared by the client commands, documented in docs/command-line.md.
 const (
 	exitOK       = 0
 	exitFailure  = 1 // the server answered with an error (bad query, invalid config, ...)
@@ -39,21 +40,21 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if version.Version == "" {
-		version.Version = defaultVersion
-	}
+// ownVersionFlag lists the commands that take --version as the version of a
+// deployment; for them the global --version (print Vigil's version) is left
+// out of the parse.
+var ownVersionFlag = []string{"verify"}
+
+// newApp builds the command line: the kingpin application and its commands.
+// withGlobalVersion adds the global --version flag.
+func newApp(stdout, stderr io.Writer, withGlobalVersion bool) (*kingpin.Application, []command) {
 	app := kingpin.New("vigil", "Vigil: an observability gateway that ingests, aggregates and queries telemetry, and tells pipelines whether to promote or roll back a deployment.")
 	app.UsageWriter(stderr)
 	app.ErrorWriter(stderr)
 	app.HelpFlag.Short('h')
-	// `vigil verify --version v2` names the version under test, so the
-	// global --version flag is left out of that command's parse.
-	verifying := slices.Contains(args, "verify")
-	if !verifying {
+	if withGlobalVersion {
 		app.Version(version.Print("vigil"))
 	}
-
 	gen := newGenCommand(app)
 	var commands []command
 	commands = append(commands,
@@ -63,12 +64,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newServeCommand(app, stdout, stderr),
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
-		newVerifyCommand(app, stdout, stderr, verifying),
+		newVerifyCommand(app, stdout, stderr, !withGlobalVersion),
 		newDemoCommand(app, stdout, stderr),
 		newVersionCommand(app, stdout),
+		newDocsCommand(app, stdout),
 	)
+	return app, commands
+}
 
+func run(args []string, stdout, stderr io.Writer) int {
+	if version.Version == "" {
+		version.Version = defaultVersion
+	}
+	app, commands := newApp(stdout, stderr, !slices.Contains(ownVersionFlag, commandName(args)))
 	selected, err := app.Parse(args)
+	if err == nil {
+		err = applyDefaults(app, args)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil: %v\n", err)
 		return exitUsage
@@ -91,6 +103,68 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "vigil %s: %v\n", selected, err)
 	return exitFailure
+}
+
+// commandName is the first argument that is not a flag: the command being
+// run. Flags that take a separate value before the command are the global
+// log flags, which are always written --flag=value in Vigil's docs.
+func commandName(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			return ""
+		}
+		if !strings.HasPrefix(a, "-") {
+			return a
+		}
+	}
+	return ""
+}
+
+// applyDefaults sets the defaults and environment variables of the flags
+// the command line left out, when kingpin did not: kingpin stops setting
+// defaults (and checking required flags) as soon as the command line holds
+// a flag named "version", which `vigil verify --version v2` does.
+func applyDefaults(app *kingpin.Application, args []string) error {
+	ctx, err := app.ParseContext(args)
+	if err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	sawVersion := false
+	for _, e := range ctx.Elements {
+		if f, ok := e.Clause.(*kingpin.FlagClause); ok {
+			name := f.Model().Name
+			given[name] = true
+			sawVersion = sawVersion || name == "version"
+		}
+	}
+	if !sawVersion || ctx.SelectedCommand == nil {
+		return nil
+	}
+	flags := append(app.Model().Flags, ctx.SelectedCommand.Model().Flags...)
+	for _, f := range flags {
+		if given[f.Name] {
+			continue
+		}
+		vals := f.Default
+		if f.Envar != "" {
+			if v, ok := os.LookupEnv(f.Envar); ok {
+				vals = []string{v}
+			}
+		}
+		if len(vals) == 0 {
+			if f.Required {
+				return fmt.Errorf("required flag --%s not provided", f.Name)
+			}
+			continue
+		}
+		for _, v := range vals {
+			if err := f.Value.Set(v); err != nil {
+				return fmt.Errorf("--%s: %w", f.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // command is one subcommand.

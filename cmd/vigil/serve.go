@@ -34,6 +34,7 @@ import (
 	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -79,11 +80,11 @@ func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveComman
 func (*serveCommand) name() string { return "serve" }
 
 // config merges defaults, the config file and the flags given on the command line.
-func (c *serveCommand) config() (Config, error) {
-	cfg := DefaultConfig()
+func (c *serveCommand) config() (config.Config, error) {
+	cfg := config.DefaultConfig()
 	if c.configFile != "" {
 		var err error
-		if cfg, err = LoadConfigFile(c.configFile); err != nil {
+		if cfg, err = config.LoadFile(c.configFile); err != nil {
 			return cfg, err
 		}
 	}
@@ -129,7 +130,7 @@ func (c *serveCommand) run() error {
 // web.shutdown_timeout) and closes storage, which flushes the WAL.
 //
 // load re-reads the configuration for a reload (SIGHUP, POST /-/reload).
-func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[string]string, load func() (Config, error)) error {
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags map[string]string, load func() (config.Config, error)) error {
 	logger.Info("Starting Vigil", "version", version.Info(), "build_context", version.BuildContext())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -217,7 +218,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 	})
 
 	forwarder := storage.NewForwarder(store, time.Duration(cfg.Storage.RemoteFlushDeadline), logger, reg)
-	if err := forwarder.ApplyConfig(cfg.forwardConfig()); err != nil {
+	if err := forwarder.ApplyConfig(cfg.ForwardConfig()); err != nil {
 		_ = forwarder.Close()
 		return fail(err)
 	}
@@ -329,11 +330,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, flags map[strin
 		rulesMgr.Stop()
 		logger.Info("Rule evaluation and notifications stopped")
 	})
-	reload, err := newReloader(cfg, load, func(c Config) error {
-		if err := rulesMgr.ApplyConfig(c.alertingConfig()); err != nil {
+	reload, err := newReloader(cfg, load, func(c config.Config) error {
+		if err := rulesMgr.ApplyConfig(c.AlertingConfig()); err != nil {
 			return err
 		}
-		return forwarder.ApplyConfig(c.forwardConfig())
+		return forwarder.ApplyConfig(c.ForwardConfig())
 	},
 		logger.With("component", "reload"), reg)
 	if err != nil {

@@ -34,6 +34,7 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // paths). When it is missing the test is skipped, or failed under CI.
 func Binary(t testing.TB, name string, extra ...string) string {
 	t.Helper()
+	SkipIfShort(t)
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
@@ -48,6 +49,19 @@ func Binary(t testing.TB, name string, extra ...string) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// SkipIfShort skips a test that runs real programs under `go test -short`
+// (`make test-unit`), the quick loop that needs no peers. CI never passes
+// -short: there every peer test runs or fails.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		if InCI() {
+			t.Fatal("-short under CI=true: CI runs every test against its real peers")
+		}
+		t.Skip("-short: this test runs real programs (make test runs it)")
+	}
 }
 
 // FreeAddr returns a free loopback address like 127.0.0.1:41234.
@@ -219,6 +233,7 @@ var (
 // so test runs do not leave a binary behind each time.
 func VigilBinary(t testing.TB) string {
 	t.Helper()
+	SkipIfShort(t)
 	buildOnce.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package semconv names the series Vigil derives from telemetry and the
 // labels that tie them to a deployment. The hot path writes them; the rule
 // and dashboard generators and the verdict engine query them. Changing a
-// name here changes Vigil's public contract: update the README with it.
+// name here changes Vigil's public contract: update docs/ingest.md with it.
 package semconv
 
 // Labels shared by every derived series. They come from OTLP resource

@@ -1,4 +1,11 @@
-package main
+// Package config is vigil.yml: the whole configuration of `vigil serve`, its
+// defaults, validation and loading. Prometheus's own blocks (alerting,
+// remote_write, remote_read) are decoded by Prometheus's config types so that
+// every key means what it does in prometheus.yml.
+//
+// Every error names the key it is about, as a dotted path from the top of
+// the file (e.g. "receivers.otlp.grpc.listen_address: ...").
+package config
 
 import (
 	"errors"
@@ -6,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -105,46 +113,40 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks every section, naming the section in the error.
+// Validate checks every section. The convention for every error in
+// vigil.yml: a section's own Validate names its keys relative to the section
+// ("window must be positive"), and Validate prefixes the section's path
+// ("deploy.window must be positive"), so the message names the full key.
 func (c Config) Validate() error {
+	sections := []struct {
+		path     string
+		validate func() error
+	}{
+		{"web", c.Web.Validate},
+		{"storage", c.Storage.Validate},
+		{"query", c.Query.Validate},
+		{"receivers.remote_write", c.Receivers.RemoteWrite.Validate},
+		{"receivers.otlp", c.Receivers.OTLP.Validate},
+		{"receivers.limits", c.Receivers.Limits.Validate},
+		{"receivers.loki", c.Receivers.Loki.Validate},
+		{"ingest", c.Ingest.Validate},
+		{"span_metrics", c.SpanMetrics.Validate},
+		{"log_metrics", c.LogMetrics.Validate},
+		{"deploy", c.Deploy.Validate},
+		{"global", c.Global.Validate},
+		{"rules", c.Rules.Validate},
+		{"notifier", c.Notifier.Validate},
+	}
 	var errs []error
-	if err := c.Web.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Storage.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Query.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Receivers.RemoteWrite.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("receivers.remote_write.%w", err))
-	}
-	if err := c.Receivers.OTLP.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("receivers.otlp.%w", err))
-	}
-	if err := c.Receivers.Limits.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("receivers.limits.%w", err))
-	}
-	if err := c.Receivers.Loki.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("receivers.loki.%w", err))
-	}
-	if err := c.Ingest.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("ingest.%w", err))
+	for _, s := range sections {
+		if err := s.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", s.path, err))
+		}
 	}
 	for i, r := range c.StreamAggregation {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("stream_aggregation[%d]: %w", i, err))
 		}
-	}
-	if err := c.SpanMetrics.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("span_metrics.%w", err))
-	}
-	if err := c.LogMetrics.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("log_metrics.%w", err))
-	}
-	if err := c.Deploy.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("deploy.%w", err))
 	}
 	names := map[string]bool{}
 	for i, f := range c.OTLPForward {
@@ -157,39 +159,34 @@ func (c Config) Validate() error {
 		}
 		names[f.Name] = true
 	}
-	for _, err := range []error{c.Global.validate(), c.Rules.validate(), c.Notifier.validate()} {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
 	return errors.Join(errs...)
 }
 
 // Validate checks the web section.
 func (w WebConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(w.ListenAddress); err != nil {
-		return fmt.Errorf("web.listen_address %q: %w", w.ListenAddress, err)
+		return fmt.Errorf("listen_address %q: %w", w.ListenAddress, err)
 	}
 	if w.ReadTimeout <= 0 {
-		return fmt.Errorf("web.read_timeout must be positive, got %s", w.ReadTimeout)
+		return fmt.Errorf("read_timeout must be positive, got %s", w.ReadTimeout)
 	}
 	if w.MaxConnections < 0 {
-		return fmt.Errorf("web.max_connections must not be negative, got %d", w.MaxConnections)
+		return fmt.Errorf("max_connections must not be negative, got %d", w.MaxConnections)
 	}
 	if w.ShutdownTimeout <= 0 {
-		return fmt.Errorf("web.shutdown_timeout must be positive, got %s", w.ShutdownTimeout)
+		return fmt.Errorf("shutdown_timeout must be positive, got %s", w.ShutdownTimeout)
 	}
 	if w.ExternalURL != "" {
 		if u, err := url.Parse(w.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
-			return fmt.Errorf("web.external_url %q must be an absolute URL", w.ExternalURL)
+			return fmt.Errorf("external_url %q must be an absolute URL", w.ExternalURL)
 		}
 	}
 	return nil
 }
 
-// LoadConfigFile reads a config file over the defaults. An unknown key or a
-// bad value is an error naming the key and its line.
-func LoadConfigFile(path string) (Config, error) {
+// LoadFile reads a config file over the defaults. An unknown key or a bad
+// value is an error naming the key and its line.
+func LoadFile(path string) (Config, error) {
 	cfg := DefaultConfig()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -205,11 +202,86 @@ func LoadConfigFile(path string) (Config, error) {
 	return cfg, nil
 }
 
-// String renders the effective configuration as YAML for /api/v1/status/config.
+// ExternalURL is the URL users and Alertmanager reach Vigil at:
+// web.external_url, or http://<web.listen_address> when it is not set.
+func (c Config) ExternalURL() string {
+	if c.Web.ExternalURL != "" {
+		return c.Web.ExternalURL
+	}
+	return "http://" + c.Web.ListenAddress
+}
+
+// DeployConfig is the deploy section with what it inherits from web: the
+// external URL verdict links point at, and the admin token that also guards
+// rollback actions when deploy.bearer_token_file is not set.
+func (c Config) DeployConfig() deploy.Config {
+	d := c.Deploy
+	if d.ExternalURL == "" {
+		d.ExternalURL = c.ExternalURL()
+	}
+	if d.BearerTokenFile == "" {
+		d.BearerTokenFile = c.Web.AdminTokenFile
+	}
+	return d
+}
+
+// String renders the effective configuration as YAML for
+// /api/v1/status/config, with every secret shown as <secret>, as Prometheus
+// shows its own: header values (they carry bearer tokens and tenant keys),
+// and any key that names a password, token or secret (the files that hold
+// them are paths, not secrets, and are shown).
 func (c Config) String() string {
-	b, err := yaml.Marshal(c)
+	var doc yaml.Node
+	if err := doc.Encode(c); err != nil {
+		return fmt.Sprintf("# cannot render config: %v\n", err)
+	}
+	hideSecrets(&doc, false)
+	b, err := yaml.Marshal(&doc)
 	if err != nil {
 		return fmt.Sprintf("# cannot render config: %v\n", err)
 	}
 	return string(b)
+}
+
+// secretMark is what a hidden secret renders as (Prometheus's config.Secret does the same).
+const secretMark = "<secret>"
+
+// hideSecrets replaces secret scalars under n; inHeaders is true below a
+// headers: mapping, all of whose values are secret.
+func hideSecrets(n *yaml.Node, inHeaders bool) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if inHeaders && n.Value != "" {
+			n.Value, n.Tag, n.Style = secretMark, "!!str", 0
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			switch {
+			case k == "headers" || k == "http_headers":
+				hideSecrets(v, true)
+			case v.Kind == yaml.ScalarNode && isSecretKey(k) && v.Value != "":
+				v.Value, v.Tag, v.Style = secretMark, "!!str", 0
+			default:
+				hideSecrets(v, inHeaders)
+			}
+		}
+	default:
+		for _, c := range n.Content {
+			hideSecrets(c, inHeaders)
+		}
+	}
+}
+
+// isSecretKey reports whether a key holds a secret inline (not a file name).
+func isSecretKey(k string) bool {
+	if strings.HasSuffix(k, "_file") || strings.HasSuffix(k, "_files") {
+		return false
+	}
+	for _, s := range []string{"password", "token", "secret", "credentials", "api_key"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -62,7 +62,7 @@ alerting:
 					time.Duration(c.Rules.ForGracePeriod) != 10*time.Minute || !c.Web.EnableLifecycle {
 					t.Errorf("defaults = %+v %+v %+v", c.Global, c.Rules, c.Notifier)
 				}
-				if got := c.alertingConfig().ExternalURL; got != "https://vigil.example.com/" {
+				if got := c.AlertingConfig().ExternalURL; got != "https://vigil.example.com/" {
 					t.Errorf("external URL = %q", got)
 				}
 			},
@@ -86,7 +86,7 @@ alerting:
 			if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c, err := LoadConfigFile(p)
+			c, err := LoadFile(p)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -46,7 +46,7 @@ deploy:
 			if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := LoadConfigFile(p)
+			cfg, err := LoadFile(p)
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -63,7 +63,7 @@ deploy:
 	}
 	p := filepath.Join(t.TempDir(), "vigil.yml")
 	_ = os.WriteFile(p, []byte(tests[1].yaml), 0o644)
-	cfg, err := LoadConfigFile(p)
+	cfg, err := LoadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
