@@ -56,6 +56,8 @@ type protoNode struct {
 	// level: entering the message nests a value one level deeper
 	// (ArrayValue, KeyValueList).
 	level bool
+	// byNum indexes fields by number, for the numbers below 16.
+	byNum [16]*protoNode
 }
 
 type protoField struct {
@@ -64,6 +66,9 @@ type protoField struct {
 }
 
 func (n *protoNode) child(num protowire.Number) *protoNode {
+	if num < protowire.Number(len(n.byNum)) {
+		return n.byNum[num]
+	}
 	for _, f := range n.fields {
 		if f.num == num {
 			return f.node
@@ -123,6 +128,23 @@ func init() {
 		{11, &protoNode{fields: []protoField{{1, summaryPoint}}}},
 		{12, attributes},
 	}
+	seen := map[*protoNode]bool{}
+	var index func(n *protoNode)
+	index = func(n *protoNode) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		for _, f := range n.fields {
+			if int(f.num) < len(n.byNum) {
+				n.byNum[f.num] = f.node
+			}
+			index(f.node)
+		}
+	}
+	for _, root := range otlpProtoRoot {
+		index(root)
+	}
 }
 
 // CheckOTLPProtoDepth walks the protobuf encoding of an OTLP export
@@ -138,7 +160,8 @@ func CheckOTLPProtoDepth(b []byte, s OTLPSignal) error {
 }
 
 // walkProto recurses at most once per schema level, and the value levels
-// are bounded by MaxAnyValueDepth, so its own depth is bounded.
+// are bounded by MaxAnyValueDepth, so its own depth is bounded. Tags and
+// lengths of one byte, the common case, are read inline.
 func walkProto(b []byte, n *protoNode, level int) error {
 	if n.level {
 		level++
@@ -147,30 +170,70 @@ func walkProto(b []byte, n *protoNode, level int) error {
 		}
 	}
 	for len(b) > 0 {
-		num, typ, k := protowire.ConsumeTag(b)
-		if k < 0 {
-			return nil
+		var (
+			num protowire.Number
+			typ protowire.Type
+		)
+		if b[0] < 0x80 {
+			num, typ = protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
+			b = b[1:]
+		} else {
+			var k int
+			if num, typ, k = protowire.ConsumeTag(b); k < 0 {
+				return nil
+			}
+			b = b[k:]
 		}
-		b = b[k:]
-		if typ != protowire.BytesType {
-			if k = protowire.ConsumeFieldValue(num, typ, b); k < 0 {
+		switch typ {
+		case protowire.BytesType:
+		case protowire.Fixed64Type:
+			if len(b) < 8 {
+				return nil
+			}
+			b = b[8:]
+			continue
+		case protowire.Fixed32Type:
+			if len(b) < 4 {
+				return nil
+			}
+			b = b[4:]
+			continue
+		default:
+			k := protowire.ConsumeFieldValue(num, typ, b)
+			if k < 0 {
 				return nil
 			}
 			b = b[k:]
 			continue
 		}
-		v, k := protowire.ConsumeBytes(b)
-		if k < 0 {
+		var size uint64
+		if len(b) > 0 && b[0] < 0x80 {
+			size = uint64(b[0])
+			b = b[1:]
+		} else {
+			var k int
+			if size, k = protowire.ConsumeVarint(b); k < 0 {
+				return nil
+			}
+			b = b[k:]
+		}
+		if size > uint64(len(b)) {
 			return nil
 		}
-		b = b[k:]
-		if child := n.child(num); child != nil {
-			if err := walkProto(v, child, level); err != nil {
+		if child := n.child(num); child != nil && !(child == anyValue && shortString(b[:size])) {
+			if err := walkProto(b[:size], child, level); err != nil {
 				return err
 			}
 		}
+		b = b[size:]
 	}
 	return nil
+}
+
+// shortString reports whether an AnyValue is nothing but a string of
+// fewer than 128 bytes, as most attribute values are: it cannot nest.
+func shortString(v []byte) bool {
+	return len(v) >= 2 && v[0] == 0x0a && v[1] < 0x80 && int(v[1]) == len(v)-2
 }
 
 // CheckJSONDepth fails with a *DepthError when the objects and arrays of a
