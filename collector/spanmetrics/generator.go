@@ -437,7 +437,7 @@ func (g *Generator) Flush(at time.Time) {
 	app := g.out.AppenderV2(context.Background())
 	t := at.UnixMilli()
 	for _, s := range out {
-		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !isPartial(err) {
+		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
 			g.logger.Debug("Span metric sample refused", "series", s.ls.String(), "err", err)
 		}
 	}
@@ -448,11 +448,6 @@ func (g *Generator) Flush(at time.Time) {
 	}
 	g.flushed.Add(float64(len(out)))
 	g.flushTimer.Observe(time.Since(start).Seconds())
-}
-
-func isPartial(err error) bool {
-	var pErr *storage.AppendPartialError
-	return errors.As(err, &pErr)
 }
 
 func (g *Generator) collect(at time.Time) []sample {
