@@ -10,9 +10,11 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/vigilhq/vigil/internal/yamlconf"
@@ -239,6 +241,39 @@ func (s Service) Selector() string {
 		sel += "," + s.Matchers
 	}
 	return sel
+}
+
+// MatcherLabels are the label names the service's matchers name, in order.
+func (s Service) MatcherLabels() []string {
+	var out []string
+	for _, m := range s.matchers() {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// MatchersOn returns, without braces, the service's matchers on the labels
+// carried says a series has: a matcher on a label a series never has would
+// make its selector match nothing.
+func (s Service) MatchersOn(carried func(label string) bool) string {
+	var out []string
+	for _, m := range s.matchers() {
+		if carried(m.Name) {
+			out = append(out, m.String())
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func (s Service) matchers() []*labels.Matcher {
+	if s.Matchers == "" {
+		return nil
+	}
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector("{" + s.Matchers + "}")
+	if err != nil {
+		return nil // Validate reports it
+	}
+	return ms
 }
 
 // ErrorBudget is the allowed failure ratio for an objective in percent.

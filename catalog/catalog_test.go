@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +51,28 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMatchersOn(t *testing.T) {
+	s := Service{Name: "cart", Matchers: `cluster="eu-1", zone=~"a|b",version!="canary"`}
+	if got := strings.Join(s.MatcherLabels(), " "); got != "cluster zone version" {
+		t.Errorf("MatcherLabels() = %q", got)
+	}
+	for _, tc := range []struct {
+		carried []string
+		want    string
+	}{
+		{[]string{"cluster", "zone", "version"}, `cluster="eu-1",zone=~"a|b",version!="canary"`},
+		{[]string{"service", "version"}, `version!="canary"`},
+		{nil, ``},
+	} {
+		got := s.MatchersOn(func(l string) bool { return slices.Contains(tc.carried, l) })
+		if got != tc.want {
+			t.Errorf("MatchersOn(%v) = %s, want %s", tc.carried, got, tc.want)
+		}
+	}
+	if got := (Service{Name: "x"}).MatchersOn(func(string) bool { return true }); got != "" {
+		t.Errorf("no matchers: %q", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // Config says how the generated dashboards refer to Vigil.
@@ -32,6 +33,20 @@ type Config struct {
 	// (the provider's options.path). Empty: the absolute path of the
 	// generated dashboards folder, which suits a Grafana on the same host.
 	DashboardsPath string
+	// LogDimensions are the log_metrics.dimensions of the Vigil the
+	// dashboards read: their labels are on log_records_total. A catalog
+	// matcher on any other label is left out of a service's log panels,
+	// which it would leave empty.
+	LogDimensions []string
+}
+
+// logLabels are the labels log_records_total carries.
+func (c Config) logLabels() []string {
+	out := append([]string(nil), semconv.LogRecordLabels...)
+	for _, d := range c.LogDimensions {
+		out = append(out, semconv.DimensionLabel(d))
+	}
+	return out
 }
 
 // DefaultConfig points at a Vigil on its default address.

@@ -430,3 +430,135 @@ func TestLayout(t *testing.T) {
 		})
 	}
 }
+
+// panelJSON is the part of a panel the presentation tests read.
+type panelJSON struct {
+	Type        string          `json:"type"`
+	Title       string          `json:"title"`
+	GridPos     struct{ W int } `json:"gridPos"`
+	FieldConfig struct {
+		Defaults struct {
+			NoValue    *string `json:"noValue"`
+			Thresholds *struct {
+				Steps []struct {
+					Color string `json:"color"`
+				} `json:"steps"`
+			} `json:"thresholds"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
+	Options struct {
+		Legend *struct {
+			DisplayMode string   `json:"displayMode"`
+			Placement   string   `json:"placement"`
+			Calcs       []string `json:"calcs"`
+		} `json:"legend"`
+	} `json:"options"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+}
+
+func panels(t *testing.T, d Dashboard) []panelJSON {
+	t.Helper()
+	b, err := d.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Panels []panelJSON `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Panels
+}
+
+// TestPresentation checks what Grafana would otherwise show wrongly: a stat
+// without thresholds turns red from 80 (Grafana's default thresholds); a
+// table's panel-wide noValue fills every empty cell; a table legend at the
+// bottom of a panel scrolls from three series.
+func TestPresentation(t *testing.T) {
+	for _, d := range generate(t) {
+		t.Run(d.UID(), func(t *testing.T) {
+			for _, p := range panels(t, d) {
+				switch p.Type {
+				case "stat":
+					if th := p.FieldConfig.Defaults.Thresholds; th == nil || len(th.Steps) == 0 {
+						t.Errorf("stat %q has no thresholds: Grafana's default turns it red from 80", p.Title)
+					}
+				case "table":
+					if p.FieldConfig.Defaults.NoValue != nil {
+						t.Errorf("table %q sets noValue %q for every empty cell", p.Title, *p.FieldConfig.Defaults.NoValue)
+					}
+				case "timeseries":
+					l := p.Options.Legend
+					switch {
+					case l == nil:
+						t.Errorf("time series %q has no legend", p.Title)
+					case l.DisplayMode == "table" && l.Placement != "right":
+						t.Errorf("time series %q: a table legend at the %s scrolls from three series", p.Title, l.Placement)
+					case l.DisplayMode == "table" && p.GridPos.W < 12:
+						t.Errorf("time series %q: a table legend on the right of a %d-column panel leaves no room for the graph", p.Title, p.GridPos.W)
+					case l.DisplayMode == "list" && len(l.Calcs) > 0:
+						t.Errorf("time series %q: calculations %v in a list legend", p.Title, l.Calcs)
+					}
+				}
+			}
+			// Annotations place markers by value: a shaded region for each
+			// firing alert would cover every chart.
+			for _, a := range d.Model.Annotations.List {
+				if a.Expr != nil && (a.UseValueForTime == nil || !*a.UseValueForTime) {
+					t.Errorf("annotation %q shades regions", a.Name)
+				}
+			}
+		})
+	}
+}
+
+// TestLogQueriesFollowLogLabels: a catalog matcher on a label log metrics
+// do not carry is left out of the log panels (which it would leave empty)
+// and kept everywhere else; with that label as a log dimension it is kept.
+func TestLogQueriesFollowLogLabels(t *testing.T) {
+	cat, err := catalog.Load("testdata/catalog.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cart, _ := cat.Service("cart", "production")
+	for _, tc := range []struct {
+		name       string
+		dims       []string
+		logCluster bool
+	}{
+		{"no log dimensions", nil, false},
+		{"cluster is a log dimension", []string{"cluster"}, true},
+		{"an attribute named otherwise", []string{"k8s.cluster.name"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.LogDimensions = tc.dims
+			d, err := Service(cat, cart, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs, spans := 0, 0
+			for _, q := range Queries(d) {
+				hasCluster := strings.Contains(q.Expr, `cluster="eu-1"`)
+				switch {
+				case strings.Contains(q.Expr, "log_records_total"):
+					logs++
+					if hasCluster != tc.logCluster {
+						t.Errorf("%s %s: cluster matcher %v, want %v\n  %s", q.Title, q.RefID, hasCluster, tc.logCluster, q.Expr)
+					}
+				case strings.Contains(q.Expr, "traces_span_metrics_"):
+					spans++
+					if !hasCluster && q.Kind == "panel" {
+						t.Errorf("%s %s: span query without the cluster matcher\n  %s", q.Title, q.RefID, q.Expr)
+					}
+				}
+			}
+			if logs < 2 || spans < 5 {
+				t.Fatalf("%d log and %d span queries", logs, spans)
+			}
+		})
+	}
+}

@@ -68,13 +68,15 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 			Title("Services deployed").
 			Span(6).Height(4).
 			WithTarget(promQuery("A", fmt.Sprintf(`count(%s{%s}) or vector(0)`, deployInfo, sel), "").Instant()).
-			ColorMode(common.BigValueColorModeNone)).
+			ColorMode(common.BigValueColorModeNone).
+			Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Deploys in range").
 			Description("Deployments started in the dashboard's time range.").
 			Span(6).Height(4).
 			WithTarget(promQuery("A", fmt.Sprintf(`count(max by (service, environment, version) (max_over_time(%s{%s}[$__range])) > time() - $__range_s) or vector(0)`, deployStarted, sel), "").Instant()).
-			ColorMode(common.BigValueColorModeNone)).
+			ColorMode(common.BigValueColorModeNone).
+			Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Rollback verdicts").
 			Description("Service versions given a rollback verdict in the time range.").
@@ -91,16 +93,19 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 
 	b = b.WithRow(dashboard.NewRowBuilder("Deployments")).
 		WithPanel(deploymentsTable(sel).Span(24).Height(10)).
-		WithPanel(verdictTable(selV).Span(12).Height(8)).
+		WithPanel(verdictTable(selV).Span(24).Height(8))
+
+	b = b.WithRow(dashboard.NewRowBuilder("Alerts")).
 		WithPanel(table.NewPanelBuilder().
 			Title("Firing alerts").
+			Description("Alerts firing now (ALERTS); empty when none fires.").
 			Span(12).Height(8).
 			WithTarget(tableQuery("A", `ALERTS{alertstate="firing",service=~"$service"}`)).
 			WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 				"excludeByName": map[string]any{"Time": true, "__name__": true, "Value": true, "alertstate": true},
 			}}).
-			Footer(footer()).
-			NoValue("no alerts firing"))
+			Footer(footer())).
+		WithPanel(alertTimeline(`service=~"$service"`, "service").Span(12).Height(8))
 
 	b = b.WithRow(dashboard.NewRowBuilder("Health by service")).
 		WithPanel(timeseries.NewPanelBuilder().
@@ -108,19 +113,20 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 			Span(8).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (service, environment) (rate(%s{%s,%s}[$__rate_interval]))`, spanCalls, selV, serverKind), "{{service}} ({{environment}})")).
 			Unit("reqps").Min(0).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio by service").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (service, environment) (rate(%s{%s,%s,%s}[$__rate_interval])) / sum by (service, environment) (rate(%[1]s{%[2]s,%[3]s}[$__rate_interval]))`, spanCalls, selV, serverKind, statusError), "{{service}} ({{environment}})")).
+			Description("Share of server spans with status ERROR; a service without errors shows 0.").
+			WithTarget(promQuery("A", errorRatio("sum by (service, environment)", matchers(selV, serverKind)), "{{service}} ({{environment}})")).
 			Unit("percentunit").Min(0).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("p99 latency by service").
 			Span(8).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`histogram_quantile(0.99, sum by (service, environment) (rate(%s{%s,%s}[$__rate_interval])))`, spanDuration, selV, serverKind), "{{service}} ({{environment}})")).
 			Unit("s").Min(0).
-			Legend(legend()).Tooltip(tooltip()))
+			Legend(legend(8)).Tooltip(tooltip()))
 
 	d, err := build(b, OverviewUID)
 	if err != nil {
@@ -131,18 +137,20 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 
 // deploymentsTable: one row per service and environment with the current
 // version, what it replaced, when it started and the latest verdict, and a
-// link from the service name to its dashboard.
+// link from the service name to its dashboard. Every query is joined with
+// vigil_deployment_info, so a replaced version has no row.
 func deploymentsTable(sel string) *table.PanelBuilder {
 	link := map[string]any{
 		"title": "Open ${__data.fields.service} (${__data.fields.environment})",
 		"url":   "/d/vigil-svc-${__data.fields.service}-${__data.fields.environment}?${__url_time_range}&var-datasource=${datasource}",
 	}
+	current := fmt.Sprintf(`on (service, environment, version) %s{%s}`, deployInfo, sel)
 	return table.NewPanelBuilder().
 		Title("Current deployments").
 		Description("vigil_deployment_info joined with the deploy start time and the latest verdict of the deployed version. Click a service to open its dashboard.").
 		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, previous_version, pipeline, commit, strategy) (%s{%s})`, deployInfo, sel))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__range])) * 1000`, deployStarted, sel))).
-		WithTarget(tableQuery("C", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) and on (service, environment, version) %s{%[2]s}`, verdictInfo, sel, deployInfo))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000 and %s`, deployStarted, sel, current))).
+		WithTarget(tableQuery("C", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) and %s`, verdictInfo, sel, current))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true, "Value #A": true},
@@ -162,10 +170,6 @@ func deploymentsTable(sel string) *table.PanelBuilder {
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "gauge", "mode": "basic"}},
 			{Id: "min", Value: 0}, {Id: "max", Value: 1},
 		}).
-		OverrideByName("verdict", []dashboard.DynamicConfigValue{
-			{Id: "mappings", Value: []dashboard.ValueMapping{decisionColors()}},
-			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
-		}).
-		Footer(footer()).
-		NoValue("no deployments recorded")
+		OverrideByName("verdict", append(decisionCell(), dashboard.DynamicConfigValue{Id: "noValue", Value: "not verified"})).
+		Footer(footer())
 }

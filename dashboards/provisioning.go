@@ -24,6 +24,11 @@ const (
 	providerFile    = "dashboards/vigil.yml"
 )
 
+// ProvisioningDirs are the directories Grafana reads under
+// paths.provisioning. Grafana logs an error at start for each one that is
+// missing, so WriteAll creates those it has nothing to put in (empty).
+var ProvisioningDirs = []string{"datasources", "dashboards", "plugins", "alerting"}
+
 // Grafana's provisioning file formats, fields in the order its docs show.
 type (
 	datasourcesFile struct {
@@ -123,6 +128,8 @@ type WrittenFile struct {
 //
 //	provisioning/datasources/vigil.yml
 //	provisioning/dashboards/vigil.yml
+//	provisioning/plugins/      (empty)
+//	provisioning/alerting/     (empty)
 //	dashboards/<folder>/<uid>.json
 //
 // Dashboards that an earlier run wrote and the catalog no longer has are
@@ -180,6 +187,12 @@ func WriteAll(cat *catalog.Catalog, dir string, cfg Config) ([]WrittenFile, erro
 	}
 	if err := write(filepath.Join(ProvisioningDir, providerFile), "dashboard provider", prov); err != nil {
 		return nil, err
+	}
+	for _, d := range ProvisioningDirs {
+		p := filepath.Join(dir, ProvisioningDir, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", p, err)
+		}
 	}
 	return written, nil
 }

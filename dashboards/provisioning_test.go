@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/grafanatest"
 )
 
 func TestProvisioningGolden(t *testing.T) {
@@ -103,6 +104,13 @@ func TestWriteAll(t *testing.T) {
 	sort.Strings(got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("written files (-want +got):\n%s", diff)
+	}
+	// Every directory Grafana reads under paths.provisioning exists, so
+	// that it logs no error at start.
+	for _, d := range grafanatest.ProvisioningDirs {
+		if fi, err := os.Stat(filepath.Join(dir, ProvisioningDir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("provisioning/%s: %v", d, err)
+		}
 	}
 
 	var prov struct {

@@ -63,6 +63,13 @@ func tableQuery(ref, expr string) *prometheus.DataqueryBuilder {
 		Format(prometheus.PromQueryFormatTable)
 }
 
+// errorRatio is failed over all server spans of sel, aggregated by agg
+// ("sum" or "sum by (...)"): a group without errors is 0, not missing.
+func errorRatio(agg, sel string) string {
+	total := fmt.Sprintf(`%s (rate(%s{%s}[$__rate_interval]))`, agg, spanCalls, sel)
+	return fmt.Sprintf(`(%s (rate(%s{%s,%s}[$__rate_interval])) or 0 * %s) / %s`, agg, spanCalls, sel, statusError, total, total)
+}
+
 // matchers joins non-empty label matchers with commas.
 func matchers(ms ...string) string {
 	var out []string
@@ -101,15 +108,29 @@ type step struct {
 	color string
 }
 
-// legend is the table legend with last, max and mean the dashboards use
-// for time series.
-func legend() *common.VizLegendOptionsBuilder {
+// legend suits a time series panel span columns wide: from half the
+// grid up, a table on the right with the last and the highest value, which
+// lists any number of versions without scrolling; narrower, a list at the
+// bottom whose entries flow side by side.
+func legend(span uint32) *common.VizLegendOptionsBuilder {
+	if span >= 12 {
+		return common.NewVizLegendOptionsBuilder().
+			DisplayMode(common.LegendDisplayModeTable).
+			Placement(common.LegendPlacementRight).
+			ShowLegend(true).
+			Calcs([]string{"lastNotNull", "max"})
+	}
 	return common.NewVizLegendOptionsBuilder().
-		DisplayMode(common.LegendDisplayModeTable).
+		DisplayMode(common.LegendDisplayModeList).
 		Placement(common.LegendPlacementBottom).
 		ShowLegend(true).
-		Calcs([]string{"lastNotNull", "max", "mean"})
+		Calcs([]string{})
 }
+
+// neutral are the thresholds of a stat whose value is neither good nor
+// bad (a rate, a count, a version): one blue step. Without thresholds
+// Grafana colours a stat's value and sparkline red from 80 up.
+func neutral() *dashboard.ThresholdsConfigBuilder { return thresholds("blue") }
 
 func tooltip() *common.VizTooltipOptionsBuilder {
 	return common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending)

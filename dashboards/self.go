@@ -28,7 +28,7 @@ func SelfMonitoring(cfg Config) (Dashboard, error) {
 		return fmt.Sprintf(`histogram_quantile(0.99, sum by (%s) (rate(%s{%s}[$__rate_interval]))) or histogram_quantile(0.99, sum by (%[1]s, le) (rate(%[2]s_bucket{%[3]s}[$__rate_interval])))`, by, metric, sel)
 	}
 	ts := func(title, desc, unit string, span uint32) *timeseries.PanelBuilder {
-		p := timeseries.NewPanelBuilder().Title(title).Span(span).Height(8).Unit(unit).Min(0).Legend(legend()).Tooltip(tooltip())
+		p := timeseries.NewPanelBuilder().Title(title).Span(span).Height(8).Unit(unit).Min(0).Legend(legend(span)).Tooltip(tooltip())
 		if desc != "" {
 			p = p.Description(desc)
 		}
@@ -56,13 +56,13 @@ func SelfMonitoring(cfg Config) (Dashboard, error) {
 		WithPanel(stat.NewPanelBuilder().Title("Version").Span(6).Height(4).
 			WithTarget(tableQuery("A", fmt.Sprintf(`vigil_build_info{%s}`, in))).
 			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Fields("/^version$/")).
-			TextMode(common.BigValueTextModeValue).ColorMode(common.BigValueColorModeNone)).
+			TextMode(common.BigValueTextModeValue).ColorMode(common.BigValueColorModeNone).Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().Title("Samples ingested").Span(6).Height(4).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum(rate(vigil_ingest_samples_total{%s}[$__rate_interval]))`, in), "")).
-			Unit("short").GraphMode(common.BigValueGraphModeArea).ColorMode(common.BigValueColorModeNone)).
+			Unit("short").GraphMode(common.BigValueGraphModeArea).ColorMode(common.BigValueColorModeNone).Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().Title("Active series").Span(6).Height(4).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum(prometheus_tsdb_head_series{%s})`, in), "")).
-			Unit("short").GraphMode(common.BigValueGraphModeArea).ColorMode(common.BigValueColorModeNone)).
+			Unit("short").GraphMode(common.BigValueGraphModeArea).ColorMode(common.BigValueColorModeNone).Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().Title("Series cache hit ratio").Span(6).Height(4).
 			WithTarget(promQuery("A", fmt.Sprintf(`min(vigil_series_cache_hit_ratio{%s})`, in), "")).
 			Unit("percentunit").Decimals(1).
@@ -157,6 +157,7 @@ func SelfMonitoring(cfg Config) (Dashboard, error) {
 				"0": {Text: ptr("failed"), Color: ptr("red"), Index: ptr(int32(0))},
 				"1": {Text: ptr("ok"), Color: ptr("green"), Index: ptr(int32(1))},
 			}}}}).
+			Thresholds(neutral()).
 			ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone)).
 		WithPanel(ts("Notifier queue", "Alerts waiting to be sent, by Alertmanager, against the queue's capacity.", "short", 12).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (alertmanager) (prometheus_notifications_queue_length{%s})`, in), "{{alertmanager}}")).

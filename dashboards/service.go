@@ -2,12 +2,15 @@ package dashboards
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
@@ -20,7 +23,7 @@ import (
 // workload saturation; deploy annotations and the recent verdicts.
 func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, error) {
 	uid := ServiceUID(s.Name, s.Environment)
-	q := serviceQueries(s)
+	q := serviceQueries(s, cfg)
 	title := s.Name
 	if s.Environment != "" {
 		title += " (" + s.Environment + ")"
@@ -81,6 +84,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Fields("/^version$/")).
 			TextMode(common.BigValueTextModeValue).
 			ColorMode(common.BigValueColorModeNone).
+			Thresholds(neutral()).
 			NoValue("no deployment recorded")).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Last deploy").
@@ -89,6 +93,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			WithTarget(promQuery("A", fmt.Sprintf(`max(max_over_time(%s{service="$service",environment="$environment"}[$__range])) * 1000`, deployStarted), "").Instant()).
 			Unit("dateTimeFromNow").
 			ColorMode(common.BigValueColorModeNone).
+			Thresholds(neutral()).
 			NoValue("before this time range")).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Request rate").
@@ -96,7 +101,8 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			WithTarget(promQuery("A", fmt.Sprintf(`sum(rate(%s{%s}[$__rate_interval]))`, spanCalls, q.server), "")).
 			Unit("reqps").
 			GraphMode(common.BigValueGraphModeArea).
-			ColorMode(common.BigValueColorModeNone)).
+			ColorMode(common.BigValueColorModeNone).
+			Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Error ratio").
 			Span(4).Height(4).
@@ -113,37 +119,38 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Unit("s").
 			GraphMode(common.BigValueGraphModeArea).
 			ColorMode(common.BigValueColorModeValue).
-			Thresholds(latencyThresholds(s)))
+			Thresholds(latencyThresholds(s))).
+		WithPanel(alertTimeline(`service="$service"`, "").Span(24).Height(5))
 
 	// Golden signals by version.
 	b = b.WithRow(dashboard.NewRowBuilder("Requests, errors and latency by version")).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Request rate by version").
 			Description("Server spans per second, by the version that served them.").
-			Span(8).Height(8).
+			Span(12).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval]))`, spanCalls, q.server), "{{version}}")).
 			Unit("reqps").Min(0).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio by version").
-			Description("Share of server spans with status ERROR. The dashed line is the error budget of the availability SLO.").
-			Span(8).Height(8).
+			Description("Share of server spans with status ERROR; a version without errors shows 0. The dashed line is the error budget of the availability SLO.").
+			Span(12).Height(8).
 			WithTarget(promQuery("A", q.errorRatio("version"), "{{version}}")).
 			Unit("percentunit").Min(0).
 			Thresholds(errorThresholds(s)).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Latency by version").
 			Description("p50, p95 and p99 of server span duration. The dashed line is the latency SLO threshold.").
-			Span(8).Height(8).
+			Span(24).Height(9).
 			WithTarget(promQuery("A", q.quantile(0.5, "version"), "p50 {{version}}")).
 			WithTarget(promQuery("B", q.quantile(0.95, "version"), "p95 {{version}}")).
 			WithTarget(promQuery("C", q.quantile(0.99, "version"), "p99 {{version}}")).
 			Unit("s").Min(0).
 			Thresholds(latencyThresholds(s)).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
-			Legend(legend()).Tooltip(tooltip()))
+			Legend(legend(24)).Tooltip(tooltip()))
 
 	// Canary against baseline: the deployed version against the one it replaces.
 	b = b.WithRow(dashboard.NewRowBuilder("Canary vs baseline")).
@@ -154,7 +161,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			WithTarget(promQuery("A", q.canary(fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval])) / scalar(sum(rate(%[1]s{%[2]s}[$__rate_interval])))`, spanCalls, q.serverAllVersions)), "canary {{version}}")).
 			WithTarget(promQuery("B", q.baseline(fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval])) / scalar(sum(rate(%[1]s{%[2]s}[$__rate_interval])))`, spanCalls, q.serverAllVersions)), "baseline {{version}}")).
 			Unit("percentunit").Min(0).Max(1).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio: canary vs baseline").
 			Description("vigil:deploy_error_ratio:rate5m, the series the verdict engine compares.").
@@ -162,7 +169,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			WithTarget(promQuery("A", q.canary(`vigil:deploy_error_ratio:rate5m{service="$service",environment="$environment"}`), "canary {{version}}")).
 			WithTarget(promQuery("B", q.baseline(`vigil:deploy_error_ratio:rate5m{service="$service",environment="$environment"}`), "baseline {{version}}")).
 			Unit("percentunit").Min(0).
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("p99 latency: canary vs baseline").
 			Description("vigil:deploy_latency_p99_seconds:rate5m, the series the verdict engine compares.").
@@ -170,7 +177,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			WithTarget(promQuery("A", q.canary(`vigil:deploy_latency_p99_seconds:rate5m{service="$service",environment="$environment"}`), "canary {{version}}")).
 			WithTarget(promQuery("B", q.baseline(`vigil:deploy_latency_p99_seconds:rate5m{service="$service",environment="$environment"}`), "baseline {{version}}")).
 			Unit("s").Min(0).
-			Legend(legend()).Tooltip(tooltip()))
+			Legend(legend(8)).Tooltip(tooltip()))
 
 	// SLOs, when the catalog declares any.
 	if s.SLOs.Availability != nil || s.SLOs.Latency != nil {
@@ -184,7 +191,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 				Unit("x").Min(0).
 				Thresholds(thresholds("green", step{1, "yellow"}, step{6, "orange"}, step{14.4, "red"})).
 				ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
-				Legend(legend()).Tooltip(tooltip())).
+				Legend(legend(12)).Tooltip(tooltip())).
 			WithPanel(stat.NewPanelBuilder().
 				Title("Error budget left").
 				Description(fmt.Sprintf("Share of the error budget left over the SLO window (%s).", sloWindows(s))).
@@ -202,21 +209,22 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 				WithTarget(promQuery("A", fmt.Sprintf(`slo:sli_error:ratio_rate1h{%s}`, slo), "{{slo}} 1h")).
 				WithTarget(promQuery("B", fmt.Sprintf(`slo:error_budget:ratio{%s}`, slo), "{{slo}} budget")).
 				Unit("percentunit").Min(0).
-				Legend(legend()).Tooltip(tooltip()))
+				Legend(legend(6)).Tooltip(tooltip()))
 	}
 
 	// Logs.
 	b = b.WithRow(dashboard.NewRowBuilder("Logs")).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Log errors by version").
-			Description("Log records of severity error per second (log_records_total).").
+			Description("Log records of severity error per second (log_records_total); a version that logs without errors shows 0." + q.logNote).
 			Span(12).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate(%s{%s,severity="error"}[$__rate_interval]))`, logRecords, q.logs), "{{version}}")).
+			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate(%s{%s,severity="error"}[$__rate_interval])) or 0 * sum by (version) (rate(%[1]s{%[2]s}[$__rate_interval]))`, logRecords, q.logs), "{{version}}")).
 			Unit("short").Min(0).Decimals(2).
 			AxisLabel("errors/s").
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Log records by severity").
+			Description("Log records per second by severity (log_records_total)."+q.logNote).
 			Span(12).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (severity) (rate(%s{%s}[$__rate_interval]))`, logRecords, q.logs), "{{severity}}")).
 			Unit("short").Min(0).
@@ -225,7 +233,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			FillOpacity(30).
 			OverrideByName("error", []dashboard.DynamicConfigValue{fixedColor("red")}).
 			OverrideByName("warn", []dashboard.DynamicConfigValue{fixedColor("orange")}).
-			Legend(legend()).Tooltip(tooltip()))
+			Legend(legend(12)).Tooltip(tooltip()))
 
 	// Saturation, from the workload's own process metrics when it exports them.
 	b = b.WithRow(dashboard.NewRowBuilder("Saturation")).
@@ -235,14 +243,14 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Span(12).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate({__name__=~"process_cpu_seconds_total|process_cpu_time_seconds_total",%s}[$__rate_interval]))`, q.workload), "{{version}}")).
 			Unit("short").Min(0).AxisLabel("cores").
-			Legend(legend()).Tooltip(tooltip())).
+			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Memory by version").
 			Description("Resident memory of the workload's processes: process_resident_memory_bytes (Prometheus clients) or process_memory_usage_bytes (OpenTelemetry).").
 			Span(12).Height(8).
 			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) ({__name__=~"process_resident_memory_bytes|process_memory_usage_bytes",%s})`, q.workload), "{{version}}")).
 			Unit("bytes").Min(0).
-			Legend(legend()).Tooltip(tooltip()))
+			Legend(legend(12)).Tooltip(tooltip()))
 
 	// Verdicts.
 	b = b.WithRow(dashboard.NewRowBuilder("Verdicts")).
@@ -261,22 +269,37 @@ type queries struct {
 	server string
 	// serverAllVersions ignores the version variable (for shares of traffic).
 	serverAllVersions string
-	logs              string
-	workload          string
+	// logs has only the catalog matchers log_records_total can carry.
+	logs     string
+	workload string
+	// logNote says which catalog matchers the log panels leave out.
+	logNote string
 }
 
-func serviceQueries(s catalog.Service) queries {
-	base := matchers(`service="$service"`, `environment="$environment"`, quoted("namespace", s.Namespace), s.Matchers)
+func serviceQueries(s catalog.Service, cfg Config) queries {
+	base := matchers(`service="$service"`, `environment="$environment"`, quoted("namespace", s.Namespace))
 	ops := ""
 	if len(s.Operations) > 0 {
 		ops = fmt.Sprintf("span_name=~%q", regexAlternation(s.Operations))
 	}
-	return queries{
-		server:            matchers(base, serverKind, ops, `version=~"$version"`),
-		serverAllVersions: matchers(base, serverKind, ops),
-		logs:              matchers(base, `version=~"$version"`),
+	logLabels := cfg.logLabels()
+	logMatchers := s.MatchersOn(func(l string) bool { return slices.Contains(logLabels, l) })
+	q := queries{
+		server:            matchers(base, s.Matchers, serverKind, ops, `version=~"$version"`),
+		serverAllVersions: matchers(base, s.Matchers, serverKind, ops),
+		logs:              matchers(base, logMatchers, `version=~"$version"`),
 		workload:          matchers(`job=~"(.+/)?$service"`, `version=~"$version"`),
 	}
+	var left []string
+	for _, l := range s.MatcherLabels() {
+		if !slices.Contains(logLabels, l) {
+			left = append(left, l)
+		}
+	}
+	if len(left) > 0 {
+		q.logNote = fmt.Sprintf(" Log metrics have no %s label (see log_metrics.dimensions), so these are the records of every %s.", strings.Join(left, ", "), strings.Join(left, ", "))
+	}
+	return q
 }
 
 func quoted(label, value string) string {
@@ -292,8 +315,7 @@ func (q queries) errorRatio(by string) string {
 	if by != "" {
 		agg = "sum by (" + by + ")"
 	}
-	return fmt.Sprintf(`%s (rate(%s{%s,%s}[$__rate_interval])) / %[1]s (rate(%[2]s{%[3]s}[$__rate_interval]))`,
-		agg, spanCalls, q.server, statusError)
+	return errorRatio(agg, q.server)
 }
 
 // quantile is a latency quantile of the native span duration histogram.
@@ -361,14 +383,17 @@ func fixedColor(c string) dashboard.DynamicConfigValue {
 // deployAnnotation marks every deploy at the time it started. The series'
 // value is that time, so Grafana places the annotation by value
 // (useValueForTime): a new version is a new series whose value never
-// changes, which changes(...) > 0 would not see.
+// changes, which changes(...) > 0 would not see. max_over_time over the
+// step ($__interval, which Grafana sets to the query's step) keeps a
+// deployment replaced between two steps: its series is marked stale at
+// once.
 func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Deployments").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("blue").
-		Expr(fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000`, deployStarted, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__interval])) * 1000`, deployStarted, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("Deploy {{service}} {{version}}").
@@ -376,44 +401,84 @@ func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		TagKeys("service,environment,version")
 }
 
-// verdictAnnotation marks every verdict with its decision, at the time it
-// was given.
+// verdictAnnotation marks every final verdict with its decision, at the
+// time it was reached. A running verification has no
+// vigil_verdict_timestamp_seconds series and a final one a value that never
+// changes, so each verification is one marker.
 func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
 		Name("Verdicts").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("purple").
-		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) * 1000`, verdictTime, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (max_over_time(%s{%s}[$__interval])) * 1000`, verdictTime, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
 		TagKeys("service,version,decision")
 }
 
-// alertsAnnotation shades the time alerts about the service fire (ALERTS
-// is 1 while an alert is active; Grafana joins the steps into a region).
+// alertsAnnotation marks each alert that fired once, where it became
+// active (ALERTS_FOR_STATE is the time the alert went pending, constant
+// while it lasts). Markers rather than shaded regions: an alert firing for
+// hours would cover every chart. The alert timeline panel shows how long
+// each fired.
 func alertsAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 	return dashboard.NewAnnotationQueryBuilder().
-		Name("Firing alerts").
+		Name("Alerts").
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("red").
-		Expr(fmt.Sprintf(`ALERTS{alertstate="firing",%s}`, sel)).
-		Step("30s").
+		Expr(fmt.Sprintf(`max_over_time(ALERTS_FOR_STATE{%s}[$__interval]) * 1000 and ignoring (alertstate) max_over_time(ALERTS{alertstate="firing",%[1]s}[$__interval])`, sel)).
+		UseValueForTime(true).
+		Step("1m").
 		TitleFormat("{{alertname}}").
-		TextFormat("{{service}} {{slo}} {{severity}}").
+		TextFormat("{{alertname}} {{slo}} ({{severity}}) became active here and then fired").
 		TagKeys("alertname,severity,slo")
 }
 
-// verdictTable lists the latest verdict per version with its decision,
-// score and time.
+// alertTimeline shows when alerts were pending (orange) and firing (red),
+// one lane per alert; by is extra grouping labels (the service on the
+// overview).
+func alertTimeline(sel, by string) *statetimeline.PanelBuilder {
+	group := "alertname, slo, severity"
+	if by != "" {
+		group = by + ", " + group
+	}
+	legend := "{{alertname}} {{slo}} {{severity}}"
+	if by != "" {
+		legend = "{{" + by + "}} " + legend
+	}
+	return statetimeline.NewPanelBuilder().
+		Title("Alert timeline").
+		Description("When each alert was pending and firing (ALERTS).").
+		WithTarget(promQuery("A", fmt.Sprintf(`max by (%s) (ALERTS{alertstate="firing",%s} * 2 or ALERTS{alertstate="pending",%[2]s})`, group, sel), legend)).
+		Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+			"1": {Text: ptr("pending"), Color: ptr("orange"), Index: ptr(int32(0))},
+			"2": {Text: ptr("firing"), Color: ptr("red"), Index: ptr(int32(1))},
+		}}}}).
+		Thresholds(neutral()).
+		ShowValue(common.VisibilityModeNever).
+		MergeValues(true).
+		RowHeight(0.8).
+		FillOpacity(80).
+		Legend(common.NewVizLegendOptionsBuilder().ShowLegend(true).DisplayMode(common.LegendDisplayModeList).Placement(common.LegendPlacementBottom)).
+		Tooltip(tooltip())
+}
+
+// verdictTable lists one row per verification in the time range, newest
+// first: its final verdict (or, while it runs, its latest, with "running"
+// as its time), with the decision, score and time.
 func verdictTable(sel string) *table.PanelBuilder {
+	info := fmt.Sprintf(`max by (service, environment, version, baseline, decision) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel)
+	final := fmt.Sprintf(`last_over_time(%s{%s}[$__range])`, verdictTime, sel)
 	return table.NewPanelBuilder().
 		Title("Recent verdicts").
-		Description("Verdicts given in the time range, newest first: version, baseline, decision, score (0..1, vigil_verdict_info) and when.").
-		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, baseline, decision) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (last_over_time(%s{%s}[$__range])) * 1000`, verdictTime, sel))).
+		Description("One row per verification in the time range, newest first: version, baseline, decision, score (0..1, vigil_verdict_info) and when the final verdict was reached; a verification still running shows its latest decision.").
+		// The final decision of each version, or the latest of one still
+		// running (a decision superseded by the final one is left out).
+		WithTarget(tableQuery("A", fmt.Sprintf(`(%s and on (service, environment, version, decision) %s) or (%[1]s unless on (service, environment, version) %[2]s)`, info, final))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (%s) * 1000`, final))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true},
@@ -425,18 +490,25 @@ func verdictTable(sel string) *table.PanelBuilder {
 		WithTransformation(dashboard.DataTransformerConfig{Id: "sortBy", Options: map[string]any{
 			"sort": []map[string]any{{"field": "time", "desc": true}},
 		}}).
-		OverrideByName("time", []dashboard.DynamicConfigValue{{Id: "unit", Value: "dateTimeAsIso"}}).
+		OverrideByName("time", []dashboard.DynamicConfigValue{{Id: "unit", Value: "dateTimeAsIso"}, {Id: "noValue", Value: "running"}, {Id: "custom.width", Value: 190}}).
 		OverrideByName("score", []dashboard.DynamicConfigValue{
 			{Id: "unit", Value: "percentunit"},
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "gauge", "mode": "basic"}},
 			{Id: "min", Value: 0}, {Id: "max", Value: 1},
 		}).
-		OverrideByName("decision", []dashboard.DynamicConfigValue{
-			{Id: "mappings", Value: []dashboard.ValueMapping{decisionColors()}},
-			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
-		}).
-		Footer(footer()).
-		NoValue("no verdicts yet")
+		OverrideByName("decision", decisionCell()).
+		Footer(footer())
+}
+
+// decisionCell colours a verdict decision's cell; an empty cell (no
+// verdict) keeps the table's background, not the thresholds' green.
+func decisionCell() []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{
+		{Id: "mappings", Value: []dashboard.ValueMapping{decisionColors()}},
+		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "transparent"}},
+		{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
+		{Id: "custom.width", Value: 120},
+	}
 }
 
 func decisionColors() dashboard.ValueMapping {

@@ -35,6 +35,8 @@ type Options struct {
 	Querier verdict.Querier
 	// Evidence reads the collector's recent error logs and traces (optional).
 	Evidence verdict.Evidence
+	// SeriesLabels are the labels of the series Vigil derives (optional).
+	SeriesLabels verdict.SeriesLabels
 	// Actors perform rollbacks (optional; none: Vigil only reports).
 	Actors     []Actor
 	Logger     *slog.Logger
@@ -140,6 +142,7 @@ func New(opts Options) (*Hook, error) {
 	var err error
 	h.engine, err = verdict.New(verdict.Config{
 		Step: time.Duration(cfg.Step), RateWindow: time.Duration(cfg.RateWindow), Policy: cfg.Policy, LinkBase: cfg.ExternalURL,
+		SeriesLabels: opts.SeriesLabels,
 	}, opts.Querier, opts.Evidence)
 	if err != nil {
 		return nil, err
@@ -148,16 +151,7 @@ func New(opts Options) (*Hook, error) {
 		return nil, err
 	}
 	h.series = newSeriesWriter(opts.Out, time.Duration(cfg.SeriesInterval))
-	for _, d := range h.store.Current() {
-		_, started := deploymentLabels(d)
-		h.series.started[started.String()] = true // already marked before the restart
-	}
-	for _, v := range h.store.Verdicts("", 0) {
-		k := v.Service + "\xff" + v.Environment + "\xff" + v.Version
-		if _, ok := h.series.verdicts[k]; !ok {
-			h.series.verdicts[k] = v
-		}
-	}
+	h.series.restore(h.store.Current(), h.store.Verdicts("", 0))
 	h.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_deploy_events_total", Help: "Deployment events received, by format and result (recorded, updated, rejected).",
 	}, []string{"format", "result"})

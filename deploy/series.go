@@ -3,10 +3,12 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/deploy/verdict"
@@ -16,19 +18,28 @@ import (
 // Series names written by the deploy package.
 const (
 	// DeploymentInfo is 1 for each service/environment's current deployment.
+	// The series of a deployment another replaces gets a staleness marker
+	// at once, so that only the current one is seen.
 	DeploymentInfo = semconv.DeploymentInfo
 	// DeploymentStarted is the current deployment's start, in Unix seconds.
 	// A new series starts with a 0 sample just before the start value, so
 	// changes(...[1m]) > 0 marks a deployment (a Grafana annotation query).
 	DeploymentStarted = "vigil_deployment_started_timestamp_seconds"
-	// VerdictInfo is the score (0..1) of the latest verdict per service/version.
+	// VerdictInfo is the score (0..1) of the latest verdict per
+	// service/version: while a verification runs its decision is
+	// inconclusive; when it becomes final, the series of the earlier
+	// decision gets a staleness marker, so each verification has one series.
 	VerdictInfo = semconv.VerdictInfo
-	// VerdictTimestamp is when the latest verdict per service/version was reached.
+	// VerdictTimestamp is when the final verdict per service/version was
+	// reached. A running verification has none, so its value never changes.
 	VerdictTimestamp = "vigil_verdict_timestamp_seconds"
 )
 
 // seriesWriter re-writes the deployment and verdict series every interval
-// so that instant queries (5m lookback) always see them.
+// so that instant queries (5m lookback) always see them, and ends with a
+// staleness marker, as Prometheus's rule manager does, every series it
+// wrote last time and no longer writes (a replaced deployment, the earlier
+// decision of a verification).
 type seriesWriter struct {
 	out      storage.AppendableV2
 	interval time.Duration
@@ -36,16 +47,40 @@ type seriesWriter struct {
 	mu       sync.Mutex
 	verdicts map[string]verdict.Verdict // latest per service/environment/version
 	started  map[string]bool            // started series already begun
+	written  map[uint64]labels.Labels   // the series of the last write
 }
 
 func newSeriesWriter(out storage.AppendableV2, interval time.Duration) *seriesWriter {
-	return &seriesWriter{out: out, interval: interval, verdicts: map[string]verdict.Verdict{}, started: map[string]bool{}}
+	return &seriesWriter{out: out, interval: interval, verdicts: map[string]verdict.Verdict{}, started: map[string]bool{}, written: map[uint64]labels.Labels{}}
+}
+
+func verdictKey(v verdict.Verdict) string {
+	return v.Service + "\xff" + v.Environment + "\xff" + v.Version
 }
 
 func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.verdicts[v.Service+"\xff"+v.Environment+"\xff"+v.Version] = v
+	w.verdicts[verdictKey(v)] = v
+}
+
+// restore takes up after a restart: the current deployments (whose started
+// series are already begun) and the final verdicts (newest first) are
+// what the last process wrote, so that a deployment recorded now marks the
+// one it replaces stale.
+func (w *seriesWriter) restore(current []Deployment, final []verdict.Verdict) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, v := range final {
+		if _, ok := w.verdicts[verdictKey(v)]; !ok {
+			w.verdicts[verdictKey(v)] = v
+		}
+	}
+	for _, d := range current {
+		_, started := deploymentLabels(d)
+		w.started[started.String()] = true
+	}
+	w.written = w.series(current, func(ls labels.Labels, _ float64) {})
 }
 
 func deploymentLabels(d Deployment) (info, started labels.Labels) {
@@ -103,7 +138,31 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	return info, ts
 }
 
-// write appends one sample of every series at now.
+// series calls emit with every series to write and its value, and
+// returns them by hash.
+func (w *seriesWriter) series(current []Deployment, emit func(ls labels.Labels, v float64)) map[uint64]labels.Labels {
+	out := map[uint64]labels.Labels{}
+	add := func(ls labels.Labels, v float64) {
+		out[ls.Hash()] = ls
+		emit(ls, v)
+	}
+	for _, d := range current {
+		info, started := deploymentLabels(d)
+		add(info, 1)
+		add(started, float64(d.StartedAt.UnixMilli())/1000)
+	}
+	for _, v := range w.verdicts {
+		info, ts := verdictLabels(v)
+		add(info, v.Score)
+		if v.Final {
+			add(ts, float64(v.EvaluatedAt.UnixMilli())/1000)
+		}
+	}
+	return out
+}
+
+// write appends one sample of every series at now, and a staleness marker
+// to each series of the last write that is no longer written.
 func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time.Time) error {
 	app := w.out.AppenderV2(ctx)
 	t := now.UnixMilli()
@@ -114,20 +173,21 @@ func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time
 		}
 	}
 	w.mu.Lock()
-	for _, d := range current {
-		info, started := deploymentLabels(d)
-		appendOne(info, t, 1)
-		if k := started.String(); !w.started[k] {
-			w.started[k] = true
-			appendOne(started, t-1, 0)
+	written := w.series(current, func(ls labels.Labels, v float64) {
+		if ls.Get(labels.MetricName) == DeploymentStarted {
+			if k := ls.String(); !w.started[k] {
+				w.started[k] = true
+				appendOne(ls, t-1, 0)
+			}
 		}
-		appendOne(started, t, float64(d.StartedAt.UnixMilli())/1000)
+		appendOne(ls, t, v)
+	})
+	for h, ls := range w.written {
+		if _, ok := written[h]; !ok {
+			appendOne(ls, t, math.Float64frombits(value.StaleNaN))
+		}
 	}
-	for _, v := range w.verdicts {
-		info, ts := verdictLabels(v)
-		appendOne(info, t, v.Score)
-		appendOne(ts, t, float64(v.EvaluatedAt.UnixMilli())/1000)
-	}
+	w.written = written
 	w.mu.Unlock()
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("write deployment series: %w", err)

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/vigilhq/vigil/alerting"
+	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/internal/config"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 type checkCommand struct {
@@ -18,7 +21,7 @@ type checkCommand struct {
 func newCheckCommand(app *kingpin.Application, stdout, _ io.Writer) *checkCommand {
 	c := &checkCommand{stdout: stdout}
 	check := app.Command("check", "Check files before they are deployed.")
-	cfg := check.Command("config", "Check Vigil configuration files; exits 1 naming the first problem of each invalid file.")
+	cfg := check.Command("config", "Check Vigil configuration files and the catalog they name; exits 1 naming the first problem of each invalid file, warns about catalog matchers the derived series cannot carry.")
 	cfg.Arg("config-files", "The configuration files to check.").Required().ExistingFilesVar(&c.files)
 	return c
 }
@@ -41,10 +44,50 @@ func (c *checkCommand) run() error {
 			failed++
 			continue
 		}
+		var warnings []string
+		if cfg.Deploy.Catalog != "" {
+			cat, err := catalog.Load(cfg.Deploy.Catalog)
+			if err != nil {
+				fmt.Fprintf(c.stdout, "  FAILED: deploy.catalog: %v\n\n", err)
+				failed++
+				continue
+			}
+			warnings = matcherWarnings(cat, cfg)
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(c.stdout, "  WARNING: %s\n", w)
+		}
 		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files)\n\n", f, len(rules))
 	}
 	if failed > 0 {
 		return exitWith(exitFailure, fmt.Errorf("%d of %d config files are invalid", failed, len(c.files)))
 	}
 	return nil
+}
+
+// matcherWarnings names each catalog matcher on a label that the span or
+// log metrics Vigil derives never carry (with this config's dimensions).
+// Span signals, rules and panels with such a matcher select nothing
+// unless the span metrics come from elsewhere with that label; log signals
+// and panels leave the matcher out and count the service's records of
+// every value of the label.
+func matcherWarnings(cat *catalog.Catalog, cfg config.Config) []string {
+	spanLabels := append([]string(nil), semconv.SpanMetricLabels...)
+	for _, d := range cfg.SpanMetrics.Dimensions {
+		spanLabels = append(spanLabels, semconv.DimensionLabel(d))
+	}
+	logLabels := cfg.LogMetrics.Labels()
+	var out []string
+	for _, s := range cat.Services {
+		for _, l := range s.MatcherLabels() {
+			at := fmt.Sprintf("catalog service %s (%s): matcher on %q", s.Name, s.Environment, l)
+			if !slices.Contains(spanLabels, l) {
+				out = append(out, fmt.Sprintf("%s: span metrics have no such label, so its span signals, rules and panels select nothing unless span metrics with it come from elsewhere; add an attribute named %s to span_metrics.dimensions", at, l))
+			}
+			if !slices.Contains(logLabels, l) {
+				out = append(out, fmt.Sprintf("%s: log_records_total has no such label, so its log signal and panels count the records of every %s; add an attribute named %s to log_metrics.dimensions", at, l, l))
+			}
+		}
+	}
+	return out
 }

@@ -111,6 +111,12 @@ func TestGenDashboardsCLI(t *testing.T) {
 			stderr: "read catalog",
 		},
 		{
+			name:   "bad vigil config",
+			args:   []string{"-c", dashboardsCatalog, "-d", other, "--config.file", "nope.yml"},
+			code:   exitFailure,
+			stderr: "read config file",
+		},
+		{
 			name:   "bad datasource uid",
 			args:   []string{"-c", dashboardsCatalog, "-d", other, "--datasource.uid", "a b"},
 			code:   exitUsage,
@@ -148,5 +154,26 @@ func TestGenDashboardsCLI(t *testing.T) {
 	}
 	if n := len(g.DashboardUIDs()); n != 6 {
 		t.Errorf("grafana holds %d dashboards, want 6", n)
+	}
+
+	// With the Vigil's config, the log panels keep the catalog matchers on
+	// the labels its log_metrics.dimensions add (cart's cluster="eu-1").
+	cart := filepath.Join("dashboards", "production", "vigil-svc-cart-production.json")
+	vigilYML := filepath.Join(t.TempDir(), "vigil.yml")
+	if err := os.WriteFile(vigilYML, []byte("log_metrics:\n  dimensions: [cluster]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withDims := t.TempDir()
+	if _, stderr, code := runGenDashboards(t, "-c", dashboardsCatalog, "-d", withDims, "--config.file", vigilYML); code != exitOK {
+		t.Fatalf("--config.file: exit %d: %s", code, stderr)
+	}
+	for dir, want := range map[string]bool{out: false, withDims: true} {
+		b, err := os.ReadFile(filepath.Join(dir, cart))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `log_records_total{service=\"$service\",environment=\"$environment\",namespace=\"shop\",cluster=\"eu-1\"`); got != want {
+			t.Errorf("%s: log query with the cluster matcher %v, want %v", dir, got, want)
+		}
 	}
 }

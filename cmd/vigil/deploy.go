@@ -13,6 +13,7 @@ import (
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
 	"github.com/vigilhq/vigil/internal/config"
+	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -42,6 +43,10 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		Actors:     actors,
 		Logger:     logger.With("component", "deploy"),
 		Registerer: reg,
+
+		// Only Vigil writes log_records_total, so its labels are known; span
+		// metrics may come from an OpenTelemetry Collector with any labels.
+		SeriesLabels: verdict.SeriesLabels{semconv.LogRecords: cfg.LogMetrics.Labels()},
 	})
 	if err != nil {
 		return nil, err

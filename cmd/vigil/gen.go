@@ -105,16 +105,17 @@ func printWritten(w io.Writer, format string, files []writtenFile) error {
 
 // genAllCommand writes rules, dashboards and provisioning together.
 type genAllCommand struct {
-	stdout io.Writer
-	flags  genFlags
-	cfg    dashboards.Config
+	stdout     io.Writer
+	flags      genFlags
+	cfg        dashboards.Config
+	configFile string
 }
 
 func newGenAllCommand(gen *kingpin.CmdClause, stdout io.Writer) *genAllCommand {
 	c := &genAllCommand{stdout: stdout, cfg: dashboards.DefaultConfig()}
 	cmd := gen.Command("all", "Write rules (<output-dir>/rules) and Grafana dashboards with provisioning (<output-dir>/grafana) for the catalog.")
 	addGenFlags(cmd, &c.flags, "out")
-	addDashboardsFlags(cmd, &c.cfg)
+	addDashboardsFlags(cmd, &c.cfg, &c.configFile)
 	return c
 }
 
@@ -123,6 +124,9 @@ func (*genAllCommand) name() string { return "gen all" }
 func (c *genAllCommand) run() error {
 	cat, err := catalog.Load(c.flags.catalog)
 	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	if err := readLogDimensions(&c.cfg, c.configFile); err != nil {
 		return exitWith(exitFailure, err)
 	}
 	rules, err := writeRules(cat, filepath.Join(c.flags.out, "rules"))

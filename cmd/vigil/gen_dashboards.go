@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/dashboards"
+	"github.com/vigilhq/vigil/internal/config"
 )
 
 // genDashboardsCommand is `vigil gen dashboards`: Grafana dashboards and
@@ -25,10 +26,11 @@ import (
 type genDashboardsCommand struct {
 	stdout, stderr io.Writer
 
-	flags   genFlags
-	cfg     dashboards.Config
-	push    dashboards.PushConfig
-	timeout time.Duration
+	flags      genFlags
+	cfg        dashboards.Config
+	configFile string
+	push       dashboards.PushConfig
+	timeout    time.Duration
 }
 
 // newGenDashboardsCommand registers `dashboards` under the `gen` command.
@@ -36,7 +38,7 @@ func newGenDashboardsCommand(gen *kingpin.CmdClause, stdout, stderr io.Writer) c
 	c := &genDashboardsCommand{stdout: stdout, stderr: stderr, cfg: dashboards.DefaultConfig()}
 	cmd := gen.Command("dashboards", "Write Grafana dashboards (one per service and environment, a deployments overview, Vigil self-monitoring) and Grafana provisioning files (a datasource pointing at Vigil, a dashboards provider) for the catalog; with --push, create or update the dashboards in Grafana.")
 	addGenFlags(cmd, &c.flags, "grafana")
-	addDashboardsFlags(cmd, &c.cfg)
+	addDashboardsFlags(cmd, &c.cfg, &c.configFile)
 	cmd.Flag("push", "Grafana URL to create or update the dashboards at through its HTTP API, e.g. http://localhost:3000.").PlaceHolder("URL").StringVar(&c.push.URL)
 	cmd.Flag("token", "Grafana service account token or API key, sent as a bearer token.").Envar("GRAFANA_TOKEN").StringVar(&c.push.Token)
 	cmd.Flag("user", "Grafana user for basic auth (instead of --token).").Envar("GRAFANA_USER").StringVar(&c.push.User)
@@ -46,9 +48,24 @@ func newGenDashboardsCommand(gen *kingpin.CmdClause, stdout, stderr io.Writer) c
 	return c
 }
 
+// readLogDimensions takes the log_metrics.dimensions of the Vigil
+// configuration at path, when one is given.
+func readLogDimensions(cfg *dashboards.Config, path string) error {
+	if path == "" {
+		return nil
+	}
+	vc, err := config.LoadFile(path)
+	if err != nil {
+		return err
+	}
+	cfg.LogDimensions = vc.LogMetrics.Dimensions
+	return nil
+}
+
 // addDashboardsFlags adds the flags that say how the dashboards and the
 // provisioned datasource reach Vigil; `vigil gen all` can share them.
-func addDashboardsFlags(cmd *kingpin.CmdClause, cfg *dashboards.Config) {
+func addDashboardsFlags(cmd *kingpin.CmdClause, cfg *dashboards.Config, configFile *string) {
+	cmd.Flag("config.file", "Configuration of the Vigil the dashboards read (vigil.yml): the log panels keep the catalog matchers on labels its log_metrics.dimensions add. Optional: without it, they keep none but those on service, namespace, environment and version.").StringVar(configFile)
 	cmd.Flag("vigil.url", "URL Grafana reaches Vigil at, for the provisioned datasource.").Default(cfg.VigilURL).StringVar(&cfg.VigilURL)
 	cmd.Flag("datasource.name", "Name of the provisioned Prometheus datasource, the dashboards' default.").Default(cfg.DatasourceName).StringVar(&cfg.DatasourceName)
 	cmd.Flag("datasource.uid", "Uid of the provisioned Prometheus datasource.").Default(cfg.DatasourceUID).StringVar(&cfg.DatasourceUID)
@@ -60,6 +77,9 @@ func (*genDashboardsCommand) name() string { return "gen dashboards" }
 func (c *genDashboardsCommand) run() error {
 	cat, err := catalog.Load(c.flags.catalog)
 	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	if err := readLogDimensions(&c.cfg, c.configFile); err != nil {
 		return exitWith(exitFailure, err)
 	}
 	if err := c.cfg.Validate(); err != nil {

@@ -1,5 +1,5 @@
 // Package logmetrics counts log records per service, version and severity
-// (log_records_total) and keeps the most recent error and fatal records of
+// (log_records_total), and per the configured dimensions, and keeps the most recent error and fatal records of
 // each service version as evidence. It takes OTLP logs and Loki pushes;
 // the log lines themselves are not stored.
 package logmetrics
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/vigilhq/vigil/collector"
@@ -37,6 +38,12 @@ type Config struct {
 	ErrorLogs RingConfig `yaml:"error_logs"`
 	// MaxLineLength truncates the lines kept as evidence.
 	MaxLineLength int `yaml:"max_line_length"`
+	// Dimensions are attributes added as labels to log_records_total (dots
+	// become underscores), e.g. k8s.cluster.name or cluster: looked up in
+	// the log record's attributes, then its scope's and its resource's
+	// (OTLP), or in the stream's labels, then the entry's structured
+	// metadata (Loki). A record without the attribute has no such label.
+	Dimensions []string `yaml:"dimensions"`
 }
 
 // RingConfig bounds the evidence ring.
@@ -70,7 +77,31 @@ func (c Config) Validate() error {
 	case c.MaxLineLength <= 0:
 		return fmt.Errorf("max_line_length must be positive, got %d", c.MaxLineLength)
 	}
+	seen := map[string]string{}
+	for _, l := range semconv.LogRecordLabels {
+		seen[l] = "the label " + l + " every log record has"
+	}
+	for _, d := range c.Dimensions {
+		if d == "" {
+			return errors.New("dimensions: empty attribute name")
+		}
+		l := semconv.DimensionLabel(d)
+		if other, ok := seen[l]; ok {
+			return fmt.Errorf("dimensions: %q would be the label %q, which is already %s", d, l, other)
+		}
+		seen[l] = fmt.Sprintf("dimension %q", d)
+	}
 	return nil
+}
+
+// Labels are the labels a log_records_total series may carry: the fixed
+// ones and those of the dimensions.
+func (c Config) Labels() []string {
+	out := append([]string(nil), semconv.LogRecordLabels...)
+	for _, d := range c.Dimensions {
+		out = append(out, semconv.DimensionLabel(d))
+	}
+	return out
 }
 
 // Record is one log record, from any source.
@@ -82,6 +113,8 @@ type Record struct {
 	TraceID    string
 	SpanID     string
 	Attributes map[string]string
+	// Lookup finds the value of a dimension by its attribute name (nil: none).
+	Lookup func(attr string) (string, bool)
 }
 
 // ErrorLog is an error record kept as evidence.
@@ -103,6 +136,7 @@ type Generator struct {
 
 	counts *derived.Counters
 	errors *evidence.Rings[ErrorLog]
+	dims   []string // label names of cfg.Dimensions
 
 	records   prometheus.Counter
 	overflow  prometheus.Counter
@@ -134,6 +168,9 @@ func New(cfg Config, out storage.AppendableV2, logger *slog.Logger, reg promethe
 			Name: "vigil_log_metrics_flush_failures_total", Help: "Log metric flushes storage refused.",
 		}),
 	}
+	for _, d := range cfg.Dimensions {
+		g.dims = append(g.dims, semconv.DimensionLabel(d))
+	}
 	if reg != nil {
 		reg.MustRegister(g.records, g.overflow, g.flushErrs)
 	}
@@ -148,15 +185,30 @@ func (g *Generator) Observe(r Record) {
 	g.records.Inc()
 	now := g.now()
 	key := []byte(r.Service + "\xff" + r.Namespace + "\xff" + r.Environment + "\xff" + r.Version + "\xff" + r.Severity)
-	ok := g.counts.Add(key, func() labels.Labels {
-		b := labels.NewScratchBuilder(6)
-		for _, kv := range [][2]string{
-			{semconv.LabelService, r.Service}, {semconv.LabelNamespace, r.Namespace}, {semconv.LabelEnvironment, r.Environment},
-			{semconv.LabelVersion, r.Version}, {semconv.LabelSeverity, r.Severity},
-		} {
-			if kv[1] != "" {
-				b.Add(kv[0], kv[1])
+	var dims []string
+	if len(g.dims) > 0 {
+		dims = make([]string, len(g.dims))
+		for i, d := range g.cfg.Dimensions {
+			if r.Lookup != nil {
+				dims[i], _ = r.Lookup(d)
 			}
+			key = append(append(key, 0xff), dims[i]...)
+		}
+	}
+	ok := g.counts.Add(key, func() labels.Labels {
+		b := labels.NewScratchBuilder(6 + len(dims))
+		add := func(name, value string) {
+			if value != "" {
+				b.Add(name, value)
+			}
+		}
+		add(semconv.LabelService, r.Service)
+		add(semconv.LabelNamespace, r.Namespace)
+		add(semconv.LabelEnvironment, r.Environment)
+		add(semconv.LabelVersion, r.Version)
+		add(semconv.LabelSeverity, r.Severity)
+		for i, v := range dims {
+			add(g.dims[i], v)
 		}
 		b.Sort()
 		return b.Labels()
@@ -198,10 +250,21 @@ func (g *Generator) ConsumeLogs(_ context.Context, ld plog.Logs) error {
 		id := collector.IdentityFromResource(rl.Resource())
 		sls := rl.ScopeLogs()
 		for j := range sls.Len() {
+			scope := sls.At(j).Scope()
 			recs := sls.At(j).LogRecords()
 			for k := range recs.Len() {
 				lr := recs.At(k)
 				r := Record{Identity: id, Severity: SeverityFromOTLP(int32(lr.SeverityNumber()), lr.SeverityText()), Body: collector.ValueString(lr.Body())}
+				if len(g.dims) > 0 {
+					r.Lookup = func(attr string) (string, bool) {
+						for _, m := range []pcommon.Map{lr.Attributes(), scope.Attributes(), rl.Resource().Attributes()} {
+							if v, ok := m.Get(attr); ok {
+								return collector.ValueString(v), true
+							}
+						}
+						return "", false
+					}
+				}
 				if ts := lr.Timestamp(); ts != 0 {
 					r.Time = ts.AsTime()
 				} else if ts := lr.ObservedTimestamp(); ts != 0 {

@@ -75,3 +75,86 @@ func TestConsumeLogs(t *testing.T) {
 		t.Errorf("expired series last value %v, want a staleness marker", s.V)
 	}
 }
+
+// TestDimensions: configured dimensions become labels, read from the
+// record's attributes first, then its scope's and its resource's; a record
+// without the attribute has no such label.
+func TestDimensions(t *testing.T) {
+	out := memstore.New()
+	cfg := DefaultConfig()
+	cfg.Dimensions = []string{"cluster", "k8s.pod.name"}
+	g, err := New(cfg, out, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := plog.NewLogs()
+	for _, cluster := range []string{"eu-1", ""} {
+		rl := ld.ResourceLogs().AppendEmpty()
+		rl.Resource().Attributes().PutStr("service.name", "cart")
+		rl.Resource().Attributes().PutStr("service.version", "v2")
+		if cluster != "" {
+			rl.Resource().Attributes().PutStr("cluster", cluster)
+		}
+		sl := rl.ScopeLogs().AppendEmpty()
+		sl.Scope().Attributes().PutStr("k8s.pod.name", "from-scope")
+		for _, pod := range []string{"cart-7f9", ""} {
+			lr := sl.LogRecords().AppendEmpty()
+			lr.SetSeverityNumber(plog.SeverityNumberError)
+			if pod != "" {
+				lr.Attributes().PutStr("k8s.pod.name", pod)
+				// The record's attribute wins over the resource's.
+				lr.Attributes().PutStr("cluster", "eu-2")
+			}
+		}
+	}
+	if err := g.ConsumeLogs(context.Background(), ld); err != nil {
+		t.Fatal(err)
+	}
+	g.Flush(time.Now())
+	for _, series := range []string{
+		`{__name__="log_records_total", cluster="eu-2", k8s_pod_name="cart-7f9", service="cart", severity="error", version="v2"}`,
+		`{__name__="log_records_total", cluster="eu-1", k8s_pod_name="from-scope", service="cart", severity="error", version="v2"}`,
+		`{__name__="log_records_total", k8s_pod_name="from-scope", service="cart", severity="error", version="v2"}`,
+	} {
+		want := 1.0
+		if strings.Contains(series, "eu-2") {
+			want = 2 // both resources' records with the attribute
+		}
+		if s, ok := out.Last(series); !ok || s.V != want {
+			t.Errorf("%s = %v (written %v), want %v; series %v", series, s.V, ok, want, out.Series())
+		}
+	}
+	if got := len(out.Select("log_records_total")); got != 3 {
+		t.Errorf("%d series, want 3: %v", got, out.Series())
+	}
+}
+
+func TestConfigDimensions(t *testing.T) {
+	for _, tc := range []struct {
+		dims   []string
+		labels string
+		err    string
+	}{
+		{dims: nil, labels: "service namespace environment version severity"},
+		{dims: []string{"cluster", "k8s.cluster.name"}, labels: "service namespace environment version severity cluster k8s_cluster_name"},
+		{dims: []string{""}, err: "empty attribute name"},
+		{dims: []string{"severity"}, err: `"severity" would be the label "severity", which is already the label severity every log record has`},
+		{dims: []string{"k8s.pod", "k8s-pod"}, err: `"k8s-pod" would be the label "k8s_pod", which is already dimension "k8s.pod"`},
+	} {
+		cfg := DefaultConfig()
+		cfg.Dimensions = tc.dims
+		err := cfg.Validate()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("dimensions %q: error %v, want %q", tc.dims, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("dimensions %q: %v", tc.dims, err)
+		}
+		if got := strings.Join(cfg.Labels(), " "); got != tc.labels {
+			t.Errorf("dimensions %q: labels %q, want %q", tc.dims, got, tc.labels)
+		}
+	}
+}

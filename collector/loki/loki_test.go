@@ -300,6 +300,41 @@ func TestReceiver(t *testing.T) {
 			t.Errorf("second record severity = %q", rec.recs[1].Severity)
 		}
 	})
+
+	// log_metrics dimensions come from the stream's labels, then the
+	// entry's structured metadata, by attribute or label name.
+	t.Run("dimensions", func(t *testing.T) {
+		srv, rec := newServer(t)
+		body := encodePush(map[string][]protoEntry{
+			`{service="cart", cluster="eu-1", k8s_cluster_name="prod"}`: {
+				{t0, "level=error", [][2]string{{"cluster", "ignored"}, {"pod", "cart-1"}}},
+				{t0, "level=error", nil},
+			},
+		}, `{service="cart", cluster="eu-1", k8s_cluster_name="prod"}`)
+		resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(rec.recs) != 2 {
+			t.Fatalf("%d records", len(rec.recs))
+		}
+		for _, tc := range []struct {
+			rec       int
+			attr, val string
+			ok        bool
+		}{
+			{0, "cluster", "eu-1", true},
+			{0, "k8s.cluster.name", "prod", true},
+			{0, "pod", "cart-1", true},
+			{1, "pod", "", false},
+			{1, "zone", "", false},
+		} {
+			if v, ok := rec.recs[tc.rec].Lookup(tc.attr); v != tc.val || ok != tc.ok {
+				t.Errorf("record %d: Lookup(%q) = %q, %v; want %q, %v", tc.rec, tc.attr, v, ok, tc.val, tc.ok)
+			}
+		}
+	})
 }
 
 func FuzzDecodeProto(f *testing.F) {

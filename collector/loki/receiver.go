@@ -1,7 +1,8 @@
 // Package loki receives the Loki push API (POST /loki/api/v1/push), so
 // Promtail, Grafana Alloy, Fluent Bit and anything else that ships to Loki
 // can ship to Vigil: protobuf (snappy) or JSON (optionally gzip). Each line
-// is counted into log_records_total by service, version and severity, and
+// is counted into log_records_total by service, version and severity (and
+// the log_metrics dimensions, from stream labels or structured metadata), and
 // error lines are kept as evidence; lines are not stored (forward them to
 // Loki for that).
 //
@@ -147,6 +148,7 @@ func (r *Receiver) push(w http.ResponseWriter, req *http.Request) {
 				rec.TraceID = firstOf(e.Metadata, "trace_id", "traceID", "traceId")
 				rec.SpanID = firstOf(e.Metadata, "span_id", "spanID", "spanId")
 			}
+			rec.Lookup = dimensionLookup(s.Labels, e.Metadata)
 			r.obs.Observe(rec)
 			n++
 		}
@@ -313,6 +315,26 @@ func levelFromLine(line string) string {
 		}
 	}
 	return semconv.SeverityUnknown
+}
+
+// dimensionLookup finds a log_metrics dimension in the stream's labels,
+// then in the entry's structured metadata, by its attribute name or its
+// label name (k8s.cluster.name or k8s_cluster_name).
+func dimensionLookup(ls labels.Labels, md map[string]string) func(string) (string, bool) {
+	return func(attr string) (string, bool) {
+		names := []string{attr, semconv.DimensionLabel(attr)}
+		for _, n := range names {
+			if v := ls.Get(n); v != "" {
+				return v, true
+			}
+		}
+		for _, n := range names {
+			if v, ok := md[n]; ok && v != "" {
+				return v, true
+			}
+		}
+		return "", false
+	}
 }
 
 func firstOf(m map[string]string, keys ...string) string {

@@ -215,16 +215,6 @@ func statusCode(c ptrace.StatusCode) string {
 	return "STATUS_CODE_UNSET"
 }
 
-// dimensionLabel turns an attribute name into a label name.
-func dimensionLabel(attr string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == '-' || r == '/' {
-			return '_'
-		}
-		return r
-	}, attr)
-}
-
 func (g *Generator) consumeSpan(id collector.Identity, span ptrace.Span, now time.Time) {
 	g.spans.Inc()
 	kind, status := spanKind(span.Kind()), statusCode(span.Status().Code())
@@ -293,7 +283,7 @@ func (g *Generator) lookup(id collector.Identity, name, kind, status string, spa
 	add(semconv.LabelStatusCode, status)
 	for _, d := range g.cfg.Dimensions {
 		if v, ok := attrs.Get(d); ok && name != overflowSpanName {
-			add(dimensionLabel(d), collector.ValueString(v))
+			add(semconv.DimensionLabel(d), collector.ValueString(v))
 		}
 	}
 	b.Sort()

@@ -115,6 +115,9 @@ type Config struct {
 	Policy     Policy
 	// LinkBase is the external URL of Vigil, for the PromQL links in evidence.
 	LinkBase string
+	// SeriesLabels are the labels of the series Vigil derives: a request's
+	// catalog matchers on other labels are left out of their selectors.
+	SeriesLabels SeriesLabels
 }
 
 // Engine evaluates verdicts.
@@ -185,14 +188,16 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 		return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow)}
 	}
 	cv, bv := vars(req.Version), vars(req.Baseline)
+	catalog := catalogMatchers(req.Matchers)
+	render := func(q string, v Vars) string { return e.cfg.SeriesLabels.scope(Render(q, v), catalog) }
 	var samples []Samples
 	if !end.Before(from) {
 		// Baseline: the baseline version from one window before the deploy
 		// until now: its history and, in a canary, its pods alongside.
 		bFrom, bEnd := req.Start.Add(-req.Window), end
-		probe := Render(signals[0].Query, bv)
+		probe := render(signals[0].Query, bv)
 		if sig := findTraffic(signals); sig != nil {
-			probe = Render(sig.Query, bv)
+			probe = render(sig.Query, bv)
 		}
 		if got, err := e.q.QueryRange(ctx, probe, from, end, step); err != nil {
 			return v, fmt.Errorf("baseline traffic: %w", err)
@@ -201,23 +206,23 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 		}
 		for _, sig := range signals {
 			sig = sig.withDefaults()
-			cq := Render(sig.Query, cv)
+			cq := render(sig.Query, cv)
 			s := Samples{Signal: sig}
 			var err error
 			if s.Canary, err = e.q.QueryRange(ctx, cq, from, end, step); err != nil {
 				return v, fmt.Errorf("signal %s: %w", sig.Name, err)
 			}
 			if sig.Kind != KindAlert {
-				bq := Render(sig.Query, bv)
+				bq := render(sig.Query, bv)
 				if s.Baseline, err = e.q.QueryRange(ctx, bq, bFrom, bEnd, step); err != nil {
 					return v, fmt.Errorf("signal %s baseline: %w", sig.Name, err)
 				}
 			}
 			if sig.Kind == KindRatio {
-				if s.CanaryTotal, err = e.q.QueryRange(ctx, Render(sig.Total, cv), from, end, step); err != nil {
+				if s.CanaryTotal, err = e.q.QueryRange(ctx, render(sig.Total, cv), from, end, step); err != nil {
 					return v, fmt.Errorf("signal %s total: %w", sig.Name, err)
 				}
-				if s.BaselineTotal, err = e.q.QueryRange(ctx, Render(sig.Total, bv), bFrom, bEnd, step); err != nil {
+				if s.BaselineTotal, err = e.q.QueryRange(ctx, render(sig.Total, bv), bFrom, bEnd, step); err != nil {
 					return v, fmt.Errorf("signal %s baseline total: %w", sig.Name, err)
 				}
 			}
@@ -234,9 +239,9 @@ func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verd
 				// Shown per step as the ratio it counts.
 				q = fmt.Sprintf("(%s) / (%s > 0)", sig.Query, sig.Total)
 			}
-			r.Query = Render(q, cv)
+			r.Query = render(q, cv)
 			if sig.Kind != KindAlert {
-				r.BaselineQuery = Render(q, bv)
+				r.BaselineQuery = render(q, bv)
 			}
 			r.Link = e.link(r.Query, from, end)
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 func TestEvaluate(t *testing.T) {
@@ -185,6 +187,71 @@ func TestEvaluateCountsFirstErrors(t *testing.T) {
 		}
 	}
 	t.Fatal("no error_ratio signal")
+}
+
+// TestEvaluateCatalogMatchers: a catalog service with matchers on a label
+// its span metrics carry (a span dimension) and its log metrics do not.
+// The log error ratio must count the version's error logs: with the log
+// metrics' labels known, the matcher is left out of log_records_total; the
+// span signals keep it.
+func TestEvaluateCatalogMatchers(t *testing.T) {
+	db := newTestDB(t)
+	t0 := time.Now().Add(-20 * time.Minute).Truncate(time.Minute)
+	end := t0.Add(3 * time.Minute)
+	eu := []string{"cluster", "eu-1"}
+	db.write(t, "cart", 1,
+		traffic{version: "v1", from: t0.Add(-10 * time.Minute), to: end, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.01, spanLabels: eu},
+		traffic{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.2, spanLabels: eu})
+	at := t0.Add(3 * time.Minute)
+	// The canary's samples start a step after the deploy: its count is what
+	// the counter gained since its first flush, at the deploy.
+	written, err := db.QueryRange(context.Background(), `sum(log_records_total{service="cart",version="v2"})`, t0, at, at.Sub(t0))
+	if err != nil || len(written) != 2 || written[1] <= written[0] {
+		t.Fatalf("log errors written: %v %v", written, err)
+	}
+	canaryLogErrs := written[1] - written[0]
+	req := Request{Service: "cart", Environment: "production", Version: "v2", Baseline: "v1", Start: t0, Window: 10 * time.Minute, Matchers: `cluster="eu-1"`}
+	for _, tc := range []struct {
+		name   string
+		labels SeriesLabels
+		bad    float64 // canary log errors counted
+		query  string  // in the log signal's query
+	}{
+		{"labels unknown: the matcher selects nothing", nil, 0, `cluster="eu-1"`},
+		{"log labels known", SeriesLabels{semconv.LogRecords: semconv.LogRecordLabels}, canaryLogErrs, `log_records_total{environment="production",service="cart",severity=~"error|fatal",version="v2"}`},
+		{"log metrics with a cluster dimension", SeriesLabels{semconv.LogRecords: append([]string{"cluster"}, semconv.LogRecordLabels...)}, 0, `cluster="eu-1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(Config{SeriesLabels: tc.labels}, db, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := e.Evaluate(context.Background(), req, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]SignalResult{}
+			for _, s := range v.Signals {
+				got[s.Name] = s
+			}
+			logs, calls := got["log_error_ratio"], got["error_ratio"]
+			if logs.Counts == nil || calls.Counts == nil {
+				t.Fatalf("no counts:\n%s", describe(v))
+			}
+			if logs.Counts[0].Bad != tc.bad {
+				t.Errorf("canary log errors counted %v, want %v\n%s", logs.Counts[0].Bad, tc.bad, describe(v))
+			}
+			if logs.Counts[0].Total == 0 || logs.Counts[0].Total != calls.Counts[0].Total {
+				t.Errorf("log signal total %v, want the requests in cluster eu-1 (%v)", logs.Counts[0].Total, calls.Counts[0].Total)
+			}
+			if !strings.Contains(logs.Query, tc.query) || !strings.Contains(calls.Query, `cluster="eu-1"`) {
+				t.Errorf("queries:\n  %s\n  %s\nwant the log one to contain %s and the span one the matcher", logs.Query, calls.Query, tc.query)
+			}
+			if tc.bad > 0 && (v.Decision != Rollback || logs.Status != StatusFail) {
+				t.Errorf("20 times the error logs: %s, log signal %s\n%s", v.Decision, logs.Status, describe(v))
+			}
+		})
+	}
 }
 
 func describe(v Verdict) string {

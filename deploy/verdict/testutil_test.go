@@ -26,6 +26,9 @@ type traffic struct {
 	// errorsFrom, when set, is when the version first fails: its error
 	// series is written only from then on.
 	errorsFrom time.Time
+	// spanLabels are extra label pairs of the span metrics only (a span
+	// dimension such as cluster that log metrics do not carry).
+	spanLabels []string
 }
 
 // testDB is Vigil's real storage and PromQL engine.
@@ -83,6 +86,7 @@ func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic
 	for _, v := range tr {
 		base := []string{semconv.LabelService, service, semconv.LabelEnvironment, "production", semconv.LabelVersion, v.version,
 			semconv.LabelSpanKind, semconv.KindServer, semconv.LabelSpanName, "POST /orders"}
+		base = append(base, v.spanLabels...)
 		ok := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, base...)...)
 		bad := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, base...)...)
 		dur := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanDuration}, base...)...)

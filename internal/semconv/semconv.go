@@ -4,6 +4,8 @@
 // name here changes Vigil's public contract: update docs/ingest.md with it.
 package semconv
 
+import "strings"
+
 // Labels shared by every derived series. They come from OTLP resource
 // attributes (service.name, service.namespace, deployment.environment.name,
 // service.version) or from the labels of the same names on Prometheus
@@ -54,11 +56,32 @@ const (
 // Log metrics.
 const (
 	// LogRecords counts log records. Labels: service, namespace,
-	// environment, version, severity.
+	// environment, version, severity, and the labels of the configured
+	// log_metrics.dimensions.
 	LogRecords = "log_records_total"
 	// LabelSeverity is one of trace, debug, info, warn, error, fatal, unknown.
 	LabelSeverity = "severity"
 )
+
+// SpanMetricLabels are the labels every span metric series may carry,
+// besides those of the configured span_metrics.dimensions.
+var SpanMetricLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSpanName, LabelSpanKind, LabelStatusCode}
+
+// LogRecordLabels are the labels a LogRecords series may carry, besides
+// those of the configured log_metrics.dimensions.
+var LogRecordLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSeverity}
+
+// DimensionLabel is the label name of a dimension (an attribute name such
+// as http.route or k8s.cluster.name): dots, dashes and slashes become
+// underscores.
+func DimensionLabel(attr string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || r == '/' {
+			return '_'
+		}
+		return r
+	}, attr)
+}
 
 // Severity values of LabelSeverity.
 const (
