@@ -3,7 +3,6 @@ package hotpath
 import (
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -69,7 +68,8 @@ func formatMillis(t int64) string { return time.UnixMilli(t).UTC().Format(time.R
 // same value) passes, as the head takes it.
 type batchAppender struct {
 	storage.ExemplarAppenderV2
-	state *batchState
+	states *batchStates
+	state  *batchState
 }
 
 type batchState struct {
@@ -84,13 +84,40 @@ type batchSample struct {
 	fh *histogram.FloatHistogram
 }
 
-var batchStates = sync.Pool{New: func() any {
-	return &batchState{refOf: map[uint64]storage.SeriesRef{}, last: map[storage.SeriesRef]batchSample{}}
-}}
+// batchStates keeps a few cleared states for the next transactions: a
+// cleared map keeps its buckets, so a steady stream of requests of one
+// size allocates none (a sync.Pool would be emptied at every GC). A state
+// that grew past maxKeptBatchSeries is left to the GC.
+type batchStates struct{ free chan *batchState }
+
+const maxKeptBatchSeries = 1 << 16
+
+func newBatchStates(n int) *batchStates { return &batchStates{free: make(chan *batchState, n)} }
+
+func (p *batchStates) get() *batchState {
+	select {
+	case s := <-p.free:
+		return s
+	default:
+		return &batchState{refOf: map[uint64]storage.SeriesRef{}, last: map[storage.SeriesRef]batchSample{}}
+	}
+}
+
+func (p *batchStates) put(s *batchState) {
+	if len(s.last) > maxKeptBatchSeries || len(s.refOf) > maxKeptBatchSeries {
+		return
+	}
+	clear(s.refOf)
+	clear(s.last)
+	select {
+	case p.free <- s:
+	default:
+	}
+}
 
 func (a *batchAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
 	if a.state == nil {
-		a.state = batchStates.Get().(*batchState)
+		a.state = a.states.get()
 	}
 	key, hash, byLabels := ref, uint64(0), ref == 0 && !ls.IsEmpty()
 	if byLabels {
@@ -138,9 +165,7 @@ func (a *batchAppender) release() {
 	if a.state == nil {
 		return
 	}
-	clear(a.state.refOf)
-	clear(a.state.last)
-	batchStates.Put(a.state)
+	a.states.put(a.state)
 	a.state = nil
 }
 

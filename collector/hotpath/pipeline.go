@@ -78,6 +78,7 @@ type Pipeline struct {
 	aggr   *streamaggr.Aggregators
 	logger *slog.Logger
 	now    func() time.Time
+	batch  *batchStates
 
 	limited prometheus.Counter
 }
@@ -94,7 +95,7 @@ func New(cfg Config, store Storage, logger *slog.Logger, reg prometheus.Register
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pipeline{
-		cfg: cfg, store: store, logger: logger, now: time.Now,
+		cfg: cfg, store: store, logger: logger, now: time.Now, batch: newBatchStates(16),
 		cache: NewSeriesCache(int(cfg.SeriesCacheSize)),
 		limited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_series_limit_rejected_samples_total",
@@ -147,7 +148,7 @@ func (p *Pipeline) ForgetRef(key []byte) { p.cache.Delete(key) }
 func (p *Pipeline) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	minT, maxT := p.cfg.Window(p.now())
 	var app storage.ExemplarAppenderV2 = &appender{p: p, inner: p.store.AppenderV2(ctx)}
-	app = &batchAppender{ExemplarAppenderV2: app}
+	app = &batchAppender{ExemplarAppenderV2: app, states: p.batch}
 	app = &timeLimitAppender{ExemplarAppenderV2: app, minT: minT, maxT: maxT}
 	return &labelLimitAppender{ExemplarAppenderV2: app, limits: p.cfg.IngestLimits}
 }
