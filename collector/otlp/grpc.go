@@ -64,15 +64,15 @@ func (r *Receiver) Start() (*Servers, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen for OTLP/gRPC on %s: %w", addr, err)
 		}
-		s.grpc = grpc.NewServer(
+		s.grpc = grpc.NewServer(append(r.security.grpcOptions(),
 			grpc.MaxRecvMsgSize(int(r.cfg.GRPC.MaxRecvMsgSize)),
 			grpc.ForceServerCodecV2(newWireCodec()), // requests reach the handlers as bytes: see grpcservice.go
-			grpc.ChainUnaryInterceptor(r.instrument),
-		)
+			grpc.ChainUnaryInterceptor(r.security.interceptors(r.instrument)...),
+		)...)
 		r.registerServices(s.grpc)
 		s.GRPCAddr = ln.Addr()
 		go func() { s.errs <- s.grpc.Serve(ln) }()
-		r.logger.Info("Listening for OTLP/gRPC", "address", ln.Addr().String())
+		r.logger.Info("Listening for OTLP/gRPC", "address", ln.Addr().String(), "tls", r.security.TLS != nil)
 	}
 	if addr := r.cfg.HTTP.ListenAddress; addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -80,14 +80,14 @@ func (r *Receiver) Start() (*Servers, error) {
 			s.Stop(context.Background())
 			return nil, fmt.Errorf("listen for OTLP/HTTP on %s: %w", addr, err)
 		}
-		s.http = &http.Server{Handler: r.HTTPHandler("/v1"), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute}
+		s.http = &http.Server{Handler: r.security.wrapHTTP(r.HTTPHandler("/v1")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute}
 		s.HTTPAddr = ln.Addr()
 		go func() {
-			if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := r.security.serveHTTP(s.http, ln); !errors.Is(err, http.ErrServerClosed) {
 				s.errs <- err
 			}
 		}()
-		r.logger.Info("Listening for OTLP/HTTP", "address", ln.Addr().String())
+		r.logger.Info("Listening for OTLP/HTTP", "address", ln.Addr().String(), "tls", r.security.TLS != nil)
 	}
 	return s, nil
 }

@@ -19,9 +19,9 @@ import (
 // RegisterGRPCServer, whose handlers decode a request before anything can
 // look at it: a request nesting millions of levels overflows the stack
 // inside the decoder. The server's codec hands each request over as bytes
-// (rawRequest); the Export handler checks their nesting, refuses a too
-// deep request with InvalidArgument, and only then decodes it with pdata
-// and runs the server's interceptors and the export.
+// (rawRequest); the Export handler runs the interceptors, then checks the
+// nesting, refuses a too deep request with InvalidArgument, and only then
+// decodes it with pdata and exports it.
 
 // rawRequest is an export request as it came off the wire.
 type rawRequest struct{ buf mem.Buffer }
@@ -108,41 +108,49 @@ func (r *Receiver) registerServices(s *grpc.Server) {
 	}
 }
 
+// exportHandler runs the server's interceptors (authentication, the
+// processing slot, the request metrics) around the nesting check, the
+// decoding and the export: a request is decoded only once it is
+// authenticated and admitted. The interceptors see the request as a
+// *rawRequest.
 func (r *Receiver) exportHandler(m exportMethod) grpc.MethodHandler {
-	fullMethod := "/" + m.service + "/Export"
+	info := &grpc.UnaryServerInfo{FullMethod: "/" + m.service + "/Export"}
+	handle := func(ctx context.Context, req any) (any, error) {
+		return r.export(ctx, m, req.(*rawRequest).buf.ReadOnlyData())
+	}
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		var raw rawRequest
-		if err := dec(&raw); err != nil {
+		raw := new(rawRequest)
+		if err := dec(raw); err != nil {
 			return nil, err
 		}
 		defer raw.buf.Free()
-		body := raw.buf.ReadOnlyData()
-		if err := collector.CheckOTLPProtoDepth(body, m.signal); err != nil {
-			r.metrics.RefusedRequests.WithLabelValues(ReceiverName, collector.RefusedTooDeep).Inc()
-			r.metrics.Requests.WithLabelValues(ReceiverName, codes.InvalidArgument.String()).Inc()
-			return nil, status.Errorf(codes.InvalidArgument, "refused before decoding: %v", err)
-		}
-		req, err := m.decode(body)
-		if err != nil {
-			r.metrics.Requests.WithLabelValues(ReceiverName, codes.InvalidArgument.String()).Inc()
-			return nil, status.Errorf(codes.InvalidArgument, "decode OTLP request: %v", err)
-		}
-		export := func(ctx context.Context, req any) (any, error) { return m.export(r, ctx, req) }
-		var resp any
 		if interceptor == nil {
-			resp, err = export(ctx, req)
-		} else {
-			resp, err = interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}, export)
+			return handle(ctx, raw)
 		}
-		if err != nil {
-			return nil, err
-		}
-		b, err := m.encode(resp)
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "encode OTLP response: %v", err)
-		}
-		return rawResponse(b), nil
+		return interceptor(ctx, raw, &grpc.UnaryServerInfo{Server: srv, FullMethod: info.FullMethod}, handle)
 	}
+}
+
+// export checks the nesting of an export request, refusing one too deep
+// with InvalidArgument before it is decoded, then decodes and exports it.
+func (r *Receiver) export(ctx context.Context, m exportMethod, body []byte) (any, error) {
+	if err := collector.CheckOTLPProtoDepth(body, m.signal); err != nil {
+		r.metrics.RefusedRequests.WithLabelValues(ReceiverName, collector.RefusedTooDeep).Inc()
+		return nil, status.Errorf(codes.InvalidArgument, "refused before decoding: %v", err)
+	}
+	req, err := m.decode(body)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "decode OTLP request: %v", err)
+	}
+	resp, err := m.export(r, ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := m.encode(resp)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode OTLP response: %v", err)
+	}
+	return rawResponse(b), nil
 }
 
 func (r *Receiver) exportMetrics(ctx context.Context, req any) (any, error) {

@@ -70,6 +70,7 @@ func (r *Receiver) SetLimiter(l *collector.Limiter) {
 // Receiver is the OTLP receiver, shared by the gRPC and HTTP transports.
 type Receiver struct {
 	limiter  *collector.Limiter // nil: no admission limit
+	security Security
 	cfg      Config
 	cons     Consumers
 	metrics  *collector.Metrics
