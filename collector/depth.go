@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -262,19 +263,27 @@ func scanJSON(b []byte, maxDepth int, otlp bool) error {
 		switch c := b[i]; c {
 		case ' ', '\t', '\n', '\r', ':', ',':
 		case '"':
-			start, escaped := i+1, false
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					escaped = true
-					i++
+			start, end := i+1, i+1
+			for {
+				k := bytes.IndexByte(b[end:], '"')
+				if k < 0 {
+					return nil
 				}
+				end += k
+				backslashes := 0
+				for p := end - 1; p >= start && b[p] == '\\'; p-- {
+					backslashes++
+				}
+				if backslashes%2 == 0 {
+					break
+				}
+				end++
 			}
-			if i >= len(b) {
-				return nil
-			}
+			i = end
 			pending = false
 			if otlp && isKey(b[i+1:]) {
-				pending = opensAnyValueLevel(b[start:i], escaped)
+				key := b[start:end]
+				pending = opensAnyValueLevel(key, bytes.IndexByte(key, '\\') >= 0)
 			}
 		case '{', '[':
 			if len(opensValue) >= maxDepth {
