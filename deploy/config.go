@@ -110,6 +110,9 @@ func (c Config) Validate() error {
 			"  auth:\n    tokens:\n      - {name: ops, token_file: %s, scopes: [admin]}\n      - {name: ci, token_file: /etc/vigil/ci.token, scopes: [deploy]}\n"+
 			"(see docs/security.md)", c.BearerTokenFile)
 	}
+	if err := c.Kubernetes.Validate(); err != nil {
+		return fmt.Errorf("kubernetes.%w", err)
+	}
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("policy.%w", err)
 	}

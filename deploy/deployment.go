@@ -72,6 +72,10 @@ const (
 	// RefusedRequestSignals: the verdict relies on signals the verify
 	// request brought, which deploy.allow_request_signals does not trust.
 	RefusedRequestSignals Refusal = "request_signals"
+	// RefusedTargetVersion: the actor did nothing because the target no
+	// longer ran the version the verdict condemned (or its version could
+	// not be told).
+	RefusedTargetVersion Refusal = "target_version"
 )
 
 // FieldError is a payload that lacks or misstates a field; it names the

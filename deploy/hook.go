@@ -209,7 +209,7 @@ func New(opts Options) (*Hook, error) {
 		Name: "vigil_verdicts_total", Help: "Final verdicts reached, by decision.",
 	}, []string{"decision"})
 	h.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_rollback_actions_total", Help: "Rollback actions, by kind and result (success, error, refused).",
+		Name: "vigil_rollback_actions_total", Help: "Rollback actions, by kind and result (success, error, refused: by the rate limits, or the target no longer ran the condemned version).",
 	}, []string{"kind", "result"})
 	h.evalDur = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "vigil_verdict_evaluation_duration_seconds", Help: "Time to evaluate a verdict (all signal queries).",
@@ -770,11 +770,17 @@ func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID s
 		cancel()
 		rec := ActionRecord{At: h.now().UTC(), Kind: a.Kind(), Target: target, Verdict: v.ID, OK: err == nil, Principal: by}
 		result := "success"
-		if err != nil {
+		switch {
+		case Refused(err):
+			// The target no longer runs the condemned version: nothing changed.
+			rec.Message, rec.Refused = "refused: "+err.Error(), RefusedTargetVersion
+			result = "refused"
+			h.logger.Warn("Rollback action refused", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "principal", by, "reason", err)
+		case err != nil:
 			rec.Message = err.Error()
 			result = "error"
 			h.logger.Error("Rollback action failed", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "principal", by, "err", err)
-		} else {
+		default:
 			done = true
 			rec.Message = fmt.Sprintf("rolled back %s from %s", v.Service, v.Version)
 			h.logger.Warn("Rolled back", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "verdict", v.ID, "principal", by)

@@ -458,12 +458,14 @@ func (h *Hook) handleRollback(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, "no_action", fmt.Errorf("service %q has no rollback action this Vigil can perform", d.Service))
 		return
 	}
+	// Refused by the rate limits: nothing ran. (An actor's own refusal —
+	// the target runs another version — is one of the records.)
 	switch recs[0].Refused {
-	case "":
-		writeJSON(w, http.StatusOK, recs)
 	case RefusedCooldown:
 		writeErr(w, http.StatusTooManyRequests, "refused", errors.New(recs[0].Message))
-	default:
+	case RefusedAlreadyRolledBack:
 		writeErr(w, http.StatusConflict, "refused", errors.New(recs[0].Message))
+	default:
+		writeJSON(w, http.StatusOK, recs)
 	}
 }

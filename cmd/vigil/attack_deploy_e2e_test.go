@@ -71,7 +71,7 @@ services:
 	return peers.StartVigil(t, filepath.Join(dir, "data"), "--config", cfg), tokens
 }
 
-func post(t *testing.T, url, body string) (int, string) {
+func postDeploy(t *testing.T, url, body string) (int, string) {
 	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -120,7 +120,7 @@ func TestAttackDeploy(t *testing.T) {
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			code, body := post(t, base+a.path, a.body)
+			code, body := postDeploy(t, base+a.path, a.body)
 			if code != a.code || !strings.Contains(body, a.want) {
 				t.Errorf("%d %s, want %d naming %q", code, body, a.code, a.want)
 			}

@@ -198,7 +198,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Duration(cfg.Web.ReadTimeout),
 		IdleTimeout:       5 * time.Minute,
 		ConnContext:       connlimit.ConnContext,
@@ -340,7 +340,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	if err != nil {
 		return fail(err)
 	}
-	otlpRcv.SetLimiter(limiter)
+	otlpRcv.SetLimiter(limiter) // each receiver reads a body, then takes a slot
+	rw.SetLimiter(limiter)
+	lokiRcv.SetLimiter(limiter)
+	lokiRcv.SetLimits(pipeline.IngestLimits())
 	otlpSec := otlp.Security{
 		HTTP: func(h http.Handler) http.Handler { return sec.headers.Wrap(sec.authn.Require(auth.ScopeWrite, h)) },
 		GRPC: sec.authn.UnaryServerInterceptor(auth.ScopeWrite),
@@ -395,10 +398,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	api.Register(mux)
 	rulesMgr.Register(mux)
 	mux.Handle("/-/reload", auth.ScopeAdmin, reload)
-	mux.Handle("POST /api/v1/write", auth.ScopeWrite, limiter.Wrap("remote_write", rw))
+	mux.Handle("POST /api/v1/write", auth.ScopeWrite, rw)
 	mux.Handle("/otlp/v1/", auth.ScopeWrite, otlpRcv.HTTPHandler("/otlp/v1"))
 	mux.Handle("/api/v1/otlp/v1/", auth.ScopeWrite, otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
-	mux.Handle("/loki/api/v1/push", auth.ScopeWrite, limiter.Wrap("loki", lokiRcv))
+	mux.Handle("/loki/api/v1/push", auth.ScopeWrite, lokiRcv)
 	mux.Handle("GET /api/v1/logs/recent", auth.ScopeRead, logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", auth.ScopeRead, spans.ErrorTraces().Handler())
 	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)

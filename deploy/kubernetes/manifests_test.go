@@ -1,8 +1,9 @@
 // Package kubernetes_test renders Vigil's kustomize overlays with the
 // kustomize Go API, decodes every object strictly into the typed Kubernetes
-// API objects, and checks the practices the manifests promise. The Kubernetes
-// API itself cannot run here; kustomize (krusty) is the real renderer, and
-// `kubectl kustomize` is compared with it when kubectl is on PATH.
+// API objects, and checks the practices the manifests promise; kustomize
+// (krusty) is the real renderer, and `kubectl kustomize` is compared with it
+// when kubectl is on PATH. apiserver_test.go applies them to a real
+// kube-apiserver.
 package kubernetes_test
 
 import (
