@@ -21,12 +21,16 @@ DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:p
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v0.161.0
 
+# The linter, pinned; `make peers` installs it (go install) when it is missing or another version.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(GOBIN)/golangci-lint
+
 TEST_TIMEOUT ?= 20m
 # The whole suite runs under the race detector (measured: 10.5 min on 2 busy cores).
 RACE         ?= -race
 FUZZTIME     ?= 30s
 
-.PHONY: all run build install docs test test-unit peers vet fmt-check bench fuzz clean
+.PHONY: all run build install docs lint test test-unit peers vet fmt-check bench fuzz clean
 
 all: build
 
@@ -56,6 +60,9 @@ peers:
 	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
 		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
 		else echo ">> go install $$mod"; GOBIN=$(GOBIN) $(GO) install $$mod || exit 1; fi; done
+	@if $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then echo ">> golangci-lint present"; \
+	else echo ">> go install golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+		GOBIN=$(GOBIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) || exit 1; fi
 
 # The Kubernetes control plane the rollback tests run against, built from the Go module proxy
 # through the nested build module internal/peers/kubebuild (versions pinned in its go.mod):
@@ -97,6 +104,10 @@ docs:
 ## vet: go vet and gofmt
 vet: fmt-check
 	$(GO) vet ./...
+
+## lint: golangci-lint with .golangci.yml (goimports, errcheck, staticcheck, unused, revive, ...)
+lint:
+	$(GOLANGCI_LINT) run ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
