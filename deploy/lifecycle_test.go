@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
@@ -604,7 +605,7 @@ func TestRequestSignalsNeverAct(t *testing.T) {
 		version string
 		v       float64
 	}{{"v1", 10}, {"v2", 1000}} {
-		ls := labels.FromStrings(labels.MetricName, "queue_depth", "service", "checkout", "environment", "production", "version", s.version)
+		ls := labels.FromStrings(model.MetricNameLabel, "queue_depth", "service", "checkout", "environment", "production", "version", s.version)
 		for ts := now.Add(-12 * time.Minute); !ts.After(now); ts = ts.Add(15 * time.Second) {
 			if _, err := app.Append(0, ls, 0, ts.UnixMilli(), s.v, nil, nil, promstorage.AOptions{}); err != nil {
 				t.Fatal(err)
