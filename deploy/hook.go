@@ -702,6 +702,26 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 	return out
 }
 
+// Verdict returns the verdict with the given ID: the latest of a running
+// verification, or a final one.
+func (h *Hook) Verdict(id string) (verdict.Verdict, bool) {
+	if j, ok := h.getJob(id); ok {
+		j.mu.Lock()
+		latest := j.latest
+		j.mu.Unlock()
+		if latest != nil {
+			return *latest, true
+		}
+	}
+	return h.store.Verdict(id)
+}
+
+// Deployments lists the recorded deployments, newest first, of service and
+// environment when given.
+func (h *Hook) Deployments(service, environment string, limit int) []Deployment {
+	return h.store.List(service, environment, limit)
+}
+
 // autoRollback runs the service's rollback actions, in the background,
 // when the catalog says rollback is automatic, actions are allowed
 // (requests are authenticated) and the verdict rests on trusted signals only.
