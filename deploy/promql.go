@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/query"
@@ -23,6 +25,23 @@ type PromQL struct {
 // QueryRange implements verdict.Querier: the float values of every series
 // in the result, in time order per series.
 func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+	m, err := p.QueryMatrix(ctx, expr, start, end, step)
+	if err != nil {
+		return nil, err
+	}
+	var out []float64
+	for _, s := range m {
+		for _, p := range s.Floats {
+			out = append(out, p.F)
+		}
+	}
+	return out, nil
+}
+
+// QueryMatrix runs a range query and returns its series with their labels
+// and float points (what the web UI draws), copied out of the engine's
+// pooled result.
+func (p PromQL) QueryMatrix(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	if p.Engine == nil || p.Engine.Engine == nil {
 		return nil, errors.New("query: no PromQL engine")
 	}
@@ -45,11 +64,10 @@ func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Tim
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
-	var out []float64
-	for _, s := range m {
-		for _, p := range s.Floats {
-			out = append(out, p.F)
-		}
+	// q.Close gives the points back to the engine's pool.
+	out := make(promql.Matrix, len(m))
+	for i, s := range m {
+		out[i] = promql.Series{Metric: s.Metric, Floats: slices.Clone(s.Floats)}
 	}
 	return out, nil
 }

@@ -44,12 +44,12 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 	}
 	fmt.Fprintf(w, "%s %s%s: %s\n", v.Service, v.Version, env, decision)
 	fmt.Fprintf(w, "  %s\n", headline(v))
-	fmt.Fprintf(w, "  %s\n", analysed(v))
-	if v.Final && v.Decision == verdict.Promote && hasUndecided(v) {
+	fmt.Fprintf(w, "  %s\n", plain.Analysed(v))
+	if v.Final && v.Decision == verdict.Promote && plain.HasUndecided(v) {
 		fmt.Fprintln(w, "  signals marked \"ok at window end\" were not shown to be within tolerance early, and were not worse when the window ended")
 	}
 	if !v.Final {
-		if need := needLine(v); need != "" {
+		if need := plain.Needed(v); need != "" {
 			fmt.Fprintf(w, "  %s\n", need)
 		}
 	}
@@ -62,8 +62,8 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 		fmt.Fprintf(tw, "SIGNAL\tSTATUS\t%s (BASELINE)\t%s (NEW)\tCHANGE\tDETAIL\n", strings.ToUpper(v.Baseline), strings.ToUpper(v.Version))
 	}
 	for _, s := range v.Signals {
-		b, c := signalValues(v, s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, statusWord(v, s), b, c, changeCell(s), signalDetail(s))
+		b, c := plain.SignalValues(v, s)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, plain.Status(v, s), b, c, plain.ChangeOf(s), signalDetail(s))
 	}
 	_ = tw.Flush()
 	if len(v.ErrorLogs) > 0 {
@@ -80,7 +80,7 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 			fmt.Fprintf(w, "  %4s× %s%s%s\n", plain.Count(float64(l.Count)), truncate(l.Body, 100), mark, trace)
 		}
 	}
-	if traces := oneExamplePerTrace(v.ErrorTraces); len(traces) > 0 {
+	if traces := plain.TraceExamples(v.ErrorTraces); len(traces) > 0 {
 		fmt.Fprintf(w, "\nExample error traces of %s:\n", v.Version)
 		for _, tr := range traces {
 			fmt.Fprintf(w, "  %s  %s  %s\n", tr.TraceID, tr.Span, tr.Message)
@@ -153,96 +153,6 @@ func headline(v *verdict.Verdict) string {
 	return v.Reason
 }
 
-// analysed says what was compared and how much traffic time it took.
-func analysed(v *verdict.Verdict) string {
-	mode := "running alongside"
-	if v.BaselineMode == "before" {
-		mode = "before the deploy"
-	}
-	s := fmt.Sprintf("compared with %s (%s): %s of traffic analysed, of a %s window",
-		v.Baseline, mode, seconds(v.TrafficSeconds), seconds(v.WindowSeconds))
-	if req, ok := canaryRequests(v); ok {
-		s += ", " + plain.Plural(req, "request")
-		if v.TrafficSeconds > 0 {
-			s += " (" + plain.Rate(req/v.TrafficSeconds, "req") + ")"
-		}
-	}
-	return s
-}
-
-// needLine says how much more traffic a decision needs, at the current rate.
-func needLine(v *verdict.Verdict) string {
-	if v.NeedSecs <= 0 {
-		return ""
-	}
-	s := "needs about " + seconds(v.NeedSecs) + " more traffic"
-	if req, ok := canaryRequests(v); ok && v.TrafficSeconds > 0 && req > 0 {
-		s += fmt.Sprintf(" (about %s at the current rate)", plain.Plural(math.Ceil(v.NeedSecs*req/v.TrafficSeconds), "request"))
-	}
-	return s
-}
-
-func seconds(s float64) string {
-	return plain.Duration(time.Duration(s * float64(time.Second)))
-}
-
-// canaryRequests is how many requests of the new version were analysed: the
-// total of a ratio signal over requests, else the traffic signal's mean
-// times its samples.
-func canaryRequests(v *verdict.Verdict) (float64, bool) {
-	for _, s := range v.Signals {
-		if s.Kind == verdict.KindRatio && s.Counts != nil {
-			return s.Counts[0].Total, true
-		}
-	}
-	for _, s := range v.Signals {
-		if s.Kind == verdict.KindTraffic && s.Canary != nil {
-			return *s.Canary * float64(s.Samples[0]), true
-		}
-	}
-	return 0, false
-}
-
-func baselineRequests(v *verdict.Verdict) (float64, bool) {
-	for _, s := range v.Signals {
-		if s.Kind == verdict.KindRatio && s.Counts != nil {
-			return s.Counts[1].Total, true
-		}
-	}
-	return 0, false
-}
-
-func hasUndecided(v *verdict.Verdict) bool {
-	for _, s := range v.Signals {
-		if s.Status == verdict.StatusPending && s.Finding != verdict.FindingSuspect {
-			return true
-		}
-	}
-	return false
-}
-
-// statusWord is a signal's status as the report says it: never "pending"
-// next to a final decision.
-func statusWord(v *verdict.Verdict, s verdict.SignalResult) string {
-	switch s.Status {
-	case verdict.StatusPass:
-		return "ok"
-	case verdict.StatusFail:
-		return "FAIL"
-	case verdict.StatusNoData:
-		return "no data"
-	case verdict.StatusPending:
-		switch {
-		case s.Finding == verdict.FindingSuspect:
-			return "suspect"
-		case v.Final:
-			return "ok at window end"
-		}
-		return "undecided"
-	}
-	return string(s.Status)
-}
-
 func kindWord(k verdict.Kind) string {
 	switch k {
 	case verdict.KindRatio:
@@ -255,134 +165,7 @@ func kindWord(k verdict.Kind) string {
 	return "compared per step, Mann-Whitney U test"
 }
 
-// signalValues are the baseline's and the new version's values with units.
-func signalValues(v *verdict.Verdict, s verdict.SignalResult) (string, string) {
-	switch s.Kind {
-	case verdict.KindTraffic:
-		c, b := "-", "-"
-		if req, ok := canaryRequests(v); ok {
-			c = plain.Plural(req, "request")
-			if v.TrafficSeconds > 0 {
-				c += " (" + plain.Rate(req/v.TrafficSeconds, "req") + ")"
-			}
-		}
-		if req, ok := baselineRequests(v); ok {
-			b = plain.Plural(req, "request")
-		}
-		return b, c
-	case verdict.KindAlert:
-		if s.Status == verdict.StatusFail {
-			return "-", "firing"
-		}
-		return "-", "none firing"
-	case verdict.KindRatio:
-		if s.Counts != nil {
-			return ratioCell(s.Counts[1]), ratioCell(s.Counts[0])
-		}
-		return percentPtr(s.Baseline), percentPtr(s.Canary)
-	}
-	f := func(p *float64) string {
-		if p == nil {
-			return "-"
-		}
-		if isDuration(s.Name) {
-			return plain.Seconds(*p)
-		}
-		return plain.Number(*p)
-	}
-	return f(s.Baseline), f(s.Canary)
-}
-
-// ratioCell is "4.1 % (38 of 920)".
-func ratioCell(c verdict.Counts) string {
-	if c.Total <= 0 {
-		return "no requests"
-	}
-	return fmt.Sprintf("%s (%s of %s)", plain.Percent(c.Bad/c.Total), plain.Count(c.Bad), plain.Count(c.Total))
-}
-
-func percentPtr(p *float64) string {
-	if p == nil {
-		return "-"
-	}
-	return plain.Percent(*p)
-}
-
-// isDuration reports whether a signal's values are seconds (latencies).
-func isDuration(name string) bool {
-	return strings.Contains(name, "latency") || strings.HasSuffix(name, "_seconds") || strings.Contains(name, "duration")
-}
-
-func changeCell(s verdict.SignalResult) string {
-	if s.EffectSize == nil || s.Kind == verdict.KindTraffic {
-		return "-"
-	}
-	return plain.Change(*s.EffectSize)
-}
-
 // signalDetail is the reason a signal has its status.
 func signalDetail(s verdict.SignalResult) string {
 	return s.Reason
-}
-
-// oneExamplePerTrace keeps the first error span of each trace: a trace's
-// client and server spans are one example.
-func oneExamplePerTrace(ts []verdict.TraceRef) []verdict.TraceRef {
-	seen := map[string]bool{}
-	var out []verdict.TraceRef
-	for _, t := range ts {
-		if seen[t.TraceID] {
-			continue
-		}
-		seen[t.TraceID] = true
-		out = append(out, t)
-	}
-	return out
-}
-
-// progressLine is one line of progress while a verification runs: how much
-// traffic was analysed, which way each undecided signal leans, and how much
-// more traffic a decision needs.
-func progressLine(v *verdict.Verdict) string {
-	parts := []string{fmt.Sprintf("%s %s vs %s: %s of %s analysed", v.Service, v.Version, v.Baseline, seconds(v.TrafficSeconds), seconds(v.WindowSeconds))}
-	if req, ok := canaryRequests(v); ok {
-		parts[0] += ", " + plain.Plural(req, "request")
-	}
-	var lean []string
-	for _, s := range v.Signals {
-		if w := leaning(s); w != "" {
-			lean = append(lean, s.Name+" "+w)
-		}
-	}
-	if len(lean) > 0 {
-		parts = append(parts, strings.Join(lean, ", "))
-	} else if v.Reason != "" {
-		parts = append(parts, v.Reason)
-	}
-	if need := needLine(v); need != "" {
-		parts = append(parts, need)
-	}
-	return strings.Join(parts, "; ")
-}
-
-// leaning is which way a scored signal points so far ("" for the traffic).
-func leaning(s verdict.SignalResult) string {
-	if s.Kind == verdict.KindTraffic {
-		return ""
-	}
-	switch s.Status {
-	case verdict.StatusPass:
-		return "ok"
-	case verdict.StatusFail:
-		return "failing"
-	case verdict.StatusNoData:
-		return "no data"
-	}
-	if s.Finding == verdict.FindingSuspect {
-		return "leaning rollback"
-	}
-	if s.EffectSize != nil && *s.EffectSize <= 0 {
-		return "leaning promote"
-	}
-	return "undecided"
 }

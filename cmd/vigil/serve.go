@@ -35,6 +35,7 @@ import (
 	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/connlimit"
@@ -404,11 +405,17 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	mux.Handle("/loki/api/v1/push", auth.ScopeWrite, lokiRcv)
 	mux.Handle("GET /api/v1/logs/recent", auth.ScopeRead, logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", auth.ScopeRead, spans.ErrorTraces().Handler())
-	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
+	hook, stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
 	if err != nil {
 		return fail(err)
 	}
 	stack = append(stack, stopDeploy)
+	stopUI, err := startUI(cfg, hook, deploy.PromQL{Engine: engine, Queryable: queryStorage{Queryable: forwarder.Queryable(store), ExemplarQueryable: store}},
+		uiListeners(ln.Addr(), otlpServers, sec.tls != nil), reg, mux, logger)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, stopUI)
 	app.Store(mux)
 	if testHookRoutes != nil {
 		testHookRoutes(append(root.Routes(), mux.Routes()...))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/plain"
 )
 
 // Exit codes of `vigil verify`, for pipelines.
@@ -134,7 +135,7 @@ func (c *verifyCommand) run() error {
 // progress shows where the analysis is: rewritten in place on a terminal,
 // one line per poll otherwise (CI logs).
 func (c *verifyCommand) progress(t terminal, v *verdict.Verdict) {
-	line := progressLine(v)
+	line := plain.Progress(v)
 	if t.tty {
 		fmt.Fprintf(c.stderr, "\r\033[K%s", truncate(line, max(t.width-1, 20)))
 		return

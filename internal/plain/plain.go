@@ -89,7 +89,10 @@ func Change(rel float64) string {
 		return "-"
 	}
 	p := 100 * rel
-	if math.Abs(p) < 10 && p != 0 {
+	if math.Abs(p) < 0.05 {
+		return "0 %"
+	}
+	if math.Abs(p) < 10 {
 		s := strconv.FormatFloat(p, 'f', 1, 64)
 		if !strings.HasPrefix(s, "-") {
 			s = "+" + s

@@ -1,0 +1,235 @@
+package plain
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+// The words of a verdict, shared by `vigil verify`, `vigil verdicts show`
+// and the web UI's verdict page.
+
+// secs writes seconds as a duration.
+func secs(s float64) string {
+	return Duration(time.Duration(s * float64(time.Second)))
+}
+
+// CanaryRequests is how many requests of the new version were analysed: the
+// total of a ratio signal over requests, else the traffic signal's mean
+// times its samples.
+func CanaryRequests(v *verdict.Verdict) (float64, bool) {
+	for _, s := range v.Signals {
+		if s.Kind == verdict.KindRatio && s.Counts != nil {
+			return s.Counts[0].Total, true
+		}
+	}
+	for _, s := range v.Signals {
+		if s.Kind == verdict.KindTraffic && s.Canary != nil {
+			return *s.Canary * float64(s.Samples[0]), true
+		}
+	}
+	return 0, false
+}
+
+// BaselineRequests is how many requests of the baseline were analysed.
+func BaselineRequests(v *verdict.Verdict) (float64, bool) {
+	for _, s := range v.Signals {
+		if s.Kind == verdict.KindRatio && s.Counts != nil {
+			return s.Counts[1].Total, true
+		}
+	}
+	return 0, false
+}
+
+// HasUndecided reports whether a signal was still undecided (not suspect).
+func HasUndecided(v *verdict.Verdict) bool {
+	for _, s := range v.Signals {
+		if s.Status == verdict.StatusPending && s.Finding != verdict.FindingSuspect {
+			return true
+		}
+	}
+	return false
+}
+
+// Status is a signal's status as the report says it: never "pending"
+// next to a final decision.
+func Status(v *verdict.Verdict, s verdict.SignalResult) string {
+	switch s.Status {
+	case verdict.StatusPass:
+		return "ok"
+	case verdict.StatusFail:
+		return "FAIL"
+	case verdict.StatusNoData:
+		return "no data"
+	case verdict.StatusPending:
+		switch {
+		case s.Finding == verdict.FindingSuspect:
+			return "suspect"
+		case v.Final:
+			return "ok at window end"
+		}
+		return "undecided"
+	}
+	return string(s.Status)
+}
+
+// SignalValues are the baseline's and the new version's values with units.
+func SignalValues(v *verdict.Verdict, s verdict.SignalResult) (string, string) {
+	switch s.Kind {
+	case verdict.KindTraffic:
+		c, b := "-", "-"
+		if req, ok := CanaryRequests(v); ok {
+			c = Plural(req, "request")
+			if v.TrafficSeconds > 0 {
+				c += " (" + Rate(req/v.TrafficSeconds, "req") + ")"
+			}
+		}
+		if req, ok := BaselineRequests(v); ok {
+			b = Plural(req, "request")
+		}
+		return b, c
+	case verdict.KindAlert:
+		if s.Status == verdict.StatusFail {
+			return "-", "firing"
+		}
+		return "-", "none firing"
+	case verdict.KindRatio:
+		if s.Counts != nil {
+			return RatioCell(s.Counts[1]), RatioCell(s.Counts[0])
+		}
+		return percentPtr(s.Baseline), percentPtr(s.Canary)
+	}
+	f := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		if IsDuration(s.Name) {
+			return Seconds(*p)
+		}
+		return Number(*p)
+	}
+	return f(s.Baseline), f(s.Canary)
+}
+
+// RatioCell is "4.1 % (38 of 920)".
+func RatioCell(c verdict.Counts) string {
+	if c.Total <= 0 {
+		return "no requests"
+	}
+	return fmt.Sprintf("%s (%s of %s)", Percent(c.Bad/c.Total), Count(c.Bad), Count(c.Total))
+}
+
+// percentPtr writes a share, "-" for none.
+func percentPtr(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return Percent(*p)
+}
+
+// IsDuration reports whether a signal's values are seconds (latencies).
+func IsDuration(name string) bool {
+	return strings.Contains(name, "latency") || strings.HasSuffix(name, "_seconds") || strings.Contains(name, "duration")
+}
+
+// ChangeOf is the relative worsening of a signal, "-" for none.
+func ChangeOf(s verdict.SignalResult) string {
+	if s.EffectSize == nil || s.Kind == verdict.KindTraffic {
+		return "-"
+	}
+	return Change(*s.EffectSize)
+}
+
+// TraceExamples keeps the first error span of each trace: a trace's
+// client and server spans are one example.
+func TraceExamples(ts []verdict.TraceRef) []verdict.TraceRef {
+	seen := map[string]bool{}
+	var out []verdict.TraceRef
+	for _, t := range ts {
+		if seen[t.TraceID] {
+			continue
+		}
+		seen[t.TraceID] = true
+		out = append(out, t)
+	}
+	return out
+}
+
+// Progress is one line of progress while a verification runs: how much
+// traffic was analysed, which way each undecided signal leans, and how much
+// more traffic a decision needs.
+func Progress(v *verdict.Verdict) string {
+	parts := []string{fmt.Sprintf("%s %s vs %s: %s of %s analysed", v.Service, v.Version, v.Baseline, secs(v.TrafficSeconds), secs(v.WindowSeconds))}
+	if req, ok := CanaryRequests(v); ok {
+		parts[0] += ", " + Plural(req, "request")
+	}
+	var lean []string
+	for _, s := range v.Signals {
+		if w := Leaning(s); w != "" {
+			lean = append(lean, s.Name+" "+w)
+		}
+	}
+	if len(lean) > 0 {
+		parts = append(parts, strings.Join(lean, ", "))
+	} else if v.Reason != "" {
+		parts = append(parts, v.Reason)
+	}
+	if need := Needed(v); need != "" {
+		parts = append(parts, need)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Leaning is which way a scored signal points so far ("" for the traffic).
+func Leaning(s verdict.SignalResult) string {
+	if s.Kind == verdict.KindTraffic {
+		return ""
+	}
+	switch s.Status {
+	case verdict.StatusPass:
+		return "ok"
+	case verdict.StatusFail:
+		return "failing"
+	case verdict.StatusNoData:
+		return "no data"
+	}
+	if s.Finding == verdict.FindingSuspect {
+		return "leaning rollback"
+	}
+	if s.EffectSize != nil && *s.EffectSize <= 0 {
+		return "leaning promote"
+	}
+	return "undecided"
+}
+
+// Needed says how much more traffic a decision needs, at the current rate.
+func Needed(v *verdict.Verdict) string {
+	if v.NeedSecs <= 0 {
+		return ""
+	}
+	s := "needs about " + secs(v.NeedSecs) + " more traffic"
+	if req, ok := CanaryRequests(v); ok && v.TrafficSeconds > 0 && req > 0 {
+		s += fmt.Sprintf(" (about %s at the current rate)", Plural(math.Ceil(v.NeedSecs*req/v.TrafficSeconds), "request"))
+	}
+	return s
+}
+
+// Analysed says what was compared and how much traffic time it took.
+func Analysed(v *verdict.Verdict) string {
+	mode := "running alongside"
+	if v.BaselineMode == "before" {
+		mode = "before the deploy"
+	}
+	s := fmt.Sprintf("compared with %s (%s): %s of traffic analysed, of a %s window",
+		v.Baseline, mode, secs(v.TrafficSeconds), secs(v.WindowSeconds))
+	if req, ok := CanaryRequests(v); ok {
+		s += ", " + Plural(req, "request")
+		if v.TrafficSeconds > 0 {
+			s += " (" + Rate(req/v.TrafficSeconds, "req") + ")"
+		}
+	}
+	return s
+}
