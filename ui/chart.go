@@ -39,9 +39,9 @@ type chart struct {
 
 // Chart geometry, in SVG user units.
 const (
-	chartW, chartH       = 720, 220
+	chartW, chartH         = 720, 220
 	padL, padR, padT, padB = 64, 12, 10, 26
-	maxChartSeries       = 10
+	maxChartSeries         = 10
 )
 
 // svgChart is what the chart template draws.

@@ -29,7 +29,7 @@ type fixedDeployments struct {
 }
 
 func (f fixedDeployments) Deployments(string, string, int) []deploy.Deployment { return f.deps }
-func (f fixedDeployments) Verdicts(string, int) []verdict.Verdict             { return f.verdicts }
+func (f fixedDeployments) Verdicts(string, int) []verdict.Verdict              { return f.verdicts }
 func (f fixedDeployments) Verdict(id string) (verdict.Verdict, bool) {
 	for _, v := range f.verdicts {
 		if v.ID == id {
