@@ -21,6 +21,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -92,7 +93,7 @@ func New(cfg Config, app Storage, md collector.MetadataSink, metrics *collector.
 		logger = slog.New(slog.DiscardHandler)
 	}
 	rcv := &Receiver{cfg: cfg, app: app, md: md, metrics: metrics, logger: logger}
-	var h http.Handler = remoteapi.NewWriteHandler(rcv,
+	h := remoteapi.NewWriteHandler(rcv,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
 		remoteapi.WithWriteHandlerLogger(logger),
 		remoteapi.WithWriteHandlerMiddlewares(rcv.readBody),
@@ -385,7 +386,7 @@ func appendKey(dst []byte, ls []Label) []byte {
 
 func metricName(ls []Label) string {
 	for _, l := range ls {
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			return l.Value
 		}
 	}
@@ -422,13 +423,13 @@ func buildLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
 		if l.Value == "" {
 			continue
 		}
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			hasName = true
 		}
 		b.Add(l.Name, l.Value)
 	}
 	if !hasName {
-		return labels.EmptyLabels(), fmt.Errorf("%w: no metric name: the %s label is missing or empty in {%s}", collector.ErrInvalidLabels, labels.MetricName, formatLabels(ls))
+		return labels.EmptyLabels(), fmt.Errorf("%w: no metric name: the %s label is missing or empty in {%s}", collector.ErrInvalidLabels, model.MetricNameLabel, formatLabels(ls))
 	}
 	return b.Labels(), nil
 }
