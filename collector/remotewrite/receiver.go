@@ -17,7 +17,6 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/alecthomas/units"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,30 +35,16 @@ const ReceiverName = "remote_write"
 // Config bounds what one request may carry. The limits on what it holds
 // (labels, timestamps) are the hot path's, shared by every receiver.
 type Config struct {
-	// MaxRequestBytes is the largest compressed body accepted (413 beyond).
-	MaxRequestBytes units.Base2Bytes `yaml:"max_request_bytes"`
-	// MaxDecompressedBytes is the largest decompressed body accepted (413 beyond).
-	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+	collector.BodyLimits `yaml:",inline"`
 }
 
 // DefaultConfig is the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{
-		MaxRequestBytes:      collector.DefaultMaxRequestBytes,
-		MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
-	}
+	return Config{BodyLimits: collector.DefaultBodyLimits()}
 }
 
 // Validate reports a limit that cannot work.
-func (c Config) Validate() error {
-	switch {
-	case c.MaxRequestBytes <= 0:
-		return fmt.Errorf("max_request_bytes must be positive, got %s", c.MaxRequestBytes)
-	case c.MaxDecompressedBytes <= 0:
-		return fmt.Errorf("max_decompressed_bytes must be positive, got %s", c.MaxDecompressedBytes)
-	}
-	return nil
-}
+func (c Config) Validate() error { return c.BodyLimits.Validate() }
 
 // Storage is where the receiver writes: the hot path, which appends
 // through the ingest limits and remembers series references. Its
