@@ -104,7 +104,7 @@ func (u *UI) verdict(r *http.Request) (string, any, int) {
 		b, n := plain.SignalValues(&v, s)
 		st := plain.Status(&v, s)
 		row := signalRow{Name: s.Name, Kind: string(s.Kind), Status: st, StatusClass: statusClass(st), Baseline: b, New: n,
-			Change: plain.ChangeOf(s), Detail: signalDetail(s), Critical: s.Critical, Query: s.Query, BaselineQuery: s.BaselineQuery}
+			Change: plain.ChangeOf(s), Detail: plain.Detail(&v, s), Critical: s.Critical, Query: s.Query, BaselineQuery: s.BaselineQuery}
 		if s.Query != "" {
 			row.GraphURL = graphURL(s.Query, start, end)
 		}
@@ -125,11 +125,6 @@ func (u *UI) verdict(r *http.Request) (string, any, int) {
 	}
 	u.actions(&p, &v)
 	return "verdict", p, http.StatusOK
-}
-
-// signalDetail is why a signal has its status.
-func signalDetail(s verdict.SignalResult) string {
-	return s.Reason
 }
 
 // actions finds the deployment of the verdict and what was done about it.

@@ -63,7 +63,7 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 	}
 	for _, s := range v.Signals {
 		b, c := plain.SignalValues(v, s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, plain.Status(v, s), b, c, plain.ChangeOf(s), signalDetail(s))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, plain.Status(v, s), b, c, plain.ChangeOf(s), plain.Detail(v, s))
 	}
 	_ = tw.Flush()
 	if len(v.ErrorLogs) > 0 {
@@ -163,9 +163,4 @@ func kindWord(k verdict.Kind) string {
 		return "firing alerts"
 	}
 	return "compared per step, Mann-Whitney U test"
-}
-
-// signalDetail is the reason a signal has its status.
-func signalDetail(s verdict.SignalResult) string {
-	return s.Reason
 }

@@ -233,3 +233,36 @@ func Analysed(v *verdict.Verdict) string {
 	}
 	return s
 }
+
+// Detail says in a few plain words why a signal has its status, for a
+// table cell; the engine's full reason is for --explain.
+func Detail(v *verdict.Verdict, s verdict.SignalResult) string {
+	base := v.Baseline
+	switch {
+	case s.Kind == verdict.KindTraffic:
+		if s.Status == verdict.StatusNoData {
+			return "no traffic of " + v.Version + " yet"
+		}
+		return "how much traffic there is; not scored"
+	case s.Kind == verdict.KindAlert && s.Status == verdict.StatusFail:
+		return "a critical alert fired during the analysis"
+	case s.Kind == verdict.KindAlert:
+		return "no critical alert fired"
+	case s.Status == verdict.StatusNoData:
+		if s.Kind == verdict.KindRatio {
+			return "no data: nothing counted for both versions"
+		}
+		return fmt.Sprintf("no data: %d samples of %s and %d of %s so far", s.Samples[0], v.Version, s.Samples[1], base)
+	case s.Status == verdict.StatusFail && s.Finding == verdict.FindingBound:
+		return "beyond its absolute bound (SLO)"
+	case s.Status == verdict.StatusFail:
+		return "significantly worse than " + base
+	case s.Status == verdict.StatusPass:
+		return "no worse than " + base + " beyond its tolerance"
+	case s.Finding == verdict.FindingSuspect:
+		return "worse than allowed, not significantly yet"
+	case v.Final:
+		return "not significantly worse when the window ended"
+	}
+	return "not decided yet"
+}
