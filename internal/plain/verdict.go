@@ -159,22 +159,30 @@ func TraceExamples(ts []verdict.TraceRef) []verdict.TraceRef {
 }
 
 // Progress is one line of progress while a verification runs: how much
-// traffic was analysed, which way each undecided signal leans, and how much
-// more traffic a decision needs.
+// traffic was analysed, which way the signals lean, and how much more
+// traffic a decision needs.
 func Progress(v *verdict.Verdict) string {
-	parts := []string{fmt.Sprintf("%s %s vs %s: %s of %s analysed", v.Service, v.Version, v.Baseline, secs(v.TrafficSeconds), secs(v.WindowSeconds))}
+	head := fmt.Sprintf("%s %s vs %s: %s of %s", v.Service, v.Version, v.Baseline, secs(v.TrafficSeconds), secs(v.WindowSeconds))
 	if req, ok := CanaryRequests(v); ok {
-		parts[0] += ", " + Plural(req, "request")
+		head += ", " + Plural(req, "request")
 	}
-	var lean []string
+	parts := []string{head}
+	groups := map[string][]string{}
+	var order []string
 	for _, s := range v.Signals {
-		if w := Leaning(s); w != "" {
-			lean = append(lean, s.Name+" "+w)
+		w := Leaning(s)
+		if w == "" {
+			continue
 		}
+		if _, ok := groups[w]; !ok {
+			order = append(order, w)
+		}
+		groups[w] = append(groups[w], s.Name)
 	}
-	if len(lean) > 0 {
-		parts = append(parts, strings.Join(lean, ", "))
-	} else if v.Reason != "" {
+	for _, w := range order {
+		parts = append(parts, w+": "+strings.Join(groups[w], ", "))
+	}
+	if len(order) == 0 && v.Reason != "" {
 		parts = append(parts, v.Reason)
 	}
 	if need := Needed(v); need != "" {
@@ -194,7 +202,7 @@ func Leaning(s verdict.SignalResult) string {
 	case verdict.StatusFail:
 		return "failing"
 	case verdict.StatusNoData:
-		return "no data"
+		return "no data yet"
 	}
 	if s.Finding == verdict.FindingSuspect {
 		return "leaning rollback"

@@ -1,0 +1,50 @@
+package plain
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/vigilhq/vigil/deploy/verdict"
+)
+
+func fp(v float64) *float64 { return &v }
+
+func TestVerdictWords(t *testing.T) {
+	counts := &[2]verdict.Counts{{Bad: 38, Total: 920}, {Bad: 41, Total: 4500}}
+	running := &verdict.Verdict{Service: "checkout", Version: "v2", Baseline: "v1", TrafficSeconds: 180, WindowSeconds: 600,
+		Judgement: verdict.Judgement{Decision: verdict.Inconclusive, NeedSecs: 420, Signals: []verdict.SignalResult{
+			{Name: "request_rate", Kind: verdict.KindTraffic, Status: verdict.StatusPass},
+			{Name: "error_ratio", Kind: verdict.KindRatio, Status: verdict.StatusPending, Counts: counts, EffectSize: fp(-0.1)},
+			{Name: "latency_p99", Kind: verdict.KindCompare, Status: verdict.StatusPending, Finding: verdict.FindingSuspect, Baseline: fp(0.085), Canary: fp(0.12)},
+			{Name: "log_error_ratio", Kind: verdict.KindRatio, Status: verdict.StatusNoData},
+		}}}
+	final := *running
+	final.Judgement.Final, final.Judgement.Decision = true, verdict.Promote
+
+	for _, tc := range []struct{ name, got, want string }{
+		{"progress", Progress(running), "checkout v2 vs v1: 3 min of 10 min, 920 requests; leaning promote: error_ratio; leaning rollback: latency_p99; no data yet: log_error_ratio; needs about 7 min more traffic (about 2,147 requests at the current rate)"},
+		{"pending while running", Status(running, running.Signals[1]), "undecided"},
+		{"pending in a final verdict", Status(&final, final.Signals[1]), "ok at window end"},
+		{"suspect", Status(running, running.Signals[2]), "suspect"},
+		{"no data", Status(running, running.Signals[3]), "no data"},
+		{"ratio cell", RatioCell(counts[0]), "4.1 % (38 of 920)"},
+		{"analysed", Analysed(running), "compared with v1 (running alongside): 3 min of traffic analysed, of a 10 min window, 920 requests (5.11 req/s)"},
+		{"detail", Detail(running, running.Signals[2]), "worse than allowed, not significantly yet"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, tc.got, tc.want)
+		}
+	}
+	b, c := SignalValues(running, running.Signals[2])
+	if b != "85 ms" || c != "120 ms" {
+		t.Errorf("latency values %q %q", b, c)
+	}
+	b, c = SignalValues(running, running.Signals[0])
+	if b != "4,500 requests" || !strings.HasPrefix(c, "920 requests (5.11 req/s)") {
+		t.Errorf("traffic values %q %q", b, c)
+	}
+	ex := TraceExamples([]verdict.TraceRef{{TraceID: "a", Span: "client"}, {TraceID: "a", Span: "server"}, {TraceID: "b"}})
+	if len(ex) != 2 || ex[0].Span != "client" {
+		t.Errorf("one example per trace: %+v", ex)
+	}
+}
