@@ -227,6 +227,9 @@ func New(opts Options) (*Hook, error) {
 // Store is the deployment store.
 func (h *Hook) Store() *Store { return h.store }
 
+// Catalog is the service catalog (nil without deploy.catalog).
+func (h *Hook) Catalog() *catalog.Catalog { return h.catalog }
+
 // Close waits for the rollback actions in flight, stops the evaluations
 // and closes the store.
 func (h *Hook) Close() error {

@@ -71,3 +71,18 @@ func (p PromQL) QueryMatrix(ctx context.Context, expr string, start, end time.Ti
 	}
 	return out, nil
 }
+
+// LabelSets runs an instant query and returns the labels of its series
+// (catalog.Querier).
+func (p PromQL) LabelSets(ctx context.Context, expr string) ([]map[string]string, error) {
+	now := time.Now()
+	m, err := p.QueryMatrix(ctx, expr, now, now, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]string, 0, len(m))
+	for _, s := range m {
+		out = append(out, s.Metric.Map())
+	}
+	return out, nil
+}

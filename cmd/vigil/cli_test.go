@@ -152,8 +152,9 @@ var commandRows = map[string]struct {
 	"gen rules": {
 		args: []string{"gen", "rules"},
 		check: func(t *testing.T, c command, _ map[string]string) {
-			if f := c.(*genRulesCommand).flags; f.catalog != "catalog.yml" || f.out != "rules" || f.output != "text" {
-				t.Errorf("gen rules: %+v", f)
+			g := c.(*genRulesCommand)
+			if f := g.flags; f.catalog != "catalog.yml" || f.out != "rules" || f.output != "text" || g.rules.For != 2*time.Minute {
+				t.Errorf("gen rules: %+v, deploy alerts for %s", f, g.rules.For)
 			}
 		},
 	},

@@ -57,6 +57,9 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { h.Run(ctx) })
+	wg.Go(func() {
+		deploy.WatchSelectors(ctx, h.Catalog(), deploy.PromQL{Engine: engine, Queryable: store}, time.Duration(dcfg.SeriesInterval), logger.With("component", "deploy"))
+	})
 	return h, func() {
 		cancel()
 		wg.Wait()
