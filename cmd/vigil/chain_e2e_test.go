@@ -146,4 +146,3 @@ func apiGetToken(t *testing.T, base, path, token string, params url.Values) (int
 	}
 	return code, r
 }
-
