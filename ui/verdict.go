@@ -90,7 +90,7 @@ func (u *UI) verdict(r *http.Request) (string, any, int) {
 		ID: v.ID, Service: v.Service, Environment: v.Environment, Version: v.Version, Baseline: v.Baseline,
 		Decision: decision, Class: class, Final: v.Final, Headline: summaryOf(&v), Analysed: plain.Analysed(&v),
 		Evaluated: v.EvaluatedAt.UTC().Format(time.RFC3339), Started: v.Start.UTC().Format(time.RFC3339),
-		WindowOver: v.Final && v.Decision == verdict.Promote && plain.HasUndecided(&v),
+		WindowOver: plain.WindowOver(&v) && plain.HasUndecided(&v),
 		TraceLinks: u.cfg.TraceURLTemplate != "",
 	}
 	if !v.Final {

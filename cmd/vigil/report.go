@@ -45,7 +45,7 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 	fmt.Fprintf(w, "%s %s%s: %s\n", v.Service, v.Version, env, decision)
 	fmt.Fprintf(w, "  %s\n", headline(v))
 	fmt.Fprintf(w, "  %s\n", plain.Analysed(v))
-	if v.Final && v.Decision == verdict.Promote && plain.HasUndecided(v) {
+	if plain.WindowOver(v) && plain.HasUndecided(v) {
 		fmt.Fprintln(w, "  signals marked \"ok at window end\" were not shown to be within tolerance early, and were not worse when the window ended")
 	}
 	if !v.Final {

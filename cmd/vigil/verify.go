@@ -84,11 +84,12 @@ func (c *verifyCommand) run() error {
 		return exitWith(verifyError, err)
 	}
 	r := first
+	var last string // the last progress line printed
 	for {
 		if r.Error != "" {
 			fmt.Fprintf(c.stderr, "evaluation failed: %s\n", r.Error)
 		} else if v := r.Verdict; v != nil && !r.Final {
-			c.progress(term, v)
+			last = c.progress(term, v, last)
 		}
 		if r.Final || !time.Now().Before(deadline) {
 			break
@@ -132,13 +133,17 @@ func (c *verifyCommand) run() error {
 	}
 }
 
-// progress shows where the analysis is: rewritten in place on a terminal,
-// one line per poll otherwise (CI logs).
-func (c *verifyCommand) progress(t terminal, v *verdict.Verdict) {
+// progress shows where the analysis is: rewritten in place on a terminal;
+// otherwise (CI logs) one line per poll that brings news — the verdict is
+// re-evaluated once a step, so a poll between two steps prints nothing.
+// It returns the line shown.
+func (c *verifyCommand) progress(t terminal, v *verdict.Verdict, last string) string {
 	line := plain.Progress(v)
-	if t.tty {
+	switch {
+	case t.tty:
 		fmt.Fprintf(c.stderr, "\r\033[K%s", truncate(line, max(t.width-1, 20)))
-		return
+	case line != last:
+		fmt.Fprintln(c.stderr, line)
 	}
-	fmt.Fprintln(c.stderr, line)
+	return line
 }

@@ -44,6 +44,12 @@ func BaselineRequests(v *verdict.Verdict) (float64, bool) {
 	return 0, false
 }
 
+// WindowOver reports whether the verdict was reached at the end of its
+// window (rather than early).
+func WindowOver(v *verdict.Verdict) bool {
+	return v.Final && v.WindowSeconds > 0 && v.TrafficSeconds >= v.WindowSeconds
+}
+
 // HasUndecided reports whether a signal was still undecided (not suspect).
 func HasUndecided(v *verdict.Verdict) bool {
 	for _, s := range v.Signals {
@@ -68,7 +74,7 @@ func Status(v *verdict.Verdict, s verdict.SignalResult) string {
 		switch {
 		case s.Finding == verdict.FindingSuspect:
 			return "suspect"
-		case v.Final:
+		case WindowOver(v):
 			return "ok at window end"
 		}
 		return "undecided"
@@ -260,7 +266,7 @@ func Detail(v *verdict.Verdict, s verdict.SignalResult) string {
 		if s.Kind == verdict.KindRatio {
 			return "no data: nothing counted for both versions"
 		}
-		return fmt.Sprintf("no data: %d samples of %s and %d of %s so far", s.Samples[0], v.Version, s.Samples[1], base)
+		return fmt.Sprintf("no data: %s of %s and %s of %s so far", Plural(float64(s.Samples[0]), "sample"), v.Version, Count(float64(s.Samples[1])), base)
 	case s.Status == verdict.StatusFail && s.Finding == verdict.FindingBound:
 		return "beyond its absolute bound (SLO)"
 	case s.Status == verdict.StatusFail:
@@ -269,7 +275,7 @@ func Detail(v *verdict.Verdict, s verdict.SignalResult) string {
 		return "no worse than " + base + " beyond its tolerance"
 	case s.Finding == verdict.FindingSuspect:
 		return "worse than allowed, not significantly yet"
-	case v.Final:
+	case WindowOver(v):
 		return "not significantly worse when the window ended"
 	}
 	return "not decided yet"
