@@ -168,7 +168,7 @@ func TraceExamples(ts []verdict.TraceRef) []verdict.TraceRef {
 // traffic was analysed, which way the signals lean, and how much more
 // traffic a decision needs.
 func Progress(v *verdict.Verdict) string {
-	head := fmt.Sprintf("%s %s vs %s: %s of %s", v.Service, v.Version, v.Baseline, secs(v.TrafficSeconds), secs(v.WindowSeconds))
+	head := fmt.Sprintf("%s %s vs %s: %s of %s analysed", v.Service, v.Version, v.Baseline, secs(v.TrafficSeconds), secs(v.WindowSeconds))
 	if req, ok := CanaryRequests(v); ok {
 		head += ", " + Plural(req, "request")
 	}

@@ -24,7 +24,7 @@ func TestVerdictWords(t *testing.T) {
 	early.Judgement.Final, early.Judgement.Decision = true, verdict.Rollback
 
 	for _, tc := range []struct{ name, got, want string }{
-		{"progress", Progress(running), "checkout v2 vs v1: 3 min of 10 min, 920 requests; leaning promote: error_ratio; leaning rollback: latency_p99; no data yet: log_error_ratio; needs about 7 min more traffic (about 2,147 requests at the current rate)"},
+		{"progress", Progress(running), "checkout v2 vs v1: 3 min of 10 min analysed, 920 requests; leaning promote: error_ratio; leaning rollback: latency_p99; no data yet: log_error_ratio; needs about 7 min more traffic (about 2,147 requests at the current rate)"},
 		{"pending while running", Status(running, running.Signals[1]), "undecided"},
 		{"pending in a final verdict", Status(&final, final.Signals[1]), "ok at window end"},
 		{"pending in a verdict reached early", Status(&early, early.Signals[1]), "undecided"},
