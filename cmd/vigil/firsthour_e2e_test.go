@@ -95,7 +95,7 @@ func TestFirstHour(t *testing.T) {
 	if code != verifyRollback {
 		t.Fatalf("vigil verify (bad ledger v2): exit %d, want %d\n%s%s", code, verifyRollback, out, errOut)
 	}
-	for _, want := range []string{"ledger v2 in production: ROLLBACK", "compared with v1 (running alongside)", " req/s)", "FAIL", "% (", " of ",
+	for _, want := range []string{"ledger v2 in production: ROLLBACK", "compared with v1 (running alongside)", " requests", "FAIL", "% (", " of ",
 		"ledger write timed out", "Verdict page: " + base + "/verdicts/"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify report lacks %q:\n%s", want, out)

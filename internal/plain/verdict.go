@@ -89,9 +89,6 @@ func SignalValues(v *verdict.Verdict, s verdict.SignalResult) (string, string) {
 		c, b := "-", "-"
 		if req, ok := CanaryRequests(v); ok {
 			c = Plural(req, "request")
-			if v.TrafficSeconds > 0 {
-				c += " (" + Rate(req/v.TrafficSeconds, "req") + ")"
-			}
 		}
 		if req, ok := BaselineRequests(v); ok {
 			b = Plural(req, "request")
@@ -241,9 +238,6 @@ func Analysed(v *verdict.Verdict) string {
 		v.Baseline, mode, secs(v.TrafficSeconds), secs(v.WindowSeconds))
 	if req, ok := CanaryRequests(v); ok {
 		s += ", " + Plural(req, "request")
-		if v.TrafficSeconds > 0 {
-			s += " (" + Rate(req/v.TrafficSeconds, "req") + ")"
-		}
 	}
 	return s
 }
