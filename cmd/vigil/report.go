@@ -83,7 +83,7 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 	if traces := plain.TraceExamples(v.ErrorTraces); len(traces) > 0 {
 		fmt.Fprintf(w, "\nExample error traces of %s:\n", v.Version)
 		for _, tr := range traces {
-			fmt.Fprintf(w, "  %s  %s  %s\n", tr.TraceID, tr.Span, tr.Message)
+			fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %s  %s  %s", tr.TraceID, tr.Span, tr.Message), " "))
 		}
 	}
 	if r.explain && len(v.Signals) > 0 {
