@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -128,7 +127,6 @@ deploy:
 type demoCommand struct {
 	stdout, stderr io.Writer
 	keep           bool
-	window         model.Duration
 }
 
 func newDemoCommand(app *kingpin.Application, stdout, stderr io.Writer) *demoCommand {
@@ -265,7 +263,7 @@ func streamVerdicts(ctx context.Context, w io.Writer, base string, services []st
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	clear := func() {
+	clearLine := func() {
 		if term.tty {
 			fmt.Fprint(w, "\r\033[K")
 		}
@@ -276,7 +274,7 @@ func streamVerdicts(ctx context.Context, w io.Writer, base string, services []st
 			return ctx.Err()
 		case r := <-done:
 			left--
-			clear()
+			clearLine()
 			if r.err != nil {
 				return r.err
 			}
