@@ -285,7 +285,7 @@ func TestGlobalVersionFlag(t *testing.T) {
 		// An empty shell variable after --version is a usage error, never a promote.
 		{args: []string{"verify", "--service", "s", "--version"}, wantCode: exitUsage, stderr: "expected argument for flag '--version'"},
 		{args: []string{"deploy", "record", "--service", "s", "--version"}, wantCode: exitUsage, stderr: "expected argument for flag '--version'"},
-		{args: []string{"verify", "--service", "s", "--version", "v2", "--poll-interval", "0s"}, wantCode: verifyError, stderr: "--poll-interval 0s: at least 1s"},
+		{args: []string{"verify", "--service", "s", "--version", "v2", "--poll-interval", "0s"}, wantCode: verifyError, stderr: "--poll-interval 0s: at least 250ms"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -33,7 +33,7 @@ type verifyCommand struct {
 
 // minPollInterval is the shortest --poll-interval: a verification is
 // re-evaluated at most every half step anyway.
-const minPollInterval = time.Second
+const minPollInterval = 250 * time.Millisecond
 
 // newVerifyCommand registers `vigil verify`. Its --version flag clashes with
 // the global one, so it exists only when verify is the command being run
@@ -50,7 +50,7 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 	cmd.Flag("environment", "Environment of the deployment.").StringVar(&c.environment)
 	cmd.Flag("window", "Most traffic time analysed before a final decision (default: the server's deploy.window).").SetValue(&c.window)
 	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive (longer than the window).").Default("15m").SetValue(&c.wait)
-	cmd.Flag("poll-interval", "How often to ask for the verdict (at least 1s).").Default("5s").SetValue(&c.interval)
+	cmd.Flag("poll-interval", "How often to ask for the verdict (at least 250ms).").Default("5s").SetValue(&c.interval)
 	c.flags.auth.addBearerTokenFlag(cmd)
 	c.flags.auth.addHTTPConfigFlag(cmd)
 	cmd.Flag("output", "Output format: text or json (the final verdict).").Short('o').Default("text").EnumVar(&c.output, "text", "json")

@@ -82,7 +82,7 @@ func TestVerifyE2E(t *testing.T) {
 	if good.code != verifyPromote {
 		t.Errorf("verify healthy cart v2: exit %d, want %d\n%s\n%s", good.code, verifyPromote, good.stdout, good.stderr)
 	}
-	for _, want := range []string{"cart v2 in production: PROMOTE", "baseline v1 (concurrent)", "SIGNAL", "error_ratio", "latency_p99"} {
+	for _, want := range []string{"cart v2 in production: PROMOTE", "compared with v1 (running alongside)", "SIGNAL", "error_ratio", "latency_p99"} {
 		if !strings.Contains(good.stdout, want) {
 			t.Errorf("promote report lacks %q:\n%s", want, good.stdout)
 		}
