@@ -42,6 +42,9 @@ type simService struct {
 	ErrorRatio       float64       // share of requests that fail
 	Latency          time.Duration // median latency (log-normal, sigma 0.3)
 	ErrorMessage     string        // status message and error log line of a failure
+	// ErrorCall, when set, names a client span under each failing request
+	// that fails too (the call that broke it): two error spans of one trace.
+	ErrorCall string
 	Seed             uint64
 	Token            string // a write token, when Vigil authenticates (auth.tokens)
 }
@@ -92,8 +95,13 @@ func (s simService) run(ctx context.Context, endpoint string) error {
 		for ; carry >= 1; carry-- {
 			end := time.Now()
 			d := time.Duration(float64(s.Latency) * math.Exp(0.3*rng.NormFloat64()))
-			_, span := tracer.Start(bg, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(end.Add(-d)))
+			sctx, span := tracer.Start(bg, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(end.Add(-d)))
 			if rng.Float64() < s.ErrorRatio {
+				if s.ErrorCall != "" {
+					_, call := tracer.Start(sctx, s.ErrorCall, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(end.Add(-d/2)))
+					call.SetStatus(codes.Error, s.ErrorMessage)
+					call.End(trace.WithTimestamp(end))
+				}
 				span.SetStatus(codes.Error, s.ErrorMessage)
 				var r otellog.Record
 				r.SetTimestamp(end)

@@ -83,10 +83,20 @@ func (r ringEvidence) ErrorLogs(service, version string, since time.Time, limit 
 	return out
 }
 
+// ErrorTraces are up to limit example error traces, one span each: the
+// client and the server span of one trace are one example.
 func (r ringEvidence) ErrorTraces(service, version string, since time.Time, limit int) []verdict.TraceRef {
 	var out []verdict.TraceRef
-	for _, rec := range r.spans.ErrorTraces().Recent(service, version, since, limit) {
+	seen := map[string]bool{}
+	for _, rec := range r.spans.ErrorTraces().Recent(service, version, since, 4*limit) {
+		if seen[rec.Item.TraceID] {
+			continue
+		}
+		seen[rec.Item.TraceID] = true
 		out = append(out, verdict.TraceRef{TraceID: rec.Item.TraceID, Span: rec.Item.SpanName, Message: rec.Item.StatusMessage, At: rec.At})
+		if len(out) == limit {
+			break
+		}
 	}
 	return out
 }

@@ -83,7 +83,7 @@ func TestFirstHour(t *testing.T) {
 		}
 	}
 	send(simService{Service: "cart", Version: "v2", RPS: 40, ErrorRatio: 0.005, Latency: 30 * time.Millisecond, ErrorMessage: "out of stock", Seed: 23})
-	send(simService{Service: "ledger", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "ledger write timed out", Seed: 24})
+	send(simService{Service: "ledger", Version: "v2", RPS: 40, ErrorRatio: 0.15, Latency: 90 * time.Millisecond, ErrorMessage: "ledger write timed out", ErrorCall: "INSERT ledger", Seed: 24})
 	// ... a verification of the healthy cart runs in the background while the
 	// pipeline of the bad ledger waits for its verdict.
 	client := deploy.Client{URL: base}
@@ -112,6 +112,22 @@ func TestFirstHour(t *testing.T) {
 	out, errOut, code = runVigilEnv(t, env, "verdicts", "list")
 	if code != 0 || !regexp.MustCompile(`ledger\s+production\s+v2\s+v1\s+rollback`).MatchString(out) || !regexp.MustCompile(`cart\s+production\s+v2\s+v1\s+running`).MatchString(out) {
 		t.Errorf("verdicts list: exit %d\n%s%s", code, out, errOut)
+	}
+	// One example per trace: the failing call and the request it broke are one.
+	out, _, _ = runVigilEnv(t, env, "verdicts", "show", id, "-o", "json")
+	var shown verdict.Verdict
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatalf("verdicts show -o json: %v\n%s", err, out)
+	}
+	traces := map[string]bool{}
+	for _, tr := range shown.ErrorTraces {
+		if traces[tr.TraceID] {
+			t.Errorf("trace %s is listed twice among the examples: %+v", tr.TraceID, shown.ErrorTraces)
+		}
+		traces[tr.TraceID] = true
+	}
+	if len(traces) < 2 {
+		t.Errorf("example traces: %+v", shown.ErrorTraces)
 	}
 	out, errOut, code = runVigilEnv(t, env, "verdicts", "show", id, "--explain")
 	if code != 0 || !contains(out, "ledger v2 in production: ROLLBACK", "How each signal was judged", base+"/graph?g0.") {
