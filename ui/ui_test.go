@@ -142,7 +142,7 @@ func TestPages(t *testing.T) {
 	}{
 		{"/", 200, []string{`href="/verdicts/3f2a"`, ">rollback<", "rolled back by webhook", ">running<"}, []string{`href="javascript:`}},
 		{"/verdicts/3f2a", 200, []string{
-			"payments v2 in production", `id="decision">rollback<`, "4.1 % (38 of 920)", "0.91 % (41 of 4,500)", "&#43;350 %",
+			"payments v2 in production", `id="decision">rollback<`, "4.1% (38 of 920)", "0.91% (41 of 4,500)", "&#43;350%",
 			"&lt;script&gt;alert(1)&lt;/script&gt;", `href="https://tempo.example/trace/4bf92f3577b34da6a3ce929d0e0e4736"`,
 			"<svg", `class="line s0"`, "v2 starts", "webhook", "done", `href="/graph?g0.end_input=`,
 		}, []string{"<script>alert", `href="https://tempo.example/trace/&#34;`, `href="javascript:`, `http-equiv="refresh"`}},

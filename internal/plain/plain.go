@@ -1,6 +1,6 @@
 // Package plain writes numbers as people read them in a report: counts with
 // thousands separators (4,500), shares as percentages with a sensible number
-// of digits (4.1 %), durations in the unit that fits (38 ms, 9 min), no
+// of digits (4.1%), durations in the unit that fits (38 ms, 9 min), no
 // floating-point noise (never 2.74e-18 or 0.0023110000000000001). The CLI and
 // the web UI write verdicts with it, so both say the same thing the same way.
 package plain
@@ -57,9 +57,9 @@ func Number(v float64) string {
 	return s
 }
 
-// Percent writes a share (0.041) as a percentage: 4.1 %. Shares under 10 %
-// keep two significant digits (0.23 %, 4.1 %); larger ones one decimal at
-// most (12.5 %, 100 %).
+// Percent writes a share (0.041) as a percentage: 4.1%. Shares under 10%
+// keep two significant digits (0.23%, 4.1%); larger ones one decimal at
+// most (12.5%, 100%).
 func Percent(share float64) string {
 	if math.IsNaN(share) || math.IsInf(share, 0) {
 		return "-"
@@ -79,27 +79,27 @@ func Percent(share float64) string {
 	default:
 		s = strings.TrimRight(strings.TrimRight(strconv.FormatFloat(p, 'f', 1, 64), "0"), ".")
 	}
-	return s + " %"
+	return s + "%"
 }
 
 // Change writes a relative change (0.5: half as much again) as a signed
-// percentage: +50 %, -12 %, +1,100 %.
+// percentage: +50%, -12%, +1,100%.
 func Change(rel float64) string {
 	if math.IsNaN(rel) || math.IsInf(rel, 0) {
 		return "-"
 	}
 	p := 100 * rel
 	if math.Abs(p) < 0.05 {
-		return "0 %"
+		return "0%"
 	}
 	if math.Abs(p) < 10 {
 		s := strconv.FormatFloat(p, 'f', 1, 64)
 		if !strings.HasPrefix(s, "-") {
 			s = "+" + s
 		}
-		return strings.Replace(s, ".0", "", 1) + " %"
+		return strings.Replace(s, ".0", "", 1) + "%"
 	}
-	return printer.Sprintf("%+d", int64(math.Round(p))) + " %"
+	return printer.Sprintf("%+d", int64(math.Round(p))) + "%"
 }
 
 // Seconds writes a length of time given in seconds, as a latency is read:

@@ -29,7 +29,7 @@ func TestVerdictWords(t *testing.T) {
 		{"pending in a verdict reached early", Status(&early, early.Signals[1]), "undecided"},
 		{"suspect", Status(running, running.Signals[2]), "suspect"},
 		{"no data", Status(running, running.Signals[3]), "no data"},
-		{"ratio cell", RatioCell(counts[0]), "4.1 % (38 of 920)"},
+		{"ratio cell", RatioCell(counts[0]), "4.1% (38 of 920)"},
 		{"analysed", Analysed(running), "compared with v1 (running alongside): 3 min of traffic analysed, of a 10 min window, 920 requests"},
 		{"detail", Detail(running, running.Signals[2]), "worse than allowed, not significantly yet"},
 	} {
