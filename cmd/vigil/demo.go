@@ -42,11 +42,11 @@ type simService struct {
 	ErrorRatio       float64       // share of requests that fail
 	Latency          time.Duration // median latency (log-normal, sigma 0.3)
 	ErrorMessage     string        // status message and error log line of a failure
+	Seed             uint64
+	Token            string // a write token, when Vigil authenticates (auth.tokens)
 	// ErrorCall, when set, names a client span under each failing request
 	// that fails too (the call that broke it): two error spans of one trace.
 	ErrorCall string
-	Seed             uint64
-	Token            string // a write token, when Vigil authenticates (auth.tokens)
 }
 
 // run sends traffic to the OTLP/HTTP endpoint (host:port) until ctx ends.
