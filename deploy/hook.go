@@ -584,6 +584,7 @@ func (j *job) errorVerdictLocked(now time.Time, reason string) verdict.Verdict {
 	}
 	v.ID, v.EvaluatedAt = j.id, now
 	v.Judgement = verdict.Judgement{Decision: verdict.Error, Final: true, Reason: reason, Signals: v.Signals}
+	verdict.Explain(&v)
 	return v
 }
 

@@ -350,8 +350,8 @@ type gatedQuerier struct {
 	inflight, most   atomic.Int32
 }
 
-func (g *gatedQuerier) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
-	// The baseline traffic probe is each evaluation's first query.
+func (g *gatedQuerier) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]verdict.Point, error) {
+	// Every evaluation queries the span metrics (first the canary traffic).
 	if strings.Contains(expr, "span_kind") {
 		n := g.inflight.Add(1)
 		defer g.inflight.Add(-1)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/deploy/verdict"
+
 	"github.com/vigilhq/vigil/query"
 )
 
@@ -20,9 +22,9 @@ type PromQL struct {
 	Queryable storage.Queryable
 }
 
-// QueryRange implements verdict.Querier: the float values of every series
+// QueryRange implements verdict.Querier: the float points of every series
 // in the result, in time order per series.
-func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]verdict.Point, error) {
 	if p.Engine == nil || p.Engine.Engine == nil {
 		return nil, errors.New("query: no PromQL engine")
 	}
@@ -45,10 +47,10 @@ func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Tim
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
-	var out []float64
+	var out []verdict.Point
 	for _, s := range m {
 		for _, p := range s.Floats {
-			out = append(out, p.F)
+			out = append(out, verdict.Point{T: p.T, V: p.F})
 		}
 	}
 	return out, nil

@@ -72,6 +72,11 @@ type Signal struct {
 	Weight float64 `yaml:"weight" json:"weight,omitempty"`
 	// Critical signals force a rollback when they fail.
 	Critical bool `yaml:"critical" json:"critical,omitempty"`
+	// Unit words the signal in verdict texts: for a ratio or traffic signal
+	// what Total counts (requests, jobs, messages); for a compare signal
+	// the unit of its value (seconds, bytes, ratio, or any word).
+	// Defaults: requests, and seconds for the latency signals.
+	Unit string `yaml:"unit" json:"unit,omitempty"`
 }
 
 // Validate checks a signal, naming it.

@@ -54,7 +54,7 @@ func newTestDB(t testing.TB) *testDB {
 	return &testDB{store: st, engine: e}
 }
 
-func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Point, error) {
 	q, err := db.engine.NewRangeQuery(ctx, db.store, nil, expr, start, end, step)
 	if err != nil {
 		return nil, err
@@ -68,13 +68,19 @@ func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.T
 	if err != nil {
 		return nil, err
 	}
-	var out []float64
+	var out []Point
 	for _, s := range m {
 		for _, p := range s.Floats {
-			out = append(out, p.F)
+			out = append(out, Point{T: p.T, V: p.F})
 		}
 	}
 	return out, nil
+}
+
+// values runs a range query and returns its values.
+func (db *testDB) values(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+	ps, err := db.QueryRange(ctx, expr, start, end, step)
+	return Values(ps), err
 }
 
 // write stores span and log metrics as the collector flushes them every 5 s:
