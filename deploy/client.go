@@ -40,17 +40,26 @@ func (c Client) Status(ctx context.Context, id string) (VerifyStatus, error) {
 }
 
 func (c Client) do(ctx context.Context, method, path string, body []byte) (VerifyStatus, error) {
+	var st VerifyStatus
+	err := c.call(ctx, method, path, "application/json", body, &st)
+	return st, err
+}
+
+// call sends a request and decodes the data of the answer's envelope into out.
+func (c Client) call(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	var env struct {
-		Status string       `json:"status"`
-		Error  string       `json:"error"`
-		Data   VerifyStatus `json:"data"`
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
 	}
 	url := strings.TrimSuffix(c.URL, "/") + path
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
-		return env.Data, err
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -60,18 +69,23 @@ func (c Client) do(ctx context.Context, method, path string, body []byte) (Verif
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return env.Data, fmt.Errorf("reach %s: %w", c.URL, err)
+		return fmt.Errorf("reach %s: %w", c.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if err != nil {
-		return env.Data, fmt.Errorf("read answer of %s: %w", url, err)
+		return fmt.Errorf("read answer of %s: %w", url, err)
 	}
 	if err := json.Unmarshal(b, &env); err != nil {
-		return env.Data, fmt.Errorf("%s %s: %s, body is not JSON: %.200s", method, url, resp.Status, b)
+		return fmt.Errorf("%s %s: %s, body is not JSON: %.200s", method, url, resp.Status, b)
+	}
+	if len(env.Data) > 0 && string(env.Data) != "null" {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			return fmt.Errorf("%s %s: decode the answer: %w", method, url, err)
+		}
 	}
 	if resp.StatusCode/100 != 2 || env.Status != "success" {
-		return env.Data, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, env.Error)
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, env.Error)
 	}
-	return env.Data, nil
+	return nil
 }

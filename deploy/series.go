@@ -65,7 +65,7 @@ func verdictKey(v verdict.Verdict) string {
 func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.verdicts[verdictKey(v)] = v
+	w.verdicts[verdictKey(v)] = trimmed(v)
 	for w.maxVerdicts > 0 && len(w.verdicts) > w.maxVerdicts {
 		oldest := ""
 		for k, o := range w.verdicts {
@@ -77,6 +77,13 @@ func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	}
 }
 
+// trimmed is what the series need of a verdict: its labels and score, not
+// its evidence and history.
+func trimmed(v verdict.Verdict) verdict.Verdict {
+	v.Signals, v.ErrorLogs, v.ErrorTraces, v.Summary = nil, nil, nil, ""
+	return v
+}
+
 // restore takes up after a restart: the current deployments (whose started
 // series are already begun) and the final verdicts (newest first) are
 // what the last process wrote, so that a deployment recorded now marks the
@@ -85,8 +92,11 @@ func (w *seriesWriter) restore(current []Deployment, final []verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, v := range final {
+		if v.Stage == verdict.StageWatch && v.Decision != verdict.Rollback {
+			continue // as showVerdict: only a watch's regression is shown
+		}
 		if _, ok := w.verdicts[verdictKey(v)]; !ok {
-			w.verdicts[verdictKey(v)] = v
+			w.verdicts[verdictKey(v)] = trimmed(v)
 		}
 	}
 	for _, d := range current {
@@ -125,6 +135,23 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 	return info, started
 }
 
+// Labels of the verdict series besides the service's.
+const (
+	// LabelMode is the service's rollback mode when the verdict was
+	// reached: shadow (recorded, never acted on) or enforce.
+	LabelMode = "mode"
+	// LabelStage is "watch" on the verdict of a regression found after the
+	// promotion; a verification's verdicts have none.
+	LabelStage = "stage"
+)
+
+func watchStage(v verdict.Verdict) string {
+	if v.Stage == verdict.StageWatch {
+		return verdict.StageWatch
+	}
+	return ""
+}
+
 func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	b := labels.NewScratchBuilder(8)
 	add := func(k, val string) {
@@ -138,6 +165,8 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	add(semconv.LabelVersion, v.Version)
 	add("baseline", v.Baseline)
 	add(semconv.LabelDecision, string(v.Decision))
+	add(LabelMode, v.Mode)
+	add(LabelStage, watchStage(v))
 	b.Sort()
 	info = b.Labels()
 	b.Reset()
@@ -146,6 +175,8 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
 	add(semconv.LabelDecision, string(v.Decision))
+	add(LabelMode, v.Mode)
+	add(LabelStage, watchStage(v))
 	b.Sort()
 	ts = b.Labels()
 	return info, ts

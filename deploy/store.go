@@ -289,6 +289,7 @@ func (s *Store) Record(d Deployment) (rec Deployment, created bool, err error) {
 	if ok {
 		m = *old
 		m.Actions = slices.Clone(m.Actions)
+		m.WouldAct = slices.Clone(m.WouldAct)
 		merge(&m, d)
 	}
 	s.mu.Unlock()
@@ -340,7 +341,13 @@ func merge(old *Deployment, n Deployment) {
 }
 
 // AddAction records an action taken (or refused) for deployment id.
-func (s *Store) AddAction(id string, a ActionRecord) error {
+func (s *Store) AddAction(id string, a ActionRecord) error { return s.addRecord(id, a, false) }
+
+// AddWouldAct records an action a verdict called for and Vigil did not
+// perform (shadow mode, ...) for deployment id.
+func (s *Store) AddWouldAct(id string, a ActionRecord) error { return s.addRecord(id, a, true) }
+
+func (s *Store) addRecord(id string, a ActionRecord, would bool) error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	s.mu.Lock()
@@ -348,7 +355,13 @@ func (s *Store) AddAction(id string, a ActionRecord) error {
 	var m Deployment
 	if ok {
 		m = *d
-		m.Actions = append(slices.Clone(m.Actions), a)
+		m.Actions = slices.Clone(m.Actions)
+		m.WouldAct = slices.Clone(m.WouldAct)
+		if would {
+			m.WouldAct = append(m.WouldAct, a)
+		} else {
+			m.Actions = append(m.Actions, a)
+		}
 	}
 	s.mu.Unlock()
 	if !ok {

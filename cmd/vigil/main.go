@@ -65,6 +65,7 @@ func newApp(stdout, stderr io.Writer, withGlobalVersion bool) (*kingpin.Applicat
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
 		newVerifyCommand(app, stdout, stderr, !withGlobalVersion),
+		newBacktestCommand(app, stdout, stderr),
 		newDemoCommand(app, stdout, stderr),
 		newVersionCommand(app, stdout),
 		newDocsCommand(app, stdout),

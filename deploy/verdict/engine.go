@@ -397,7 +397,7 @@ func (e *Engine) vars(req Request, version string) Vars {
 	if req.Matchers != "" {
 		svc += "," + req.Matchers
 	}
-	return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow)}
+	return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow), Version: version}
 }
 
 func (e *Engine) render(q string, v Vars, req Request) string {

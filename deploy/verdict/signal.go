@@ -47,7 +47,8 @@ const (
 // Signal is one health signal. Query is PromQL in which $selector stands for
 // the label matchers of the version under test (service, environment,
 // version and the catalog's extra matchers), $service for the same without
-// the version, and $rate for the rate window; it must return one series.
+// the version, $version for the version's name, and $rate for the rate window;
+// it must return one series.
 type Signal struct {
 	Name  string `yaml:"name" json:"name"`
 	Query string `yaml:"query" json:"query"`
@@ -87,7 +88,7 @@ func (s Signal) Validate() error {
 	if s.Query == "" {
 		return fmt.Errorf("signal %s: query is required", s.Name)
 	}
-	vars := Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m"}
+	vars := Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m", Version: "v"}
 	if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Query, vars)); err != nil {
 		return fmt.Errorf("signal %s: query %q: %w", s.Name, s.Query, err)
 	}
@@ -139,11 +140,12 @@ type Vars struct {
 	Service  string // $service
 	Step     string // $step
 	Rate     string // $rate
+	Version  string // $version: the version's name
 }
 
 // Render substitutes the placeholders of a signal query.
 func Render(query string, v Vars) string {
-	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate).Replace(query)
+	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate, "$version", v.Version).Replace(query)
 }
 
 // serverSelector matches the server spans of the version under test.
