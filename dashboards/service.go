@@ -401,8 +401,9 @@ func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		TagKeys("service,environment,version")
 }
 
-// verdictAnnotation marks every final verdict with its decision, at the
-// time it was reached. A running verification has no
+// verdictAnnotation marks every final verdict with its decision and the
+// service's rollback mode (shadow: recorded, not acted on), at the time it
+// was reached. A running verification has no
 // vigil_verdict_timestamp_seconds series and a final one a value that never
 // changes, so each verification is one marker.
 func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
@@ -411,11 +412,11 @@ func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("purple").
-		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (max_over_time(%s{%s}[$__interval])) * 1000`, verdictTime, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version, decision, mode, stage) (max_over_time(%s{%s}[$__interval])) * 1000`, verdictTime, sel)).
 		UseValueForTime(true).
 		Step("1m").
-		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
-		TagKeys("service,version,decision")
+		TitleFormat("Verdict {{decision}} ({{mode}}): {{service}} {{version}}").
+		TagKeys("service,version,decision,mode")
 }
 
 // alertsAnnotation marks each alert that fired once, where it became
@@ -468,22 +469,33 @@ func alertTimeline(sel, by string) *statetimeline.PanelBuilder {
 
 // verdictTable lists one row per verification in the time range, newest
 // first: its final verdict (or, while it runs, its latest, with "running"
-// as its time), with the decision, score and time.
+// as its time), with the decision, the service's rollback mode — a shadow
+// verdict was recorded, not acted on — the score and time. A verdict's
+// summary (one paragraph naming the signal that decided it) is too long
+// and too varied for a label: the decision links to the verdicts of that
+// version in Vigil's API, through Grafana's data source proxy, which
+// carries the data source's credentials.
 func verdictTable(sel string) *table.PanelBuilder {
-	info := fmt.Sprintf(`max by (service, environment, version, baseline, decision) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel)
+	info := fmt.Sprintf(`max by (service, environment, version, baseline, decision, mode, stage) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel)
 	final := fmt.Sprintf(`last_over_time(%s{%s}[$__range])`, verdictTime, sel)
+	why := map[string]any{
+		"title": "Why: the verdicts of ${__data.fields.service} ${__data.fields.version}, with their summary and evidence",
+		"url": "/api/datasources/proxy/uid/${datasource}/api/v1/verdicts?service=${__data.fields.service}" +
+			"&environment=${__data.fields.environment}&version=${__data.fields.version}",
+		"targetBlank": true,
+	}
 	return table.NewPanelBuilder().
 		Title("Recent verdicts").
-		Description("One row per verification in the time range, newest first: version, baseline, decision, score (0..1, vigil_verdict_info) and when the final verdict was reached; a verification still running shows its latest decision.").
+		Description("One row per verification in the time range, newest first: version, baseline, decision, mode (enforce: acted on; shadow: recorded only), score (0..1, vigil_verdict_info) and when the final verdict was reached; a verification still running shows its latest decision, a regression found after the promotion shows stage watch. Click a decision for the verdict's summary and evidence.").
 		// The final decision of each version, or the latest of one still
 		// running (a decision superseded by the final one is left out).
 		WithTarget(tableQuery("A", fmt.Sprintf(`(%s and on (service, environment, version, decision) %s) or (%[1]s unless on (service, environment, version) %[2]s)`, info, final))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (%s) * 1000`, final))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision, mode, stage) (%s) * 1000`, final))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true},
 			"indexByName": map[string]any{
-				"Value #B": 0, "service": 1, "environment": 2, "version": 3, "baseline": 4, "decision": 5, "Value #A": 6,
+				"Value #B": 0, "service": 1, "environment": 2, "version": 3, "baseline": 4, "decision": 5, "mode": 6, "stage": 7, "Value #A": 8,
 			},
 			"renameByName": map[string]any{"Value #A": "score", "Value #B": "time"},
 		}}).
@@ -496,8 +508,19 @@ func verdictTable(sel string) *table.PanelBuilder {
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "gauge", "mode": "basic"}},
 			{Id: "min", Value: 0}, {Id: "max", Value: 1},
 		}).
-		OverrideByName("decision", decisionCell()).
+		OverrideByName("decision", append(decisionCell(), dashboard.DynamicConfigValue{Id: "links", Value: []any{why}})).
+		OverrideByName("mode", modeCell()).
 		Footer(footer())
+}
+
+// modeCell shows a shadow verdict apart: recorded and counted, never acted on.
+func modeCell() []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{
+		{Id: "mappings", Value: []dashboard.ValueMapping{valueColors(map[string]string{"shadow": "blue", "enforce": "text"})}},
+		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "transparent"}},
+		{Id: "custom.cellOptions", Value: map[string]any{"type": "color-text"}},
+		{Id: "custom.width", Value: 100},
+	}
 }
 
 // decisionCell colours a verdict decision's cell; an empty cell (no

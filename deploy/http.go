@@ -460,7 +460,21 @@ func (h *Hook) handleVerdicts(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "bad_data", err)
 		return
 	}
-	out := h.Verdicts(r.URL.Query().Get("service"), limit)
+	q := r.URL.Query()
+	env, version := q.Get("environment"), q.Get("version")
+	var out []verdict.Verdict
+	if env == "" && version == "" {
+		out = h.Verdicts(q.Get("service"), limit)
+	} else {
+		for _, v := range h.Verdicts(q.Get("service"), 0) {
+			if (env == "" || v.Environment == env) && (version == "" || v.Version == version) {
+				out = append(out, v)
+				if len(out) == limit {
+					break
+				}
+			}
+		}
+	}
 	if out == nil {
 		out = []verdict.Verdict{}
 	}

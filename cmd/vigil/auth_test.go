@@ -132,6 +132,8 @@ var routePolicy = map[string]struct {
 	"GET /api/v1/deployments":                {scope: auth.ScopeRead},
 	"GET /api/v1/deployments/{id}":           {scope: auth.ScopeRead},
 	"GET /api/v1/verdicts":                   {scope: auth.ScopeRead},
+	"GET /api/v1/backtest":                   {scope: auth.ScopeRead},
+	"POST /api/v1/backtest":                  {scope: auth.ScopeRead},
 	"POST /api/v1/write":                     {scope: auth.ScopeWrite},
 	"/otlp/v1/":                              {scope: auth.ScopeWrite, method: "POST", path: "/otlp/v1/metrics"},
 	"/api/v1/otlp/v1/":                       {scope: auth.ScopeWrite, method: "POST", path: "/api/v1/otlp/v1/metrics"},
