@@ -487,7 +487,7 @@ func (w worder) undecided(b *strings.Builder, after string) {
 		fmt.Fprintf(b, ": %s.", strings.TrimSuffix(v.Reason, "."))
 	}
 	if n := v.Needed; n != nil && !v.Final {
-		fmt.Fprintf(b, " A promotion needs about %s more requests (%s at the current rate", fmtCount(float64(n.Requests)), fmtDuration(n.Seconds))
+		fmt.Fprintf(b, " A promotion needs about %s more requests (about %s at the current rate", fmtRough(float64(n.Requests)), fmtRoughDuration(n.Seconds))
 		if left := v.WindowSeconds - v.TrafficSeconds; n.Seconds > left && left > 0 {
 			fmt.Fprintf(b, ", more than the %s left in the window", fmtDuration(left))
 		}
@@ -515,6 +515,24 @@ func fmtDuration(secs float64) string {
 		return fmt.Sprintf("%d h", m/60)
 	}
 	return fmt.Sprintf("%d h %d min", m/60, m%60)
+}
+
+// fmtRough renders an estimate to two significant digits: "9,100".
+func fmtRough(x float64) string {
+	if x < 100 {
+		return fmtCount(x)
+	}
+	unit := math.Pow(10, math.Floor(math.Log10(x))-1)
+	return fmtCount(math.Round(x/unit) * unit)
+}
+
+// fmtRoughDuration renders an estimated time: seconds under a minute, whole
+// minutes under an hour.
+func fmtRoughDuration(secs float64) string {
+	if secs < 60 || secs >= 3600 {
+		return fmtDuration(secs)
+	}
+	return fmt.Sprintf("%d min", int(math.Round(secs/60)))
 }
 
 // fmtSig renders x with n significant digits, without trailing zeros, and

@@ -195,7 +195,7 @@ func TestFormatting(t *testing.T) {
 		{fmtDuration(45), "45 s"}, {fmtDuration(165), "2 min 45 s"}, {fmtDuration(600), "10 min"}, {fmtDuration(3900), "1 h 5 min"}, {fmtDuration(44.6), "45 s"},
 		{fmtSig(12345.6, 3), "12,346"}, {fmtSig(0.30000000000000004, 3), "0.3"}, {fmtSig(-1234.6, 2), "-1,235"},
 		{fmtP(0.00012), "p = 0.00012"}, {fmtP(0.00001), "p < 0.0001"}, {fmtP(0.049999), "p = 0.05"},
-		{fmtBytes(1.5e6), "1.5 MB"}, {fmtSignedPct(1.29), "+129%"}, {fmtSignedPct(-0.03), "-3%"},
+		{fmtBytes(1.5e6), "1.5 MB"}, {fmtRough(9060), "9,100"}, {fmtRough(3234), "3,200"}, {fmtRough(42), "42"}, {fmtRoughDuration(2265), "38 min"}, {fmtRoughDuration(33), "33 s"}, {fmtSignedPct(1.29), "+129%"}, {fmtSignedPct(-0.03), "-3%"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

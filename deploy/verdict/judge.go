@@ -220,19 +220,18 @@ type Progress struct {
 // significantly worse counts as passing.
 //
 // While undecided it estimates how much more traffic a promotion needs
-// (Needed), at the current request rate: the requests still missing to
-// policy.min_requests; for each pending ratio signal, the requests after
-// which its log likelihood ratio reaches the pass boundary if the new
-// version goes on with the ratio it shows so far (the expected path of
-// Wald's test: its average sample number given the drift the counts show),
-// the baseline's counts held as they are; for each pending compare signal,
-// the steps after which the promotion bound (difference + confidence ×
-// standard error, which shrinks as 1/√n) is within the allowed difference
-// if the mean and spread stay as they are. The largest of them, in requests
-// and in seconds at the current rate. When a signal is heading the other
-// way (worse than allowed at the current figures) no promotion is in sight
-// and Needed is nil. TestNeededPredictsPromotion (bench/verdict) holds the
-// estimate to the simulator's actual promotion times.
+// (Needed), at the current request rate, if from now on the new version is
+// as good as the baseline (the hypothesis a promotion accepts): the
+// requests still missing to policy.min_requests; for each pending ratio
+// signal, the requests after which its log likelihood ratio reaches the
+// pass boundary along that path (Wald's average sample number: the
+// distance to the boundary over the drift per request), the baseline's
+// counts held as they are; for each pending compare signal, the steps
+// after which its promotion bound (difference + confidence × standard
+// error) is within what is allowed. The largest of them, in requests and
+// in seconds at the current rate; nil when none can get there.
+// TestNeededPredictsPromotion (bench/verdict) holds the estimate to the
+// simulator's actual promotion times.
 func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	final := prog.Elapsed >= prog.Window
 	var (
@@ -474,14 +473,22 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 		r.Finding = FindingSuspect
 		r.Reason = fmt.Sprintf("suspect: worse by %s, beyond the %s allowed, but not significantly (p=%.2g)", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
 	}
-	// Steps until worse + z·se ≤ allowed with the canary's spread as it is:
-	// se² = overlap·(vc/n + vb/nb), so n = vc / ((allowed-worse)²/(z²·overlap) - vb/nb).
-	room := (allowed - worse) / p.Confidence
-	den := room*room/overlap - vb/float64(len(b))
-	if room <= 0 || den <= 0 {
-		return math.Inf(1)
+	return compareStepsToPass(p, len(c), len(b), worse, vc, vb, allowed, overlap)
+}
+
+// compareStepsToPass is how many more steps a pending compare signal needs
+// to pass if from now on the canary's samples are as good as the
+// baseline's (their mean the baseline's, their spread the canary's so far):
+// the difference of means shrinks as n/n', the standard error as 1/√n',
+// until difference + confidence × standard error is within what is allowed.
+// +Inf when the baseline's own spread keeps the bound above it.
+func compareStepsToPass(p Policy, nc, nb int, worse, vc, vb, allowed, overlap float64) float64 {
+	ok := func(m float64) bool {
+		n := float64(nc) + m
+		w := worse * float64(nc) / n
+		return w+p.Confidence*math.Sqrt(overlap*(vc/n+vb/float64(nb))) <= allowed
 	}
-	return math.Max(math.Ceil(vc/den)-float64(len(c)), 1)
+	return eventsUntil(float64(nc), ok)
 }
 
 // brokenBound fails a compare signal whose canary mean breaks an absolute

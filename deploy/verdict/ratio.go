@@ -202,12 +202,13 @@ func (p Policy) ratioBounds() (upper, lower float64) {
 }
 
 // ratioEventsToPass is how many more canary events (requests) take the log
-// likelihood ratio to the pass boundary if the canary goes on with the
-// ratio it shows so far and the baseline's counts stay as they are: the
-// expected path of the sequential test. +Inf when it never does (the
-// canary's ratio is worse than the test can pass).
+// likelihood ratio to the pass boundary if from now on the canary is as
+// good as the baseline — its ratio the baseline's — and the baseline's
+// counts stay as they are: the expected path of the sequential test under
+// "no worse", whose drift per event sets its average sample number. +Inf
+// when it does not get there (within a thousand times the events so far).
 func ratioEventsToPass(cc, bc Counts, sig Signal, lower float64) float64 {
-	ratio := cc.Ratio()
+	ratio := bc.Ratio()
 	return eventsUntil(cc.Total, func(m float64) bool {
 		return RatioLLR(Counts{Bad: cc.Bad + ratio*m, Total: cc.Total + m}, bc, sig.Tolerance, sig.Floor) <= lower
 	})
