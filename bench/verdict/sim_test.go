@@ -102,3 +102,23 @@ func TestNeededPredictsPromotion(t *testing.T) {
 		t.Errorf("%d of %d promotions within a factor of 2 of the prediction, want three quarters", within, len(ratios))
 	}
 }
+
+// TestBacktestSimulated writes 300 simulated deployments into Vigil's
+// storage as the collector would have flushed them and backtests them:
+// the whole path the simulator stands in for (PromQL per-step counts,
+// native histogram quantiles) scored as recorded history.
+func TestBacktestSimulated(t *testing.T) {
+	cfg := Config{N: 300, Seed: 2, RPS: 10, Step: 15 * time.Second, Window: 10 * time.Minute, Policy: verdict.DefaultPolicy()}
+	rep, err := BacktestSimulated(cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", backtestString(rep))
+	s := rep.Scores[0].Overall
+	if s.Deployments != cfg.N || s.Bad == 0 {
+		t.Fatalf("scores %+v", s)
+	}
+	if *s.Recall < 0.97 || *s.Precision < 0.97 || *s.FalseRollbackRate > 0.02 {
+		t.Errorf("recall %.3f, precision %.3f, false rollbacks %.3f: want ≥ 97%%, ≥ 97%%, ≤ 2%%", *s.Recall, *s.Precision, *s.FalseRollbackRate)
+	}
+}
