@@ -171,7 +171,8 @@ func (c *backtestCommand) local(ctx context.Context, client deploy.Client, q dep
 		}
 		hc = *loaded
 	}
-	rc, err := remote.NewReadClient("backtest", &remote.ClientConfig{URL: &promconfig.URL{URL: u}, Timeout: model.Duration(time.Minute), HTTPClientConfig: hc})
+	rc, err := remote.NewReadClient("backtest", &remote.ClientConfig{URL: &promconfig.URL{URL: u}, Timeout: model.Duration(time.Minute), HTTPClientConfig: hc,
+		ChunkedReadLimit: 50e6}) // Prometheus's remote_read default
 	if err != nil {
 		return deploy.BacktestReport{}, fmt.Errorf("remote read %s: %w", c.remoteRead, err)
 	}
