@@ -210,7 +210,38 @@ func (s *Store) prune(now time.Time) bool {
 	if over := len(s.verdicts) - s.limits.MaxDeployments; over > 0 {
 		s.verdicts = slices.Clone(s.verdicts[over:])
 	}
+	s.trimHistoryLocked()
 	return len(s.order) != n || len(s.verdicts) != nv
+}
+
+// verdictsWithHistory is how many of the newest verdicts keep their
+// signals' per-step history; older ones keep the rest of their evidence
+// (a history is tens of kilobytes: 10,000 of them would be hundreds of MB).
+const verdictsWithHistory = 500
+
+// trimHistoryLocked drops the per-step history of all but the newest
+// verdictsWithHistory verdicts. The caller holds mu.
+func (s *Store) trimHistoryLocked() {
+	for i := len(s.verdicts) - verdictsWithHistory - 1; i >= 0; i-- {
+		v := &s.verdicts[i]
+		if !hasHistory(*v) {
+			continue
+		}
+		sigs := slices.Clone(v.Signals) // the slice may be shared with a job's copy
+		for j := range sigs {
+			sigs[j].History = nil
+		}
+		v.Signals = sigs
+	}
+}
+
+func hasHistory(v verdict.Verdict) bool {
+	for _, sg := range v.Signals {
+		if len(sg.History) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Compact drops the records beyond the limits and, when the file holds
@@ -478,6 +509,7 @@ func (s *Store) AddVerdict(v verdict.Verdict) error {
 	if over := len(s.verdicts) - s.limits.MaxDeployments; over > 0 {
 		s.verdicts = slices.Clone(s.verdicts[over:])
 	}
+	s.trimHistoryLocked()
 	return nil
 }
 

@@ -317,3 +317,43 @@ func TestStoreRedeploy(t *testing.T) {
 	defer s.Close()
 	check(s)
 }
+
+// TestStoreTrimsHistory: only the newest verdicts keep their signals'
+// per-step history, in memory and after a restart; older ones keep the rest.
+func TestStoreTrimsHistory(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Now().Add(-time.Hour)
+	s, err := OpenStore(dir, DefaultStoreLimits(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := verdictsWithHistory + 20
+	for i := range n {
+		v := verdict.Verdict{ID: fmt.Sprint(i), Service: "checkout", Version: fmt.Sprintf("v%d", i), EvaluatedAt: t0.Add(time.Duration(i) * time.Second)}
+		v.Signals = []verdict.SignalResult{{Name: "error_ratio", Status: verdict.StatusPass, History: []verdict.Step{{At: t0, Status: verdict.StatusPending}, {At: t0, Status: verdict.StatusPass}}}}
+		if err := s.AddVerdict(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		vs := s.Verdicts("checkout", 0) // newest first
+		if len(vs) != n {
+			t.Fatalf("%d verdicts", len(vs))
+		}
+		for i, v := range vs {
+			if want := i < verdictsWithHistory; hasHistory(v) != want || v.Signals[0].Status != verdict.StatusPass {
+				t.Fatalf("verdict %s (newest %d): history %v, want %v", v.ID, i, hasHistory(v), want)
+			}
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenStore(dir, DefaultStoreLimits(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}

@@ -155,7 +155,8 @@ type SignalResult struct {
 	Leaning string `json:"leaning,omitempty"`
 	// History is the signal as judged at each step (every step, or at most
 	// maxHistory evenly spaced steps of a long window), to see when and why
-	// it crossed its line. Kept in the verdicts the API serves and stores.
+	// it crossed its line. Kept in the status API and the newest stored
+	// verdicts (deploy's store trims older ones), never in the series.
 	History       []Step `json:"history,omitempty"`
 	Query         string `json:"query,omitempty"`
 	BaselineQuery string `json:"baselineQuery,omitempty"`
