@@ -53,7 +53,7 @@ func newHistory(t testing.TB) *history {
 	h := &history{st: st, querier: PromQL{Engine: eng, Queryable: st}, want: map[string][2]string{}}
 	t0 := time.Now().Add(-7 * time.Hour).Truncate(time.Minute)
 	h.from, h.to = t0, t0.Add(6*time.Hour)
-	m := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	m := func(minute int) time.Time { return t0.Add(time.Duration(minute) * time.Minute) }
 	// A service's eras: version, start minute, requests a second, error
 	// ratio, latency bucket; each runs until the next starts (a rolling
 	// update), or overlap minutes longer (a canary).

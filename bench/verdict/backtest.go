@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -191,8 +192,7 @@ func BacktestSimulated(cfg Config, dir string) (deploy.BacktestReport, error) {
 		return deploy.BacktestReport{}, err
 	}
 	b := deploy.Backtester{Querier: deploy.PromQL{Engine: eng, Queryable: st}, Step: cfg.Step, RateWindow: time.Minute}
-	policy := deploy.BacktestPolicy{Name: "default", Policy: cfg.Policy, Signals: nil}
-	policy.Window.Set(cfg.Window.String())
+	policy := deploy.BacktestPolicy{Name: "default", Policy: cfg.Policy, Window: model.Duration(cfg.Window)}
 	return b.Run(context.Background(), deps, deploy.BacktestOptions{
 		From: start, To: start.Add(time.Second), Labels: truth, Policies: []deploy.BacktestPolicy{policy},
 	})
