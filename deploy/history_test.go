@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -58,13 +59,13 @@ func writeHistory(t testing.TB, st *storage.Storage, seed uint64, from, to time.
 			base := []string{semconv.LabelService, s.name, semconv.LabelEnvironment, "production", semconv.LabelVersion, e.version}
 			es := &eraSeries{e: e}
 			if s.jobs {
-				es.jobsTotal = labels.FromStrings(append([]string{labels.MetricName, "jobs_processed_total"}, base...)...)
-				es.jobsFails = labels.FromStrings(append([]string{labels.MetricName, "jobs_failed_total"}, base...)...)
+				es.jobsTotal = labels.FromStrings(append([]string{model.MetricNameLabel, "jobs_processed_total"}, base...)...)
+				es.jobsFails = labels.FromStrings(append([]string{model.MetricNameLabel, "jobs_failed_total"}, base...)...)
 			} else {
 				span := append(append([]string{}, base...), semconv.LabelSpanKind, semconv.KindServer, semconv.LabelSpanName, "POST /orders")
-				es.ok = labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, span...)...)
-				es.bad = labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, span...)...)
-				es.dur = labels.FromStrings(append([]string{labels.MetricName, semconv.SpanDuration}, span...)...)
+				es.ok = labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, span...)...)
+				es.bad = labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, span...)...)
+				es.dur = labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanDuration}, span...)...)
 			}
 			all = append(all, es)
 			svcOf[es] = s
@@ -118,7 +119,7 @@ func writeHistory(t testing.TB, st *storage.Storage, seed uint64, from, to time.
 		}
 		for _, a := range alerts {
 			if !ts.Before(a.from) && !ts.After(a.to) && ts.Sub(a.from)%(15*time.Second) == 0 {
-				add(labels.FromStrings(labels.MetricName, "ALERTS", "alertname", "HighErrorRate", "alertstate", "firing", "severity", "critical",
+				add(labels.FromStrings(model.MetricNameLabel, "ALERTS", "alertname", "HighErrorRate", "alertstate", "firing", "severity", "critical",
 					semconv.LabelService, a.service, semconv.LabelEnvironment, "production"), ts, 1, nil)
 			}
 		}

@@ -48,10 +48,10 @@ func newVersionSeries(service, version string) *versionSeries {
 	base := []string{semconv.LabelService, service, semconv.LabelEnvironment, "production", semconv.LabelVersion, version}
 	span := append(append([]string{}, base...), semconv.LabelSpanKind, semconv.KindServer, semconv.LabelSpanName, "GET /")
 	return &versionSeries{
-		ok:      labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, span...)...),
-		bad:     labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, span...)...),
-		dur:     labels.FromStrings(append([]string{labels.MetricName, semconv.SpanDuration}, span...)...),
-		logs:    labels.FromStrings(append([]string{labels.MetricName, semconv.LogRecords, semconv.LabelSeverity, "error"}, base...)...),
+		ok:      labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, span...)...),
+		bad:     labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, span...)...),
+		dur:     labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanDuration}, span...)...),
+		logs:    labels.FromStrings(append([]string{model.MetricNameLabel, semconv.LogRecords, semconv.LabelSeverity, "error"}, base...)...),
 		buckets: map[int]uint64{},
 	}
 }

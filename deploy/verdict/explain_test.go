@@ -71,7 +71,7 @@ func TestExplainGolden(t *testing.T) {
 		{name: "rollback on latency", elapsed: 120, samples: []Samples{traffic(2400, 8), ratio("error_ratio", 20, 2400, 45, 5000, 8, 40),
 			lat("latency_p50", 0.12, 0.05, 8), lat("latency_p99", 0.48, 0.21, 8), ratio("log_error_ratio", 20, 2400, 45, 5000, 8, 40), alerts}},
 		{name: "rollback on a broken SLO", elapsed: 90, samples: []Samples{traffic(1500, 6), ratio("error_ratio", 30, 1500, 95, 5000, 6, 40),
-			Samples{Signal: slo, Canary: perStep(30, 6), CanaryTotal: perStep(1500, 6), Baseline: perStep(95, 40), BaselineTotal: perStep(5000, 40)}, alerts}},
+			{Signal: slo, Canary: perStep(30, 6), CanaryTotal: perStep(1500, 6), Baseline: perStep(95, 40), BaselineTotal: perStep(5000, 40)}, alerts}},
 		{name: "rollback on a critical alert", elapsed: 30, samples: []Samples{traffic(300, 2), ratio("error_ratio", 3, 300, 45, 5000, 2, 40),
 			{Signal: ds["critical_alerts"], Canary: []float64{1}}}},
 		{name: "early promotion", elapsed: 165, samples: []Samples{traffic(16500, 11), ratio("error_ratio", 80, 16500, 420, 50000, 11, 40),
