@@ -585,7 +585,13 @@ func (h *Hook) advance(j *job) error {
 func (h *Hook) stamp(j *job, v *verdict.Verdict) {
 	v.ID, v.DeploymentID, v.Stage = j.id, j.deploymentID, j.stage
 	v.Mode = h.mode(v.Service, v.Environment)
+	if v.Final && v.Decision == verdict.Rollback && v.Mode == catalog.ModeShadow && !strings.Contains(v.Summary, shadowNote) {
+		v.Summary += " " + shadowNote
+	}
 }
+
+// shadowNote ends the summary of a rollback verdict Vigil does not act on.
+const shadowNote = "Shadow mode: recorded, not acted on."
 
 // mode is a service's rollback mode: its catalog entry's, shadow outside
 // the catalog (Vigil never acts on those).

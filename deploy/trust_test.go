@@ -103,7 +103,7 @@ func TestShadowMode(t *testing.T) {
 	// The verdicts say their mode, in the API, the metrics and the series.
 	for svc, mode := range map[string]string{"checkout": "shadow", "cart": "enforce"} {
 		vs := e.hook.Verdicts(svc, 1)
-		if len(vs) != 1 || vs[0].Mode != mode || vs[0].DeploymentID != ids[svc] {
+		if len(vs) != 1 || vs[0].Mode != mode || vs[0].DeploymentID != ids[svc] || strings.HasSuffix(vs[0].Summary, "Shadow mode: recorded, not acted on.") != (mode == "shadow") {
 			t.Errorf("%s verdicts %+v", svc, vs)
 		}
 	}
