@@ -225,12 +225,13 @@ func readDeployments(path string) ([]deploy.Deployment, error) {
 			return nil, fmt.Errorf("--deployments %s: %w", path, err)
 		}
 		return out, nil
-	case bytes.HasPrefix(trimmed, []byte(`{"status"`)):
-		var env struct{ Data []deploy.Deployment }
-		if err := json.Unmarshal(trimmed, &env); err != nil {
-			return nil, fmt.Errorf("--deployments %s: %w", path, err)
-		}
-		return env.Data, nil
+	}
+	var env struct {
+		Status string
+		Data   []deploy.Deployment
+	}
+	if err := json.Unmarshal(trimmed, &env); err == nil && env.Status != "" {
+		return env.Data, nil // the API's envelope
 	}
 	// The store's JSON lines: the last line of a deployment wins.
 	byID := map[string]int{}
