@@ -24,7 +24,7 @@ const (
 	// DeploymentStarted is the current deployment's start, in Unix seconds.
 	// A new series starts with a 0 sample just before the start value, so
 	// changes(...[1m]) > 0 marks a deployment (a Grafana annotation query).
-	DeploymentStarted = "vigil_deployment_started_timestamp_seconds"
+	DeploymentStarted = semconv.DeploymentStarted
 	// VerdictInfo is the score (0..1) of the latest verdict per
 	// service/version: while a verification runs its decision is
 	// inconclusive; when it becomes final, the series of the earlier
@@ -32,7 +32,7 @@ const (
 	VerdictInfo = semconv.VerdictInfo
 	// VerdictTimestamp is when the final verdict per service/version was
 	// reached. A running verification has none, so its value never changes.
-	VerdictTimestamp = "vigil_verdict_timestamp_seconds"
+	VerdictTimestamp = semconv.VerdictTimestamp
 )
 
 // seriesWriter re-writes the deployment and verdict series every interval
@@ -123,7 +123,7 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	add(semconv.LabelService, v.Service)
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
-	add("baseline", v.Baseline)
+	add(semconv.LabelBaseline, v.Baseline)
 	add(semconv.LabelDecision, string(v.Decision))
 	b.Sort()
 	info = b.Labels()
