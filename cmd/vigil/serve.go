@@ -28,6 +28,8 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/derived"
+	"github.com/vigilhq/vigil/collector/evidence"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -51,8 +53,9 @@ type serveCommand struct {
 
 	otlpGRPC string
 	otlpHTTP string
+	replica  string
 
-	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP bool }
+	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP, replica bool }
 }
 
 func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveCommand {
@@ -73,6 +76,8 @@ func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveComman
 		PlaceHolder("127.0.0.1:4317").IsSetByUser(&c.set.otlpGRPC).StringVar(&c.otlpGRPC)
 	c.cmd.Flag("otlp.http.listen-address", "Address OTLP/HTTP is served on; empty disables it (OTLP/HTTP stays available under /otlp/v1 on --listen). Overrides receivers.otlp.http.listen_address.").
 		PlaceHolder("127.0.0.1:4318").IsSetByUser(&c.set.otlpHTTP).StringVar(&c.otlpHTTP)
+	c.cmd.Flag("collector.replica", "Name of this collector replica: the collector label of every series it derives, when several Vigils forward to one store. Overrides collector.replica; default $POD_NAME.").
+		PlaceHolder("NAME").IsSetByUser(&c.set.replica).StringVar(&c.replica)
 	promslogflag.AddFlags(app, &c.logConfig)
 	return c
 }
@@ -103,6 +108,10 @@ func (c *serveCommand) config() (config.Config, error) {
 	if c.set.otlpHTTP {
 		cfg.Receivers.OTLP.HTTP.ListenAddress = c.otlpHTTP
 	}
+	if c.set.replica {
+		cfg.Collector.Replica = c.replica
+	}
+	cfg.Collector.DefaultReplica()
 	return cfg, cfg.Validate()
 }
 
@@ -255,24 +264,44 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 
 	// The hot path sits between every receiver and storage; span and log
 	// metrics write through it too.
+	// Derived series carry the collector replica's name when it has one.
+	replica := cfg.Collector.Replica
+	if replica != "" {
+		logger.Info("Running as a collector replica: derived series carry its name", "collector", replica)
+	}
 	ingestCfg := cfg.Ingest
 	ingestCfg.StreamAggregation = cfg.StreamAggregation
+	ingestCfg.Replica = replica
 	pipeline, err := hotpath.New(ingestCfg, store, logger.With("component", "hotpath"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	spans, err := spanmetrics.New(cfg.SpanMetrics, pipeline, logger.With("component", "span_metrics"), reg)
+	spans, err := spanmetrics.New(cfg.SpanMetrics, derived.NewWriter(pipeline, replica), logger.With("component", "span_metrics"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	logs, err := logmetrics.New(cfg.LogMetrics, pipeline, logger.With("component", "log_metrics"), reg)
+	logs, err := logmetrics.New(cfg.LogMetrics, derived.NewWriter(pipeline, replica), logger.With("component", "log_metrics"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	// Background work flushes once more when it is stopped, before storage closes.
+	runs := []func(context.Context){pipeline.Run, spans.Run, logs.Run}
+	if fc := cfg.Collector.EvidenceForward.ForwardConfig; fc.URL != "" {
+		out := evidence.NewOutbox(fc.MaxQueue, reg)
+		spans.ErrorTraces().Forward(out)
+		logs.ErrorLogs().Forward(out)
+		fwd, err := evidence.NewForwarder(fc, replica, out, logger.With("component", "evidence_forward"), reg)
+		if err != nil {
+			return fail(fmt.Errorf("collector.evidence_forward: %w", err))
+		}
+		runs = append(runs, fwd.Run)
+		logger.Info("Forwarding error logs and traces as evidence", "url", fc.URL)
+	}
+	// Background work flushes once more when it is stopped, before storage
+	// closes (and the evidence forwarder sends what is left), after the
+	// receivers have stopped.
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	for _, run := range []func(context.Context){pipeline.Run, spans.Run, logs.Run} {
+	for _, run := range runs {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
@@ -357,6 +386,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	mux.Handle("/loki/api/v1/push", limiter.Wrap("loki", lokiRcv))
 	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
+	// Collector replicas forward their evidence here (write scope, and only
+	// the writers of ingest.accept_derived_series_from).
+	mux.Handle("POST /api/v1/evidence", evidence.NewReceiver(pipeline.MayWriteDerived, logger.With("component", "evidence"), reg, spans.ErrorTraces(), logs.ErrorLogs()))
 	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, logger, reg)
 	if err != nil {
 		return fail(err)

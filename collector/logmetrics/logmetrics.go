@@ -79,7 +79,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]string{}
 	for _, l := range semconv.LogRecordLabels {
-		seen[l] = "the label " + l + " every log record has"
+		seen[l] = "the label " + l + " Vigil sets itself"
 	}
 	for _, d := range c.Dimensions {
 		if d == "" {

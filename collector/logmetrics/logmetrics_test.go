@@ -135,10 +135,11 @@ func TestConfigDimensions(t *testing.T) {
 		labels string
 		err    string
 	}{
-		{dims: nil, labels: "service namespace environment version severity"},
-		{dims: []string{"cluster", "k8s.cluster.name"}, labels: "service namespace environment version severity cluster k8s_cluster_name"},
+		{dims: nil, labels: "service namespace environment version severity collector"},
+		{dims: []string{"cluster", "k8s.cluster.name"}, labels: "service namespace environment version severity collector cluster k8s_cluster_name"},
+		{dims: []string{"collector"}, err: `"collector" would be the label "collector", which is already the label collector Vigil sets itself`},
 		{dims: []string{""}, err: "empty attribute name"},
-		{dims: []string{"severity"}, err: `"severity" would be the label "severity", which is already the label severity every log record has`},
+		{dims: []string{"severity"}, err: `"severity" would be the label "severity", which is already the label severity Vigil sets itself`},
 		{dims: []string{"k8s.pod", "k8s-pod"}, err: `"k8s-pod" would be the label "k8s_pod", which is already dimension "k8s.pod"`},
 	} {
 		cfg := DefaultConfig()

@@ -408,6 +408,8 @@ func sampleRejection(err error) string {
 		return collector.ReasonDuplicate
 	case errors.Is(err, storage.ErrOutOfBounds):
 		return collector.ReasonOutOfBounds
+	case errors.Is(err, collector.ErrDerivedSeries):
+		return collector.ReasonDerivedSeries
 	case errors.Is(err, collector.ErrSeriesLimit):
 		return collector.ReasonSeriesLimit
 	case errors.Is(err, tsdb.ErrInvalidSample), isHistogramError(err):

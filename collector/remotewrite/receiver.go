@@ -414,6 +414,8 @@ func reasonOf(err error) string {
 		return collector.ReasonDuplicate
 	case errors.Is(err, storage.ErrOutOfBounds):
 		return collector.ReasonOutOfBounds
+	case errors.Is(err, collector.ErrDerivedSeries):
+		return collector.ReasonDerivedSeries
 	case errors.Is(err, collector.ErrSeriesLimit):
 		return collector.ReasonSeriesLimit
 	case isHistogramError(err):

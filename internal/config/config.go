@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/evidence"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -41,6 +42,7 @@ type Config struct {
 	Storage           storage.Config          `yaml:"storage"`
 	Query             query.Config            `yaml:"query"`
 	Receivers         ReceiversConfig         `yaml:"receivers"`
+	Collector         CollectorConfig         `yaml:"collector"`
 	Ingest            hotpath.Config          `yaml:"ingest"`
 	StreamAggregation []streamaggr.RuleConfig `yaml:"stream_aggregation"`
 	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
@@ -99,6 +101,7 @@ func DefaultConfig() Config {
 			Loki:        loki.DefaultConfig(),
 			Limits:      collector.DefaultLimitConfig(),
 		},
+		Collector:   CollectorConfig{EvidenceForward: EvidenceForwardSection{evidence.DefaultForwardConfig()}},
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
 		LogMetrics:  logmetrics.DefaultConfig(),
@@ -129,6 +132,7 @@ func (c Config) Validate() error {
 		{"receivers.otlp", c.Receivers.OTLP.Validate},
 		{"receivers.limits", c.Receivers.Limits.Validate},
 		{"receivers.loki", c.Receivers.Loki.Validate},
+		{"collector", c.Collector.Validate},
 		{"ingest", c.Ingest.Validate},
 		{"span_metrics", c.SpanMetrics.Validate},
 		{"log_metrics", c.LogMetrics.Validate},
