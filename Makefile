@@ -21,6 +21,14 @@ DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:p
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v0.161.0
 
+# An OpenTelemetry Collector with the loadbalancing exporter, built with the
+# official builder from a pinned manifest (the scale-out tests put it in front
+# of Vigil's collector replicas). Rebuilt only when the manifest's dist.version
+# changes; a cold build takes several minutes (see docs/development.md).
+OTELCOL_BUILDER      := go.opentelemetry.io/collector/cmd/builder@v0.161.0
+OTELCOL_LB_MANIFEST  := internal/peers/otelcol/builder.yaml
+OTELCOL_LB_VERSION   := $(shell sed -n 's/^  version: //p' $(OTELCOL_LB_MANIFEST))
+
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 30s
 
@@ -54,6 +62,15 @@ peers:
 	@for p in $(GO_PEERS); do cmd=$${p%%:*}; mod=$${p#*:}; \
 		if [ -x "$(GOBIN)/$$cmd" ]; then echo ">> $$cmd present"; \
 		else echo ">> go install $$mod"; GOBIN=$(GOBIN) $(GO) install $$mod || exit 1; fi; done
+	@if "$(GOBIN)/otelcol-loadbalancing" --version 2>/dev/null | grep -qF "$(OTELCOL_LB_VERSION)"; then \
+		echo ">> otelcol-loadbalancing $(OTELCOL_LB_VERSION) present"; \
+	else \
+		echo ">> building otelcol-loadbalancing $(OTELCOL_LB_VERSION) with the OpenTelemetry Collector builder (several minutes on a cold cache)"; \
+		GOBIN=$(GOBIN) $(GO) install $(OTELCOL_BUILDER) || exit 1; \
+		dir=$$(mktemp -d) && cp $(OTELCOL_LB_MANIFEST) $$dir/ && \
+		(cd $$dir && $(GOBIN)/builder --config builder.yaml >build.log 2>&1 || { cat build.log; exit 1; }) && \
+		install -m 0755 $$dir/otelcol-loadbalancing/otelcol-loadbalancing $(GOBIN)/otelcol-loadbalancing && rm -rf $$dir; \
+	fi
 
 ## docs: regenerate docs/command-line.md from the command line
 docs:
