@@ -27,6 +27,7 @@ deploy:
   step: 2s
   rate_window: 4s
   window: 30s
+  series_interval: 1s
 `
 
 // collectorConfig is a collector replica's vigil.yml: it forwards every

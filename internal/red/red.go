@@ -15,6 +15,7 @@ package red
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -88,9 +89,14 @@ func ErrorRatio(sel, window string, by ...string) string {
 }
 
 // Latency is the phi-quantile (0.99: p99) of the server spans' duration
-// in seconds, from the native histogram of the span metrics.
+// in seconds, from the native histogram of the span metrics, or, where
+// there is none, from its classic buckets: a backend that stores no native
+// histograms (VictoriaMetrics, or remote_write without
+// send_native_histograms) gets the same answer from the _bucket series.
 func Latency(phi float64, sel, window string, by ...string) string {
-	return fmt.Sprintf("histogram_quantile(%s, %s)", num(phi), Rate(semconv.SpanDuration, Server(sel), window, by...))
+	native := fmt.Sprintf("histogram_quantile(%s, %s)", num(phi), Rate(semconv.SpanDuration, Server(sel), window, by...))
+	classic := fmt.Sprintf("histogram_quantile(%s, %s)", num(phi), Rate(semconv.SpanDuration+"_bucket", Server(sel), window, append(slices.Clone(by), "le")...))
+	return native + " or " + classic
 }
 
 // SlowRatio is the share of the server spans of sel slower than threshold
