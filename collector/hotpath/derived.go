@@ -45,7 +45,7 @@ type derivedGuard struct {
 
 func (g *derivedGuard) check(ls labels.Labels) error {
 	if name := ls.Get(labels.MetricName); semconv.Derived(name) {
-		return fmt.Errorf("%w: %s is written by Vigil's span metrics, log metrics or deploy series, and %q may not write it (ingest.accept_derived_series_from)", collector.ErrDerivedSeries, name, g.writer)
+		return fmt.Errorf("%w: %s is Vigil's own (span metrics, service graph, log metrics, deployments, verdicts); %q may not write it unless listed in ingest.accept_derived_series_from", collector.ErrDerivedSeries, name, g.writer)
 	}
 	return nil
 }
