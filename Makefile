@@ -72,6 +72,39 @@ peers:
 		install -m 0755 $$dir/otelcol-loadbalancing/otelcol-loadbalancing $(GOBIN)/otelcol-loadbalancing && rm -rf $$dir; \
 	fi
 
+# The Kubernetes control plane the rollback tests run against, built from the Go module proxy
+# through the nested build module internal/peers/kubebuild (versions pinned in its go.mod):
+# etcd, kube-apiserver, kube-controller-manager and a kubectl of the same release. A binary that
+# already reports the pinned version is kept; a cold build takes 21 CPU-minutes (about 15 minutes
+# on 2 idle cores), a rebuild from a warm Go build cache about 3 (linking).
+KUBE_VERSION := v1.37.2
+ETCD_VERSION := 3.7.0
+KUBE_BUILD   := internal/peers/kubebuild
+KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+                -X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)
+KUBE_PEERS   := kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver \
+                kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager \
+                kubectl:k8s.io/kubernetes/cmd/kubectl
+
+.PHONY: kube-peers
+peers: kube-peers
+
+## kube-peers: build etcd, kube-apiserver, kube-controller-manager and kubectl into GOBIN (once)
+kube-peers:
+	@mkdir -p $(GOBIN)
+	@if "$(GOBIN)/etcd" --version 2>/dev/null | grep -q "etcd Version: $(ETCD_VERSION)$$"; then \
+		echo ">> etcd $(ETCD_VERSION) present"; \
+	else echo ">> building etcd $(ETCD_VERSION)"; \
+		( cd $(KUBE_BUILD) && $(GO) build -o "$(GOBIN)/etcd.tmp" go.etcd.io/etcd/server/v3 ) && \
+		mv "$(GOBIN)/etcd.tmp" "$(GOBIN)/etcd" || exit 1; fi
+	@for p in $(KUBE_PEERS); do cmd=$${p%%:*}; pkg=$${p#*:}; \
+		if { "$(GOBIN)/$$cmd" --version 2>/dev/null; "$(GOBIN)/$$cmd" version --client 2>/dev/null; } | \
+			grep -q -E "(Kubernetes|Client Version:) $(KUBE_VERSION)$$"; then \
+			echo ">> $$cmd $(KUBE_VERSION) present"; continue; fi; \
+		echo ">> building $$cmd $(KUBE_VERSION) (cold: minutes)"; \
+		( cd $(KUBE_BUILD) && $(GO) build -ldflags "$(KUBE_LDFLAGS)" -o "$(GOBIN)/$$cmd.tmp" $$pkg ) && \
+		mv "$(GOBIN)/$$cmd.tmp" "$(GOBIN)/$$cmd" || exit 1; done
+
 ## docs: regenerate docs/command-line.md from the command line
 docs:
 	$(GO) test ./cmd/vigil -run '^TestCommandLineDocIsCurrent$$' -update-docs

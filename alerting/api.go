@@ -11,22 +11,23 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/query"
 )
 
 var selectorParser = parser.NewParser(parser.Options{})
 
-// Mux is where the API routes are registered.
+// Mux is where the API routes are registered, each with its scope (*auth.Mux).
 type Mux interface {
-	Handle(pattern string, h http.Handler)
+	Handle(pattern string, scope auth.Scope, h http.Handler, opts ...auth.RouteOption)
 }
 
 // Register adds /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers,
 // answering as Prometheus does (Grafana's alerting views read them).
 func (m *Manager) Register(mux Mux) {
-	mux.Handle("GET /api/v1/rules", query.Endpoint(m.rulesEndpoint))
-	mux.Handle("GET /api/v1/alerts", query.Endpoint(m.alertsEndpoint))
-	mux.Handle("GET /api/v1/alertmanagers", query.Endpoint(m.alertmanagersEndpoint))
+	mux.Handle("GET /api/v1/rules", auth.ScopeRead, query.Endpoint(m.rulesEndpoint))
+	mux.Handle("GET /api/v1/alerts", auth.ScopeRead, query.Endpoint(m.alertsEndpoint))
+	mux.Handle("GET /api/v1/alertmanagers", auth.ScopeRead, query.Endpoint(m.alertmanagersEndpoint))
 }
 
 // Alert is an active alert as /api/v1/alerts shows it.

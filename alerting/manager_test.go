@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -74,7 +75,7 @@ func setup(t *testing.T) *httptest.Server {
 	}
 	m.Start()
 	t.Cleanup(m.Stop)
-	mux := http.NewServeMux()
+	mux := auth.NewMux(nil, nil)
 	m.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

@@ -83,11 +83,31 @@ type Rollback struct {
 	Webhook    *WebhookRollback    `yaml:"webhook"`
 }
 
-// KubernetesRollback names a Deployment to roll back to its previous revision.
+// KubernetesRollback names the workload Vigil rolls back in Kubernetes.
+// Before acting, Vigil checks that the workload still runs the version the
+// verdict condemned (see deploy.KubernetesActor) and refuses otherwise.
 type KubernetesRollback struct {
-	Namespace  string `yaml:"namespace"`
+	// Kind is the workload's kind: Deployment (the default), StatefulSet,
+	// DaemonSet, or Rollout (Argo Rollouts, which Vigil aborts).
+	Kind      string `yaml:"kind"`
+	Namespace string `yaml:"namespace"`
+	// Name is the workload's name; the service's name when unset.
+	Name string `yaml:"name"`
+	// Deployment is the older spelling of name, for kind Deployment.
 	Deployment string `yaml:"deployment"`
+	// Container names the container whose image tag is the version the
+	// workload runs, when its pod template has no app.kubernetes.io/version
+	// label. Unset: the only container, or the one named like the service.
+	Container string `yaml:"container"`
 }
+
+// Kinds of workload rollback.kubernetes.kind accepts.
+const (
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+	KindDaemonSet   = "DaemonSet"
+	KindRollout     = "Rollout"
+)
 
 // WebhookRollback is called with a JSON body describing the verdict.
 type WebhookRollback struct {
@@ -152,8 +172,14 @@ func (c *Catalog) applyDefaults() {
 			if k.Namespace == "" {
 				k.Namespace = s.Namespace
 			}
-			if k.Deployment == "" {
-				k.Deployment = s.Name
+			if k.Kind == "" {
+				k.Kind = KindDeployment
+			}
+			if k.Name == "" {
+				k.Name = k.Deployment
+			}
+			if k.Name == "" {
+				k.Name = s.Name
 			}
 		}
 	}
@@ -197,8 +223,10 @@ func (c *Catalog) Validate() error {
 				return fmt.Errorf("%s.slos.latency.threshold: must be a positive duration such as 300ms", at)
 			}
 		}
-		if k := s.Rollback.Kubernetes; k != nil && k.Namespace == "" {
-			return fmt.Errorf("%s.rollback.kubernetes.namespace: required (or set the service's namespace)", at)
+		if k := s.Rollback.Kubernetes; k != nil {
+			if err := k.validate(); err != nil {
+				return fmt.Errorf("%s.rollback.kubernetes.%w", at, err)
+			}
 		}
 		if w := s.Rollback.Webhook; w != nil && w.URL == "" {
 			return fmt.Errorf("%s.rollback.webhook.url: required", at)
@@ -209,6 +237,39 @@ func (c *Catalog) Validate() error {
 	}
 	return nil
 }
+
+func (k *KubernetesRollback) validate() error {
+	switch k.Kind {
+	case KindDeployment, KindStatefulSet, KindDaemonSet, KindRollout:
+	default:
+		return fmt.Errorf("kind: %q is not one of %s, %s, %s, %s", k.Kind, KindDeployment, KindStatefulSet, KindDaemonSet, KindRollout)
+	}
+	if k.Namespace == "" {
+		return errors.New("namespace: required (or set the service's namespace)")
+	}
+	if k.Deployment != "" && k.Kind != KindDeployment {
+		return fmt.Errorf("deployment: only for kind %s; name the %s with name", KindDeployment, k.Kind)
+	}
+	if k.Deployment != "" && k.Name != k.Deployment {
+		return fmt.Errorf("deployment: %q and name %q disagree; keep name only", k.Deployment, k.Name)
+	}
+	if !dnsLabelRE.MatchString(k.Namespace) {
+		return fmt.Errorf("namespace: %q is not a valid Kubernetes namespace", k.Namespace)
+	}
+	if len(k.Name) > 253 || !dnsSubdomainRE.MatchString(k.Name) {
+		return fmt.Errorf("name: %q is not a valid Kubernetes object name (set name when the service's is not one)", k.Name)
+	}
+	if k.Container != "" && !dnsLabelRE.MatchString(k.Container) {
+		return fmt.Errorf("container: %q is not a valid container name", k.Container)
+	}
+	return nil
+}
+
+// Kubernetes names: a namespace is a DNS label, a workload a DNS subdomain.
+var (
+	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
 
 func checkObjective(o float64) error {
 	if !(o > 0 && o < 100) {

@@ -22,6 +22,9 @@ func TestLoadExample(t *testing.T) {
 	if co.Namespace != "shop" || co.RunbookURL == "" || co.Rollback.Kubernetes.Namespace != "shop" {
 		t.Errorf("defaults not applied: %+v", co)
 	}
+	if k := co.Rollback.Kubernetes; k.Kind != KindDeployment || k.Name != "checkout" {
+		t.Errorf("rollback.kubernetes defaults: kind %q name %q, want Deployment checkout", k.Kind, k.Name)
+	}
 	if got := time.Duration(co.SLOs.Availability.Window); got != 30*24*time.Hour {
 		t.Errorf("availability window = %v", got)
 	}
@@ -44,11 +47,45 @@ func TestParseErrors(t *testing.T) {
 		{"matchers", "services:\n- name: a\n  matchers: 'x=='\n", "services[a].matchers"},
 		{"duplicate", "services:\n- name: a\n- name: a\n", "twice"},
 		{"automatic", "services:\n- name: a\n  rollback: {automatic: true}\n", "rollback.automatic"},
+		{"kube kind", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {kind: Job}\n", `services[a].rollback.kubernetes.kind: "Job" is not one of`},
+		{"kube kind case", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {kind: deployment}\n", "rollback.kubernetes.kind"},
+		{"kube namespace", "services:\n- name: a\n  rollback:\n    kubernetes: {name: a}\n", "rollback.kubernetes.namespace: required"},
+		{"kube bad namespace", "services:\n- name: a\n  rollback:\n    kubernetes: {namespace: Shop}\n", "rollback.kubernetes.namespace: \"Shop\""},
+		{"kube name from service", "services:\n- name: checkout_api\n  namespace: shop\n  rollback:\n    kubernetes: {}\n", `rollback.kubernetes.name: "checkout_api" is not a valid Kubernetes object name`},
+		{"kube deployment key for another kind", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {kind: StatefulSet, deployment: a}\n", "rollback.kubernetes.deployment: only for kind Deployment"},
+		{"kube deployment and name", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {deployment: a, name: b}\n", "disagree"},
+		{"kube container", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {container: App}\n", "rollback.kubernetes.container"},
+		{"kube unknown key", "services:\n- name: a\n  namespace: shop\n  rollback:\n    kubernetes: {deploymnet: a}\n", "deploymnet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.in))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestKubernetesRollbackKinds(t *testing.T) {
+	for _, tc := range []struct {
+		in                          string
+		kind, namespace, name, cont string
+	}{
+		{"{}", KindDeployment, "shop", "checkout", ""},
+		{"{deployment: web}", KindDeployment, "shop", "web", ""},
+		{"{name: web, namespace: prod}", KindDeployment, "prod", "web", ""},
+		{"{kind: StatefulSet, container: app}", KindStatefulSet, "shop", "checkout", "app"},
+		{"{kind: DaemonSet, name: agent}", KindDaemonSet, "shop", "agent", ""},
+		{"{kind: Rollout}", KindRollout, "shop", "checkout", ""},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := Parse([]byte("services:\n- name: checkout\n  namespace: shop\n  rollback:\n    kubernetes: " + tc.in + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := c.Services[0].Rollback.Kubernetes
+			if k.Kind != tc.kind || k.Namespace != tc.namespace || k.Name != tc.name || k.Container != tc.cont {
+				t.Errorf("got kind %q namespace %q name %q container %q, want %q %q %q %q", k.Kind, k.Namespace, k.Name, k.Container, tc.kind, tc.namespace, tc.name, tc.cont)
 			}
 		})
 	}

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/snappy"
 )
@@ -24,6 +27,11 @@ const (
 type StatusError struct {
 	Code int
 	Err  error
+	// Reason, when set, counts the refused request in
+	// vigil_ingest_refused_requests_total.
+	Reason string
+	// RetryAfter, when positive, is sent as the Retry-After header (seconds).
+	RetryAfter int
 }
 
 func (e *StatusError) Error() string { return e.Err.Error() }
@@ -41,6 +49,22 @@ func StatusCode(err error) int {
 		return se.Code
 	}
 	return http.StatusInternalServerError
+}
+
+// Refused counts a refused request in vigil_ingest_refused_requests_total
+// when err carries a reason, and sets Retry-After on w when it carries one.
+// Receivers call it before writing their error answer.
+func (m *Metrics) Refused(w http.ResponseWriter, receiver string, err error) {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return
+	}
+	if se.Reason != "" {
+		m.RefusedRequests.WithLabelValues(receiver, se.Reason).Inc()
+	}
+	if se.RetryAfter > 0 && w != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(se.RetryAfter))
+	}
 }
 
 // Buffer is a reusable byte buffer for request bodies.
@@ -63,19 +87,47 @@ func PutBuffer(b *Buffer) {
 	bufPool.Put(b)
 }
 
-// ReadBody reads the whole request body into buf, failing with 413 when it is
-// larger than maxBytes. It reads at most maxBytes+1 bytes whatever the sender
-// claims in Content-Length.
-func ReadBody(r *http.Request, maxBytes int64, buf *Buffer) error {
+// maxPrealloc bounds what is allocated for a body before its bytes
+// arrive: a sender announcing 32 MiB and trickling them holds only what it
+// has sent.
+const maxPrealloc = 1 << 20
+
+// ReadBody reads the whole request body into buf, failing with 413 when it
+// is larger than maxBytes (it reads at most maxBytes+1 bytes whatever the
+// sender claims in Content-Length) and with 408 when it has not arrived
+// within timeout (0: no limit but the server's read timeout). The deadline
+// is lifted once the body is read, so that waiting for a slot and
+// processing are not cut short.
+func ReadBody(w http.ResponseWriter, r *http.Request, maxBytes int64, timeout time.Duration, buf *Buffer) error {
 	if r.ContentLength > maxBytes {
-		return Errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, maxBytes)
+		return &StatusError{Code: http.StatusRequestEntityTooLarge, Reason: RefusedTooLarge,
+			Err: fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, maxBytes)}
 	}
-	if r.ContentLength > 0 && int64(cap(buf.B)) < r.ContentLength {
-		buf.B = make([]byte, 0, r.ContentLength)
+	if n := min(r.ContentLength, maxPrealloc); n > 0 && int64(cap(buf.B)) < n {
+		buf.B = make([]byte, 0, n)
 	}
-	if err := readLimited(r.Body, maxBytes, buf); err != nil {
-		if errors.Is(err, errTooLarge) {
-			return Errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", maxBytes)
+	var rc *http.ResponseController
+	if timeout > 0 && w != nil {
+		rc = http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			rc = nil // not supported by this connection: the server's read timeout applies
+		}
+	}
+	err := readLimited(r.Body, maxBytes, buf)
+	if err == nil && rc != nil {
+		// Lift the deadline for the rest of the request. After a failure
+		// it stays: the server's attempt to drain the rest of the body
+		// fails at once, and it answers and closes the connection.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
+			return &StatusError{Code: http.StatusRequestEntityTooLarge, Reason: RefusedTooLarge,
+				Err: fmt.Errorf("request body exceeds the limit of %d bytes", maxBytes)}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return &StatusError{Code: http.StatusRequestTimeout, Reason: RefusedBodyReadTimeout,
+				Err: fmt.Errorf("request body not received within %s (receivers.limits.body_read_timeout): %d bytes arrived", timeout, len(buf.B))}
 		}
 		return Errorf(http.StatusBadRequest, "read request body: %w", err)
 	}
@@ -118,7 +170,8 @@ func DecodeSnappy(dst *Buffer, src []byte, maxBytes int64) error {
 		return Errorf(http.StatusBadRequest, "snappy: %w", err)
 	}
 	if int64(n) > maxBytes {
-		return Errorf(http.StatusRequestEntityTooLarge, "decompressed body of %d bytes exceeds the limit of %d bytes", n, maxBytes)
+		return &StatusError{Code: http.StatusRequestEntityTooLarge, Reason: RefusedTooLarge,
+			Err: fmt.Errorf("decompressed body of %d bytes exceeds the limit of %d bytes", n, maxBytes)}
 	}
 	if cap(dst.B) < n {
 		dst.B = make([]byte, n)
@@ -141,13 +194,10 @@ func DecodeGzip(dst *Buffer, src []byte, maxBytes int64) error {
 	defer zr.Close()
 	if err := readLimited(zr, maxBytes, dst); err != nil {
 		if errors.Is(err, errTooLarge) {
-			return Errorf(http.StatusRequestEntityTooLarge, "decompressed body exceeds the limit of %d bytes", maxBytes)
+			return &StatusError{Code: http.StatusRequestEntityTooLarge, Reason: RefusedTooLarge,
+				Err: fmt.Errorf("decompressed body exceeds the limit of %d bytes", maxBytes)}
 		}
 		return Errorf(http.StatusBadRequest, "gzip: %w", err)
 	}
 	return nil
 }
-
-// ErrSeriesLimit is returned for a sample of a new series when storage
-// already holds the configured maximum number of series.
-var ErrSeriesLimit = errors.New("series limit reached: a new series was refused")

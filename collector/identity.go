@@ -33,8 +33,10 @@ func IdentityFromResource(res pcommon.Resource) Identity {
 	attrs := res.Attributes()
 	get := func(keys ...string) string {
 		for _, k := range keys {
-			if v, ok := attrs.Get(k); ok && v.AsString() != "" {
-				return v.AsString()
+			if v, ok := attrs.Get(k); ok {
+				if s := ValueString(v); s != "" {
+					return s
+				}
 			}
 		}
 		return ""

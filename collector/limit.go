@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +15,9 @@ import (
 
 // LimitConfig bounds how many ingest requests are decoded and written at
 // once, which bounds ingest memory: at most MaxConcurrentRequests bodies of
-// up to max_request_bytes (compressed) and max_decompressed_bytes are held.
+// up to max_decompressed_bytes are decoded at once. A request's body is
+// read before it takes a slot, within BodyReadTimeout, so a client that
+// sends slowly holds its own connection, never a slot others wait for.
 type LimitConfig struct {
 	// MaxConcurrentRequests is how many ingest requests are processed at
 	// once; the default is 4 per CPU, at least 8.
@@ -24,6 +25,9 @@ type LimitConfig struct {
 	// MaxQueueDuration is how long a request waits for its turn before it
 	// is refused with 429 Too Many Requests and a Retry-After header.
 	MaxQueueDuration model.Duration `yaml:"max_queue_duration"`
+	// BodyReadTimeout is how long a request's body may take to arrive once
+	// its headers are read; a slower one is answered 408 Request Timeout.
+	BodyReadTimeout model.Duration `yaml:"body_read_timeout"`
 }
 
 // DefaultLimitConfig sizes the limit to the machine.
@@ -31,6 +35,7 @@ func DefaultLimitConfig() LimitConfig {
 	return LimitConfig{
 		MaxConcurrentRequests: max(8, 4*runtime.GOMAXPROCS(0)),
 		MaxQueueDuration:      model.Duration(10 * time.Second),
+		BodyReadTimeout:       model.Duration(10 * time.Second),
 	}
 }
 
@@ -41,6 +46,9 @@ func (c LimitConfig) Validate() error {
 	}
 	if c.MaxQueueDuration < 0 {
 		return errors.New("max_queue_duration must not be negative")
+	}
+	if c.BodyReadTimeout <= 0 {
+		return fmt.Errorf("body_read_timeout must be positive, got %s", c.BodyReadTimeout)
 	}
 	return nil
 }
@@ -53,6 +61,7 @@ func (c LimitConfig) Validate() error {
 type Limiter struct {
 	slots     chan struct{}
 	wait      time.Duration
+	bodyRead  time.Duration
 	queued    prometheus.Gauge
 	throttled *prometheus.CounterVec
 }
@@ -63,8 +72,9 @@ func NewLimiter(cfg LimitConfig, reg prometheus.Registerer) (*Limiter, error) {
 		return nil, err
 	}
 	l := &Limiter{
-		slots: make(chan struct{}, cfg.MaxConcurrentRequests),
-		wait:  time.Duration(cfg.MaxQueueDuration),
+		slots:    make(chan struct{}, cfg.MaxConcurrentRequests),
+		wait:     time.Duration(cfg.MaxQueueDuration),
+		bodyRead: time.Duration(cfg.BodyReadTimeout),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_ingest_requests_queued", Help: "Ingest requests waiting for a processing slot.",
 		}),
@@ -114,24 +124,32 @@ func (l *Limiter) Release() { <-l.slots }
 // RetryAfter is the Retry-After value, in seconds, for a refused request.
 func (l *Limiter) RetryAfter() int { return max(1, int(math.Ceil(l.wait.Seconds()))) }
 
-// Wrap admits requests to h for the named receiver, answering 429 with
-// Retry-After when no slot frees up in time.
-func (l *Limiter) Wrap(receiver string, h http.Handler) http.Handler {
+// ReadAndAdmit reads r's body into buf, within maxBytes and the body read
+// timeout, and only then waits for a processing slot for receiver, so
+// that slow senders cannot hold the slots. On success the caller decodes
+// buf and must call release when done. The error is a *StatusError: 413 or
+// 408 from reading, 429 with RetryAfter when no slot freed up in time. A
+// nil Limiter reads without a deadline and admits everything.
+func (l *Limiter) ReadAndAdmit(w http.ResponseWriter, r *http.Request, receiver string, maxBytes int64, buf *Buffer) (release func(), err error) {
 	if l == nil {
-		return h
+		return func() {}, ReadBody(w, r, maxBytes, 0, buf)
 	}
-	l.throttled.WithLabelValues(receiver) // exported at 0 from the start
-	retryAfter := strconv.Itoa(l.RetryAfter())
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !l.Acquire(r.Context(), receiver) {
-			if r.Context().Err() != nil {
-				return
-			}
-			w.Header().Set("Retry-After", retryAfter)
-			http.Error(w, fmt.Sprintf("too many ingest requests: %d are being processed and this one waited %s; retry later", cap(l.slots), l.wait), http.StatusTooManyRequests)
-			return
+	if err := ReadBody(w, r, maxBytes, l.bodyRead, buf); err != nil {
+		return nil, err
+	}
+	if !l.Acquire(r.Context(), receiver) {
+		if err := r.Context().Err(); err != nil {
+			return nil, Errorf(http.StatusServiceUnavailable, "request cancelled while waiting for a processing slot: %w", err)
 		}
-		defer l.Release()
-		h.ServeHTTP(w, r)
-	})
+		return nil, &StatusError{Code: http.StatusTooManyRequests, RetryAfter: l.RetryAfter(),
+			Err: fmt.Errorf("too many ingest requests: %d are being processed and this one waited %s; retry later", cap(l.slots), l.wait)}
+	}
+	return l.Release, nil
+}
+
+// Register exports the throttled counter of receiver at 0 from the start.
+func (l *Limiter) Register(receiver string) {
+	if l != nil {
+		l.throttled.WithLabelValues(receiver)
+	}
 }

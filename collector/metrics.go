@@ -1,26 +1,13 @@
 // Package collector holds what every receiver shares: the ingest
-// self-metrics and the reading of request bodies within size limits. The
-// receivers themselves live in subpackages named for their protocol.
+// self-metrics, the reading of request bodies within size and time limits
+// before an ingest slot is taken, the nesting checks that run before any
+// decoder, the ingest limits, and the one mapping from a refused sample to
+// its reason and answer. The receivers themselves live in subpackages
+// named for their protocol.
 package collector
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-)
-
-// Reasons a sample is rejected, used as the "reason" label of
-// vigil_ingest_rejected_samples_total.
-const (
-	ReasonOutOfOrder    = "out_of_order"
-	ReasonTooOld        = "too_old"
-	ReasonDuplicate     = "duplicate_timestamp"
-	ReasonOutOfBounds   = "out_of_bounds"
-	ReasonFuture        = "too_far_in_future"
-	ReasonInvalidLabels = "invalid_labels"
-	ReasonInvalidSample = "invalid_sample"
-	ReasonStorage       = "storage_error"
-	ReasonLimit         = "limit"
-	ReasonSeriesLimit   = "series_limit"
-	ReasonUnsupported   = "unsupported"
 )
 
 // Metrics are the ingest self-metrics, labelled by receiver. One instance is
@@ -31,6 +18,7 @@ type Metrics struct {
 	ReceivedBytes   *prometheus.CounterVec
 	Samples         *prometheus.CounterVec
 	Rejected        *prometheus.CounterVec
+	RefusedRequests *prometheus.CounterVec
 	InFlight        *prometheus.GaugeVec
 }
 
@@ -61,13 +49,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "vigil_ingest_rejected_samples_total",
 			Help: "Samples rejected, by receiver and reason.",
 		}, []string{"receiver", "reason"}),
+		RefusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_ingest_refused_requests_total",
+			Help: "Whole ingest requests refused before decoding, by receiver and reason (too_deep, body_read_timeout, too_large).",
+		}, []string{"receiver", "reason"}),
 		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_ingest_requests_in_flight",
 			Help: "Ingest requests being handled now, by receiver.",
 		}, []string{"receiver"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.RequestDuration, m.ReceivedBytes, m.Samples, m.Rejected, m.InFlight)
+		reg.MustRegister(m.Requests, m.RequestDuration, m.ReceivedBytes, m.Samples, m.Rejected, m.RefusedRequests, m.InFlight)
 	}
 	return m
 }

@@ -17,6 +17,11 @@ import (
 // WebhookActor calls a service's rollback webhook (a Spinnaker pipeline
 // trigger, an Argo Rollouts abort behind a small relay, ...) with a JSON
 // description of the deployment and verdict.
+//
+// The safety check is the receiver's: the body's expectedCurrentVersion is
+// the version the target must still run for the rollback to apply. A
+// receiver that finds another version answers 409 Conflict (or 412
+// Precondition Failed), which Vigil records as a refused action, not an error.
 type WebhookActor struct {
 	Client *http.Client
 }
@@ -29,19 +34,22 @@ func (WebhookActor) Applies(svc catalog.Service) bool { return svc.Rollback.Webh
 
 // WebhookPayload is the body POSTed to a rollback webhook.
 type WebhookPayload struct {
-	Action          string   `json:"action"` // always "rollback"
-	Service         string   `json:"service"`
-	Namespace       string   `json:"namespace,omitempty"`
-	Environment     string   `json:"environment,omitempty"`
-	Version         string   `json:"version"`
-	RollbackTo      string   `json:"rollbackTo,omitempty"`
-	DeploymentID    string   `json:"deploymentId,omitempty"`
-	VerdictID       string   `json:"verdictId,omitempty"`
-	Reason          string   `json:"reason"`
-	Score           float64  `json:"score"`
-	FailingSignals  []string `json:"failingSignals,omitempty"`
-	PipelineURL     string   `json:"pipelineUrl,omitempty"`
-	PreviousVersion string   `json:"previousVersion,omitempty"`
+	Action      string `json:"action"` // always "rollback"
+	Service     string `json:"service"`
+	Namespace   string `json:"namespace,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	Version     string `json:"version"`
+	// ExpectedCurrentVersion is the version the target must still run: the
+	// condemned one. Answer 409 when it runs another and do nothing.
+	ExpectedCurrentVersion string   `json:"expectedCurrentVersion"`
+	RollbackTo             string   `json:"rollbackTo,omitempty"`
+	DeploymentID           string   `json:"deploymentId,omitempty"`
+	VerdictID              string   `json:"verdictId,omitempty"`
+	Reason                 string   `json:"reason"`
+	Score                  float64  `json:"score"`
+	FailingSignals         []string `json:"failingSignals,omitempty"`
+	PipelineURL            string   `json:"pipelineUrl,omitempty"`
+	PreviousVersion        string   `json:"previousVersion,omitempty"`
 }
 
 // Rollback implements Actor.
@@ -49,7 +57,7 @@ func (a WebhookActor) Rollback(ctx context.Context, svc catalog.Service, d Deplo
 	wh := svc.Rollback.Webhook
 	p := WebhookPayload{
 		Action: "rollback", Service: d.Service, Namespace: first(d.Namespace, svc.Namespace), Environment: d.Environment,
-		Version: d.Version, RollbackTo: first(d.PreviousVersion, v.Baseline), DeploymentID: d.ID, VerdictID: v.ID,
+		Version: d.Version, ExpectedCurrentVersion: first(v.Version, d.Version), RollbackTo: first(d.PreviousVersion, v.Baseline), DeploymentID: d.ID, VerdictID: v.ID,
 		Reason: v.Reason, Score: v.Score, PipelineURL: d.URL, PreviousVersion: d.PreviousVersion,
 	}
 	for _, s := range v.Signals {
@@ -84,6 +92,9 @@ func (a WebhookActor) Rollback(ctx context.Context, svc catalog.Service, d Deplo
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusPreconditionFailed {
+		return wh.URL, fmt.Errorf("rollback webhook %s answered %s: %s: %w", wh.URL, resp.Status, strings.TrimSpace(string(msg)), ErrTargetChanged)
+	}
 	if resp.StatusCode/100 != 2 {
 		return wh.URL, fmt.Errorf("rollback webhook %s answered %s: %s", wh.URL, resp.Status, strings.TrimSpace(string(msg)))
 	}

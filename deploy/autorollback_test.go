@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/memstore"
 	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/query"
@@ -76,8 +77,6 @@ services:
     rollback:
       webhook: {url: "`+hookSrv.URL+`"}
 `), 0o644)
-	tok := filepath.Join(dir, "token")
-	_ = os.WriteFile(tok, []byte("t0k"), 0o600)
 
 	scfg := storage.DefaultConfig()
 	scfg.Path = filepath.Join(dir, "data")
@@ -97,11 +96,11 @@ services:
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Catalog, cfg.BearerTokenFile = cat, tok
+	cfg.Catalog = cat
 	cfg.Window.Set("2m")
 	cfg.Step.Set("5s")
 	cfg.RateWindow.Set("10s")
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}})
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +110,7 @@ services:
 	wg.Go(func() { h.Run(ctx) })
 	defer wg.Wait()
 	defer cancel()
-	mux := http.NewServeMux()
+	mux := auth.NewMux(nil, nil)
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

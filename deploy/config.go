@@ -26,9 +26,9 @@ type Config struct {
 	Signals []verdict.Signal `yaml:"signals"`
 	// ExternalURL is how users reach Vigil, for the PromQL links in verdicts.
 	ExternalURL string `yaml:"external_url"`
-	// BearerTokenFile holds the token acting endpoints (rollback) require.
-	// Without it, Vigil never acts: it only reports.
-	BearerTokenFile string `yaml:"bearer_token_file"`
+	// BearerTokenFile is no longer supported: scoped tokens (auth.tokens)
+	// replace it. The key is kept only to say so when it is set.
+	BearerTokenFile string `yaml:"bearer_token_file,omitempty"`
 	// GitHubSecretFile holds the secret of the GitHub webhook: when set,
 	// GitHub events must carry a valid X-Hub-Signature-256.
 	GitHubSecretFile string `yaml:"github_secret_file"`
@@ -65,6 +65,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("series_interval must be positive, got %s", c.SeriesInterval)
 	case c.MaxBodyBytes <= 0:
 		return errors.New("max_body_bytes must be positive")
+	case c.BearerTokenFile != "":
+		return fmt.Errorf("bearer_token_file is no longer supported: scoped tokens replace it. Give manual rollbacks an admin token and CI a deploy token:\n"+
+			"  auth:\n    tokens:\n      - {name: ops, token_file: %s, scopes: [admin]}\n      - {name: ci, token_file: /etc/vigil/ci.token, scopes: [deploy]}\n"+
+			"(see docs/security.md)", c.BearerTokenFile)
+	}
+	if err := c.Kubernetes.Validate(); err != nil {
+		return fmt.Errorf("kubernetes.%w", err)
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("policy.%w", err)

@@ -50,7 +50,10 @@ type ActionRecord struct {
 	Target  string    `json:"target"`
 	Verdict string    `json:"verdictId,omitempty"`
 	OK      bool      `json:"ok"`
-	Message string    `json:"message,omitempty"`
+	// Refused: the actor did nothing because the target no longer ran the
+	// version the verdict condemned (or its version could not be told).
+	Refused bool   `json:"refused,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // FieldError is a payload that lacks or misstates a field; it names the

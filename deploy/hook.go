@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,9 +37,14 @@ type Options struct {
 	// SeriesLabels are the labels of the series Vigil derives (optional).
 	SeriesLabels verdict.SeriesLabels
 	// Actors perform rollbacks (optional; none: Vigil only reports).
-	Actors     []Actor
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Actors []Actor
+	// AllowActions lets the hook run rollback actions. The server sets it
+	// when requests are authenticated (auth.tokens), so that only a caller
+	// with the deploy scope can start a verification that ends in an
+	// action, and only an admin can roll back by hand.
+	AllowActions bool
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -64,7 +68,7 @@ type Hook struct {
 	catalog *catalog.Catalog
 	series  *seriesWriter
 	actors  []Actor
-	token   string
+	act     bool
 	ghKey   []byte
 	logger  *slog.Logger
 	now     func() time.Time
@@ -110,7 +114,7 @@ func New(opts Options) (*Hook, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hook{cfg: cfg, actors: opts.Actors, logger: logger, now: opts.Now, jobs: map[string]*job{}}
+	h := &Hook{cfg: cfg, actors: opts.Actors, act: opts.AllowActions, logger: logger, now: opts.Now, jobs: map[string]*job{}}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -120,15 +124,6 @@ func New(opts Options) (*Hook, error) {
 			return nil, fmt.Errorf("deploy.catalog: %w", err)
 		}
 		h.catalog = c
-	}
-	if cfg.BearerTokenFile != "" {
-		b, err := os.ReadFile(cfg.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("deploy.bearer_token_file: %w", err)
-		}
-		if h.token = strings.TrimSpace(string(b)); h.token == "" {
-			return nil, fmt.Errorf("deploy.bearer_token_file %s is empty", cfg.BearerTokenFile)
-		}
 	}
 	if cfg.GitHubSecretFile != "" {
 		b, err := os.ReadFile(cfg.GitHubSecretFile)
@@ -159,7 +154,7 @@ func New(opts Options) (*Hook, error) {
 		Name: "vigil_verdicts_total", Help: "Final verdicts reached, by decision.",
 	}, []string{"decision"})
 	h.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_rollback_actions_total", Help: "Rollback actions performed, by kind and result.",
+		Name: "vigil_rollback_actions_total", Help: "Rollback actions performed, by kind and result (success, error, refused: the target no longer ran the condemned version).",
 	}, []string{"kind", "result"})
 	h.evalDur = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "vigil_verdict_evaluation_duration_seconds", Help: "Time to evaluate a verdict (all signal queries).",
@@ -460,7 +455,7 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 }
 
 // autoRollback runs the service's rollback actions when the catalog says
-// rollback is automatic and a bearer token is configured.
+// rollback is automatic and actions are allowed (requests are authenticated).
 func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
 	if h.catalog == nil {
 		return
@@ -469,8 +464,8 @@ func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
 	if !ok || !svc.Rollback.Automatic {
 		return
 	}
-	if h.token == "" {
-		h.logger.Warn("Automatic rollback is configured but deploy.bearer_token_file is not: not acting", "service", v.Service, "version", v.Version)
+	if !h.act {
+		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
 		return
 	}
 	h.rollback(ctx, svc, j.DeploymentID, v)
@@ -492,11 +487,17 @@ func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID s
 		cancel()
 		rec := ActionRecord{At: h.now().UTC(), Kind: a.Kind(), Target: target, Verdict: v.ID, OK: err == nil}
 		result := "success"
-		if err != nil {
+		switch {
+		case Refused(err):
+			// The target no longer runs the condemned version: nothing changed.
+			rec.Message, rec.Refused = "refused: "+err.Error(), true
+			result = "refused"
+			h.logger.Warn("Rollback action refused", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "reason", err)
+		case err != nil:
 			rec.Message = err.Error()
 			result = "error"
 			h.logger.Error("Rollback action failed", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "err", err)
-		} else {
+		default:
 			rec.Message = fmt.Sprintf("rolled back %s from %s", v.Service, v.Version)
 			h.logger.Warn("Rolled back", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "verdict", v.ID)
 		}
@@ -509,15 +510,6 @@ func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID s
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// authorized checks the bearer token of an acting request.
-func (h *Hook) authorized(header string) (ok bool, configured bool) {
-	if h.token == "" {
-		return false, false
-	}
-	got, found := strings.CutPrefix(header, "Bearer ")
-	return found && subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) == 1, true
 }
 
 func parseDuration(s string) (time.Duration, error) {

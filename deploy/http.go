@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,24 +14,65 @@ import (
 	"strings"
 
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/auth"
 )
 
-// Mux is where the hook registers its routes ("METHOD /path" patterns).
+// Mux is where the hook registers its routes ("METHOD /path" patterns),
+// each with the scope it needs (*auth.Mux).
 type Mux interface {
-	Handle(pattern string, h http.Handler)
+	Handle(pattern string, scope auth.Scope, h http.Handler, opts ...auth.RouteOption)
 }
 
-// Register adds the deploy API to mux.
+// Register adds the deploy API to mux. Delivery tools that cannot send an
+// Authorization header are let in where they call: GitHub by the
+// X-Hub-Signature-256 of its webhook (deploy.github_secret_file), Flagger
+// by a token in the URL (?access_token=), on its two routes only.
 func (h *Hook) Register(mux Mux) {
-	mux.Handle("POST /api/v1/deployments", http.HandlerFunc(h.handleEvent))
-	mux.Handle("POST /api/v1/deployments/{format}", http.HandlerFunc(h.handleEvent))
-	mux.Handle("GET /api/v1/deployments", http.HandlerFunc(h.handleList))
-	mux.Handle("GET /api/v1/deployments/{id}", http.HandlerFunc(h.handleGetDeployment))
-	mux.Handle("POST /api/v1/deployments/{id}/rollback", http.HandlerFunc(h.handleRollback))
-	mux.Handle("POST /api/v1/verify", http.HandlerFunc(h.handleVerify))
-	mux.Handle("GET /api/v1/verify/{id}", http.HandlerFunc(h.handleVerifyStatus))
-	mux.Handle("POST /api/v1/hooks/verdict", http.HandlerFunc(h.handleGate))
-	mux.Handle("GET /api/v1/verdicts", http.HandlerFunc(h.handleVerdicts))
+	mux.Handle("POST /api/v1/deployments", auth.ScopeDeploy, h.eventHandler(FormatGeneric))
+	mux.Handle("POST /api/v1/deployments/{format}", auth.ScopeDeploy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.handleEvent(w, r, r.PathValue("format"))
+	}))
+	mux.Handle("POST /api/v1/deployments/"+FormatGitHub, auth.ScopeDeploy, h.eventHandler(FormatGitHub),
+		auth.WithVerifier(githubSignature{key: h.ghKey, maxBytes: h.cfg.MaxBodyBytes}))
+	mux.Handle("POST /api/v1/deployments/"+FormatFlagger, auth.ScopeDeploy, h.eventHandler(FormatFlagger), auth.QueryToken())
+	mux.Handle("GET /api/v1/deployments", auth.ScopeRead, http.HandlerFunc(h.handleList))
+	mux.Handle("GET /api/v1/deployments/{id}", auth.ScopeRead, http.HandlerFunc(h.handleGetDeployment))
+	mux.Handle("POST /api/v1/deployments/{id}/rollback", auth.ScopeAdmin, http.HandlerFunc(h.handleRollback))
+	mux.Handle("POST /api/v1/verify", auth.ScopeDeploy, http.HandlerFunc(h.handleVerify))
+	mux.Handle("GET /api/v1/verify/{id}", auth.ScopeDeploy, http.HandlerFunc(h.handleVerifyStatus))
+	mux.Handle("POST /api/v1/hooks/verdict", auth.ScopeDeploy, http.HandlerFunc(h.handleGate), auth.QueryToken())
+	mux.Handle("GET /api/v1/verdicts", auth.ScopeRead, http.HandlerFunc(h.handleVerdicts))
+}
+
+func (h *Hook) eventHandler(format string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.handleEvent(w, r, format) })
+}
+
+// githubSignature authenticates GitHub's webhook deliveries: a body whose
+// X-Hub-Signature-256 is the HMAC of deploy.github_secret_file stands for
+// GitHub with the deploy scope.
+type githubSignature struct {
+	key      []byte
+	maxBytes int64
+}
+
+// GitHubPrincipal is who a validly signed GitHub event is recorded as.
+var GitHubPrincipal = auth.Principal{Name: "github", Scopes: []auth.Scope{auth.ScopeDeploy}}
+
+func (g githubSignature) Verify(r *http.Request) (auth.Principal, bool, bool) {
+	sig := r.Header.Get("X-Hub-Signature-256")
+	if sig == "" || len(g.key) == 0 {
+		return auth.Principal{}, false, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.maxBytes+1))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil || int64(len(body)) > g.maxBytes {
+		return auth.Principal{}, true, false
+	}
+	if !validGitHubSignature(g.key, body, sig) {
+		return auth.Principal{}, true, false
+	}
+	return GitHubPrincipal, true, true
 }
 
 type envelope struct {
@@ -66,8 +108,7 @@ func (h *Hook) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-func (h *Hook) handleEvent(w http.ResponseWriter, r *http.Request) {
-	format := r.PathValue("format")
+func (h *Hook) handleEvent(w http.ResponseWriter, r *http.Request, format string) {
 	if format == "" {
 		format = FormatGeneric
 	}
@@ -379,16 +420,10 @@ func (h *Hook) handleVerdicts(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleRollback performs the service's rollback actions for a deployment
-// now. It needs the bearer token.
+// now (admin scope). Vigil acts only when requests are authenticated.
 func (h *Hook) handleRollback(w http.ResponseWriter, r *http.Request) {
-	ok, configured := h.authorized(r.Header.Get("Authorization"))
-	if !configured {
-		writeErr(w, http.StatusForbidden, "forbidden", errors.New("rollback actions are off: set deploy.bearer_token_file"))
-		return
-	}
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("a valid bearer token is required"))
+	if !h.act {
+		writeErr(w, http.StatusForbidden, "forbidden", errors.New("rollback actions are off: Vigil acts only when requests are authenticated (auth.tokens)"))
 		return
 	}
 	d, found := h.store.Get(r.PathValue("id"))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/memstore"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
@@ -31,6 +32,13 @@ type testServer struct {
 // PromQL engine; series go to an in-memory store.
 func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
+	return newTestServerWith(t, cfg, nil, false)
+}
+
+// newTestServerWith is newTestServer behind authn (nil: authentication off),
+// with rollback actions allowed or not.
+func newTestServerWith(t testing.TB, cfg Config, authn *auth.Authenticator, allowActions bool) *testServer {
+	t.Helper()
 	scfg := storage.DefaultConfig()
 	scfg.Path = t.TempDir()
 	st, err := storage.Open(scfg, nil, nil)
@@ -43,12 +51,12 @@ func newTestServer(t testing.TB, cfg Config) *testServer {
 		t.Fatal(err)
 	}
 	mem := memstore.New()
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: mem, Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}})
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: mem, Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: allowActions})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	mux := http.NewServeMux()
+	mux := auth.NewMux(authn, nil)
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -253,9 +261,9 @@ services:
 `)
 	cfg := DefaultConfig()
 	cfg.Catalog = cat
-	cfg.BearerTokenFile = write("token", "s3cret")
-	s := newTestServer(t, cfg)
-	r := call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1"}`)
+	authn := testAuthenticator(t, map[string]auth.Scope{"ops": auth.ScopeAdmin, "ci": auth.ScopeDeploy})
+	s := newTestServerWith(t, cfg, authn, true)
+	r := call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","environment":"production","version":"v2","previousVersion":"v1"}`, "Authorization", "Bearer ci-token")
 	var d Deployment
 	_ = json.Unmarshal(r.Data, &d)
 
@@ -265,7 +273,10 @@ services:
 	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer wrong"); r.code != 401 {
 		t.Errorf("wrong token: %d", r.code)
 	}
-	r = call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer s3cret")
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer ci-token"); r.code != 403 {
+		t.Errorf("deploy token on the admin route: %d, want 403", r.code)
+	}
+	r = call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer ops-token")
 	if r.code != 200 {
 		t.Fatalf("rollback: %d %s", r.code, r.Error)
 	}
@@ -282,14 +293,35 @@ services:
 	_ = context.Background()
 }
 
-func TestRollbackNeedsTokenConfigured(t *testing.T) {
+// TestRollbackNeedsAuthentication: with authentication off, Vigil never
+// acts, even when asked by hand.
+func TestRollbackNeedsAuthentication(t *testing.T) {
 	s := newTestServer(t, DefaultConfig())
 	r := call(t, "POST", s.URL+"/api/v1/deployments", `{"service":"checkout","version":"v2"}`)
 	var d Deployment
 	_ = json.Unmarshal(r.Data, &d)
-	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer x"); r.code != 403 {
-		t.Errorf("rollback without deploy.bearer_token_file: %d, want 403", r.code)
+	if r := call(t, "POST", s.URL+"/api/v1/deployments/"+d.ID+"/rollback", "", "Authorization", "Bearer x"); r.code != 403 || !strings.Contains(r.Error, "auth.tokens") {
+		t.Errorf("rollback with authentication off: %d %s, want 403 naming auth.tokens", r.code, r.Error)
 	}
+}
+
+// testAuthenticator loads one token per name, whose value is "<name>-token".
+func testAuthenticator(t testing.TB, tokens map[string]auth.Scope) *auth.Authenticator {
+	t.Helper()
+	dir := t.TempDir()
+	var cfg auth.Config
+	for name, scope := range tokens {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(name+"-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Tokens = append(cfg.Tokens, auth.TokenConfig{Name: name, TokenFile: p, Scopes: []auth.Scope{scope}})
+	}
+	a := auth.New(nil, nil)
+	if err := a.Load(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // FuzzVerifyRequests posts arbitrary bodies to the verify endpoint and the
@@ -310,7 +342,7 @@ func FuzzVerifyRequests(f *testing.F) {
 			req = httptest.NewRequest(http.MethodPost, "http://vigil/api/v1/hooks/verdict", strings.NewReader(string(body)))
 		}
 		rec := httptest.NewRecorder()
-		mux := http.NewServeMux()
+		mux := auth.NewMux(nil, nil)
 		s.hook.Register(mux)
 		mux.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
@@ -331,15 +363,33 @@ func TestGitHubSignature(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.GitHubSecretFile = secret
-	s := newTestServer(t, cfg)
 	body, _ := os.ReadFile(filepath.Join("testdata", "github.json"))
 	mac := hmac.New(sha256.New, []byte("It's a Secret to Everybody"))
 	mac.Write(body)
 	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-	for sig, want := range map[string]int{"": 401, "sha256=00": 401, "sha1=abc": 401, good: 201} {
-		r := call(t, "POST", s.URL+"/api/v1/deployments/github", string(body), "X-GitHub-Event", "deployment_status", "X-Hub-Signature-256", sig)
-		if r.code != want {
-			t.Errorf("signature %q: %d %s, want %d", sig, r.code, r.Error, want)
+	for _, authOn := range []bool{false, true} {
+		var authn *auth.Authenticator
+		if authOn {
+			// GitHub cannot send a bearer token: its signature stands for one.
+			authn = testAuthenticator(t, map[string]auth.Scope{"ci": auth.ScopeDeploy, "grafana": auth.ScopeRead})
+		}
+		s := newTestServerWith(t, cfg, authn, false)
+		for sig, want := range map[string]int{"": 401, "sha256=00": 401, "sha1=abc": 401, good: 201} {
+			r := call(t, "POST", s.URL+"/api/v1/deployments/github", string(body), "X-GitHub-Event", "deployment_status", "X-Hub-Signature-256", sig)
+			if r.code != want && !(sig == good && r.code == 200) {
+				t.Errorf("auth %v, signature %q: %d %s, want %d", authOn, sig, r.code, r.Error, want)
+			}
+		}
+		if !authOn {
+			continue
+		}
+		// The signature opens the GitHub route only.
+		if r := call(t, "POST", s.URL+"/api/v1/deployments", string(body), "X-Hub-Signature-256", good); r.code != 401 {
+			t.Errorf("signed body on the generic route: %d, want 401", r.code)
+		}
+		// A deploy token does not spare a GitHub event its signature.
+		if r := call(t, "POST", s.URL+"/api/v1/deployments/github", string(body), "X-GitHub-Event", "deployment_status", "Authorization", "Bearer ci-token"); r.code != 401 {
+			t.Errorf("deploy token without signature: %d, want 401", r.code)
 		}
 	}
 	// GitHub's documented example: secret "It's a Secret to Everybody", payload "Hello, World!".

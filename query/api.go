@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
+
+	"github.com/vigilhq/vigil/internal/auth"
 )
 
 // Storage is what the API reads.
@@ -96,20 +98,21 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	return &API{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), now: time.Now}, nil
 }
 
-// Mux is where handlers are registered (an *http.ServeMux, or a wrapper that
-// instruments each route).
+// Mux is where handlers are registered, each with the scope it needs
+// (*auth.Mux).
 type Mux interface {
-	Handle(pattern string, h http.Handler)
+	Handle(pattern string, scope auth.Scope, h http.Handler, opts ...auth.RouteOption)
 }
 
 // Register adds the API's routes. Query endpoints accept GET and POST (form
-// encoded), as Grafana's Prometheus datasource expects.
+// encoded), as Grafana's Prometheus datasource expects. Everything is for
+// the read scope but the configuration, which is admin's.
 func (a *API) Register(mux Mux) {
 	both := func(path string, f apiFunc) {
-		mux.Handle("GET "+path, a.wrap(f))
-		mux.Handle("POST "+path, a.wrap(f))
+		mux.Handle("GET "+path, auth.ScopeRead, a.wrap(f))
+		mux.Handle("POST "+path, auth.ScopeRead, a.wrap(f))
 	}
-	get := func(path string, f apiFunc) { mux.Handle("GET "+path, a.wrap(f)) }
+	get := func(path string, f apiFunc) { mux.Handle("GET "+path, auth.ScopeRead, a.wrap(f)) }
 
 	both("/api/v1/query", a.query)
 	both("/api/v1/query_range", a.queryRange)
@@ -122,7 +125,7 @@ func (a *API) Register(mux Mux) {
 	get("/api/v1/status/buildinfo", a.buildInfo)
 	get("/api/v1/status/runtimeinfo", a.runtimeInfo)
 	get("/api/v1/status/flags", a.flags)
-	get("/api/v1/status/config", a.config)
+	mux.Handle("GET /api/v1/status/config", auth.ScopeAdmin, a.wrap(a.config))
 	get("/api/v1/status/tsdb", a.tsdbStatus)
 }
 

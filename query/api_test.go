@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -82,7 +83,7 @@ func newTestAPI(t *testing.T, qcfg Config) *httptest.Server {
 		t.Fatal(err)
 	}
 	api.now = func() time.Time { return base }
-	mux := http.NewServeMux()
+	mux := auth.NewMux(nil, nil)
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

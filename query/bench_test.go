@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkQueryAPI(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mux := http.NewServeMux()
+	mux := auth.NewMux(nil, nil)
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,15 +30,15 @@ func newAlerting(cfg config.Config, store *storage.Storage, engine *query.Engine
 	return m, nil
 }
 
-// reloader re-reads the configuration on SIGHUP and POST /-/reload and
-// applies what can change at run time: rule files, Alertmanagers, external
-// labels. A bad file leaves everything running as it was.
+// reloader re-reads the configuration on SIGHUP and POST /-/reload (admin
+// scope) and applies what can change at run time: token files and the web
+// config file, rule files, Alertmanagers, external labels. A bad file
+// leaves everything running as it was.
 type reloader struct {
 	load    func() (config.Config, error)
 	apply   func(config.Config) error
 	logger  *slog.Logger
-	token   string // when set, POST /-/reload needs it as a bearer token
-	enabled bool   // web.enable_lifecycle
+	enabled bool // web.enable_lifecycle
 
 	mu      sync.Mutex
 	success prometheus.Gauge
@@ -57,16 +54,6 @@ func newReloader(cfg config.Config, load func() (config.Config, error), apply fu
 		last: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_config_last_reload_success_timestamp_seconds", Help: "Timestamp of the last successful configuration reload.",
 		}),
-	}
-	if cfg.Web.AdminTokenFile != "" {
-		b, err := os.ReadFile(cfg.Web.AdminTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read web.admin_token_file: %w", err)
-		}
-		r.token = strings.TrimSpace(string(b))
-		if r.token == "" {
-			return nil, fmt.Errorf("web.admin_token_file %s is empty", cfg.Web.AdminTokenFile)
-		}
 	}
 	reg.MustRegister(r.success, r.last)
 	r.success.Set(1)
@@ -104,14 +91,6 @@ func (r *reloader) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", "POST, PUT")
 		http.Error(w, "Only POST or PUT requests allowed.", http.StatusMethodNotAllowed)
 		return
-	}
-	if r.token != "" {
-		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(r.token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-			http.Error(w, "Unauthorized: a valid bearer token (web.admin_token_file) is required.", http.StatusUnauthorized)
-			return
-		}
 	}
 	if err := r.reload(); err != nil {
 		http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigilhq/vigil/alerting"
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/semconv"
 )
@@ -44,6 +45,17 @@ func (c *checkCommand) run() error {
 			failed++
 			continue
 		}
+		// The credentials as serve loads them: the web config file, every
+		// token file (present, one token, none shared) and the users' scopes.
+		web, err := loadWebConfig(cfg.Web.ConfigFile)
+		if err == nil {
+			err = auth.New(nil, nil).Load(cfg.Auth, web)
+		}
+		if err != nil {
+			fmt.Fprintf(c.stdout, "  FAILED: %v\n\n", err)
+			failed++
+			continue
+		}
 		var warnings []string
 		if cfg.Deploy.Catalog != "" {
 			cat, err := catalog.Load(cfg.Deploy.Catalog)
@@ -57,7 +69,7 @@ func (c *checkCommand) run() error {
 		for _, w := range warnings {
 			fmt.Fprintf(c.stdout, "  WARNING: %s\n", w)
 		}
-		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files)\n\n", f, len(rules))
+		fmt.Fprintf(c.stdout, "  SUCCESS: %s is valid Vigil config (%d rule files, %d tokens)\n\n", f, len(rules), len(cfg.Auth.Tokens))
 	}
 	if failed > 0 {
 		return exitWith(exitFailure, fmt.Errorf("%d of %d config files are invalid", failed, len(c.files)))

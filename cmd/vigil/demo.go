@@ -43,6 +43,7 @@ type simService struct {
 	Latency          time.Duration // median latency (log-normal, sigma 0.3)
 	ErrorMessage     string        // status message and error log line of a failure
 	Seed             uint64
+	Token            string // a write token, when Vigil authenticates (auth.tokens)
 }
 
 // run sends traffic to the OTLP/HTTP endpoint (host:port) until ctx ends.
@@ -55,12 +56,16 @@ func (s simService) run(ctx context.Context, endpoint string) error {
 		attribute.String("service.instance.id", s.Service+"-"+s.Version),
 	)
 	bg := context.Background()
-	texp, err := otlptracehttp.New(bg, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
+	var headers map[string]string
+	if s.Token != "" {
+		headers = map[string]string{"Authorization": "Bearer " + s.Token}
+	}
+	texp, err := otlptracehttp.New(bg, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure(), otlptracehttp.WithHeaders(headers))
 	if err != nil {
 		return fmt.Errorf("trace exporter: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(texp, sdktrace.WithBatchTimeout(500*time.Millisecond)))
-	lexp, err := otlploghttp.New(bg, otlploghttp.WithEndpoint(endpoint), otlploghttp.WithInsecure())
+	lexp, err := otlploghttp.New(bg, otlploghttp.WithEndpoint(endpoint), otlploghttp.WithInsecure(), otlploghttp.WithHeaders(headers))
 	if err != nil {
 		return fmt.Errorf("log exporter: %w", err)
 	}

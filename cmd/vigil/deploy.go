@@ -23,7 +23,7 @@ import (
 // rings as evidence. It registers the routes and returns the function that
 // stops it.
 func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
-	mux deploy.Mux, logger *slog.Logger, reg prometheus.Registerer,
+	mux deploy.Mux, authenticated bool, logger *slog.Logger, reg prometheus.Registerer,
 ) (stop func(), err error) {
 	dcfg := cfg.DeployConfig()
 	actors := []deploy.Actor{deploy.WebhookActor{}}
@@ -44,6 +44,8 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		Logger:     logger.With("component", "deploy"),
 		Registerer: reg,
 
+		// Vigil acts only when every request proves who sent it.
+		AllowActions: authenticated,
 		// Only Vigil writes log_records_total, so its labels are known; span
 		// metrics may come from an OpenTelemetry Collector with any labels.
 		SeriesLabels: verdict.SeriesLabels{semconv.LogRecords: cfg.LogMetrics.Labels()},

@@ -31,6 +31,7 @@ type queryCommand struct {
 
 	isRange bool
 	term    terminal
+	auth    clientAuth
 }
 
 func newQueryCommand(app *kingpin.Application, stdout, stderr io.Writer) *queryCommand {
@@ -44,6 +45,8 @@ func newQueryCommand(app *kingpin.Application, stdout, stderr io.Writer) *queryC
 	cmd.Flag("range", "Length of a range query ending at --end, e.g. 1h or 2d (instead of --start).").SetValue(&c.rng)
 	cmd.Flag("timeout", "Server-side evaluation timeout, e.g. 30s.").SetValue(&c.timeout)
 	cmd.Flag("output", "Output format: table (a chart too for range queries on a terminal) or json.").Short('o').Default("table").EnumVar(&c.output, "table", "json")
+	c.auth.addHTTPConfigFlag(cmd)
+	c.auth.addBearerTokenFlag(cmd)
 	cmd.Arg("expr", "PromQL expression.").Required().StringVar(&c.expr)
 	cmd.PreAction(func(*kingpin.ParseContext) error {
 		c.isRange = c.start != "" || c.end != "" || c.step != 0 || c.rng != 0
@@ -56,7 +59,11 @@ func (*queryCommand) name() string { return "query" }
 
 func (c *queryCommand) run() error {
 	c.term = detectTerminal(c.stdout)
-	client, err := query.NewClient(c.server, nil)
+	rt, err := c.auth.roundTripper()
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	client, err := query.NewClient(c.server, rt)
 	if err != nil {
 		return exitWith(exitUsage, err)
 	}

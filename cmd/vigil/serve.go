@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +27,6 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"golang.org/x/net/netutil"
 
 	"github.com/vigilhq/vigil/collector"
 	"github.com/vigilhq/vigil/collector/derived"
@@ -36,7 +37,9 @@ import (
 	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
+	"github.com/vigilhq/vigil/internal/connlimit"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -51,11 +54,12 @@ type serveCommand struct {
 	retention   model.Duration
 	logConfig   promslog.Config
 
-	otlpGRPC string
-	otlpHTTP string
-	replica  string
+	otlpGRPC  string
+	otlpHTTP  string
+	webConfig string
+	replica   string
 
-	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP, replica bool }
+	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP, webConfig, replica bool }
 }
 
 func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveCommand {
@@ -76,6 +80,8 @@ func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveComman
 		PlaceHolder("127.0.0.1:4317").IsSetByUser(&c.set.otlpGRPC).StringVar(&c.otlpGRPC)
 	c.cmd.Flag("otlp.http.listen-address", "Address OTLP/HTTP is served on; empty disables it (OTLP/HTTP stays available under /otlp/v1 on --listen). Overrides receivers.otlp.http.listen_address.").
 		PlaceHolder("127.0.0.1:4318").IsSetByUser(&c.set.otlpHTTP).StringVar(&c.otlpHTTP)
+	c.cmd.Flag("web.config.file", "Prometheus web configuration file: TLS, basic_auth_users, http_server_config. Overrides web.config_file.").
+		PlaceHolder("web.yml").IsSetByUser(&c.set.webConfig).StringVar(&c.webConfig)
 	c.cmd.Flag("collector.replica", "Name of this collector replica: the collector label of every series it derives, when several Vigils forward to one store. Overrides collector.replica; default $POD_NAME.").
 		PlaceHolder("NAME").IsSetByUser(&c.set.replica).StringVar(&c.replica)
 	promslogflag.AddFlags(app, &c.logConfig)
@@ -107,6 +113,9 @@ func (c *serveCommand) config() (config.Config, error) {
 	}
 	if c.set.otlpHTTP {
 		cfg.Receivers.OTLP.HTTP.ListenAddress = c.otlpHTTP
+	}
+	if c.set.webConfig {
+		cfg.Web.ConfigFile = c.webConfig
 	}
 	if c.set.replica {
 		cfg.Collector.Replica = c.replica
@@ -148,49 +157,73 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 		versioncollector.NewCollector("vigil"),
 	)
 
+	// Credentials and TLS come first: without them nothing is served.
+	sec, err := newSecurity(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	if err := sec.checkExposure(cfg, logger); err != nil {
+		return err
+	}
+	if sec.authn.Enabled() {
+		logger.Info("Authentication is on", "credentials", strings.Join(sec.authn.Summary(), ", "))
+	}
+
 	// The listener comes up first so that /-/healthy answers while the WAL
 	// replays; everything else answers 503 until storage is open.
-	var app atomic.Pointer[http.ServeMux]
-	root := http.NewServeMux()
-	root.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	// Every route is registered with the scope it needs (auth.Mux).
+	var app atomic.Pointer[auth.Mux]
+	instrument := newHTTPInstrumentation(reg)
+	root := auth.NewMux(sec.authn, instrument)
+	root.Handle("GET /metrics", auth.ScopeRead, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	})))
-	root.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+	root.HandleFunc("/-/healthy", auth.ScopeNone, func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Vigil is Healthy.")
 	})
-	root.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+	root.HandleFunc("/-/ready", auth.ScopeNone, func(w http.ResponseWriter, _ *http.Request) {
 		if app.Load() == nil {
 			http.Error(w, "Service Unavailable: Vigil is starting (replaying the WAL).", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "Vigil is Ready.")
 	})
-	root.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		mux := app.Load()
-		if mux == nil {
-			http.Error(w, "Service Unavailable: Vigil is starting (replaying the WAL).", http.StatusServiceUnavailable)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	root.Delegate(app.Load, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "Service Unavailable: Vigil is starting (replaying the WAL).", http.StatusServiceUnavailable)
+	}))
 
 	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Web.ListenAddress, err)
 	}
+	// The response headers and rate_limit of the web config apply to
+	// everything but the probes, which must answer whatever the load.
+	var handler http.Handler = probesFirst(root, sec.headers.Wrap(root))
 	if cfg.Web.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, cfg.Web.MaxConnections)
+		limited := connlimit.Listen(ln, connlimit.Config{
+			Max: cfg.Web.MaxConnections, Reserve: probeReserve, ProbeTimeout: 5 * time.Second, ProbePaths: probePaths,
+		}, reg)
+		ln, handler = limited, limited.Guard(handler)
 	}
 	srv := &http.Server{
-		Handler:           root,
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Duration(cfg.Web.ReadTimeout),
 		IdleTimeout:       5 * time.Minute,
+		ConnContext:       connlimit.ConnContext,
 		ErrorLog:          slog.NewLogLogger(logger.With("component", "web").Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("Listening", "address", ln.Addr().String())
+	if sec.tls != nil {
+		if !sec.tls.HTTP2() {
+			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		}
+		srv.TLSConfig = sec.tls.ServerConfig("h2", "http/1.1")
+		go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	logger.Info("Listening", "address", ln.Addr().String(), "tls", sec.tls != nil)
 
 	shutdownHTTP := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Web.ShutdownTimeout))
@@ -336,7 +369,18 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	if err != nil {
 		return fail(err)
 	}
-	otlpRcv.SetLimiter(limiter)
+	otlpRcv.SetLimiter(limiter) // each receiver reads a body, then takes a slot
+	rw.SetLimiter(limiter)
+	lokiRcv.SetLimiter(limiter)
+	lokiRcv.SetLimits(pipeline.IngestLimits())
+	otlpSec := otlp.Security{
+		HTTP: func(h http.Handler) http.Handler { return sec.headers.Wrap(sec.authn.Require(auth.ScopeWrite, h)) },
+		GRPC: sec.authn.UnaryServerInterceptor(auth.ScopeWrite),
+	}
+	if sec.tls != nil {
+		otlpSec.TLS = sec.tls.ServerConfig
+	}
+	otlpRcv.SetSecurity(otlpSec)
 	otlpServers, err := otlpRcv.Start()
 	if err != nil {
 		return fail(err)
@@ -357,6 +401,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 		logger.Info("Rule evaluation and notifications stopped")
 	})
 	reload, err := newReloader(cfg, load, func(c config.Config) error {
+		if err := sec.reload(c); err != nil {
+			return err
+		}
 		if err := rulesMgr.ApplyConfig(c.AlertingConfig()); err != nil {
 			return err
 		}
@@ -370,31 +417,34 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	mux := newInstrumentedMux(reg)
+	mux := auth.NewMux(sec.authn, instrument)
 	// Profiles, as Prometheus serves them (go tool pprof http://host:9400/debug/pprof/profile).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/", auth.ScopeAdmin, pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", auth.ScopeAdmin, pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", auth.ScopeAdmin, pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", auth.ScopeAdmin, pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", auth.ScopeAdmin, pprof.Trace)
 	api.Register(mux)
 	rulesMgr.Register(mux)
-	mux.Handle("/-/reload", reload)
-	mux.Handle("POST /api/v1/write", limiter.Wrap("remote_write", rw))
-	mux.Handle("/otlp/v1/", otlpRcv.HTTPHandler("/otlp/v1"))
-	mux.Handle("/api/v1/otlp/v1/", otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
-	mux.Handle("/loki/api/v1/push", limiter.Wrap("loki", lokiRcv))
-	mux.Handle("GET /api/v1/logs/recent", logs.ErrorLogs().Handler())
-	mux.Handle("GET /api/v1/traces/recent", spans.ErrorTraces().Handler())
-	// Collector replicas forward their evidence here (write scope, and only
-	// the writers of ingest.accept_derived_series_from).
-	mux.Handle("POST /api/v1/evidence", evidence.NewReceiver(pipeline.MayWriteDerived, logger.With("component", "evidence"), reg, spans.ErrorTraces(), logs.ErrorLogs()))
-	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, logger, reg)
+	mux.Handle("/-/reload", auth.ScopeAdmin, reload)
+	mux.Handle("POST /api/v1/write", auth.ScopeWrite, rw)
+	mux.Handle("/otlp/v1/", auth.ScopeWrite, otlpRcv.HTTPHandler("/otlp/v1"))
+	mux.Handle("/api/v1/otlp/v1/", auth.ScopeWrite, otlpRcv.HTTPHandler("/api/v1/otlp/v1"))
+	mux.Handle("/loki/api/v1/push", auth.ScopeWrite, lokiRcv)
+	mux.Handle("GET /api/v1/logs/recent", auth.ScopeRead, logs.ErrorLogs().Handler())
+	mux.Handle("GET /api/v1/traces/recent", auth.ScopeRead, spans.ErrorTraces().Handler())
+	// Collector replicas forward their evidence here: write scope, and only
+	// the writers of ingest.accept_derived_series_from.
+	mux.Handle("POST /api/v1/evidence", auth.ScopeWrite, evidence.NewReceiver(pipeline.MayWriteDerived, time.Duration(cfg.Receivers.Limits.BodyReadTimeout), logger.With("component", "evidence"), reg, spans.ErrorTraces(), logs.ErrorLogs()))
+	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
 	if err != nil {
 		return fail(err)
 	}
 	stack = append(stack, stopDeploy)
-	app.Store(mux.ServeMux)
+	app.Store(mux)
+	if testHookRoutes != nil {
+		testHookRoutes(append(root.Routes(), mux.Routes()...))
+	}
 	logger.Info("Vigil is ready to receive and answer queries")
 
 	var runErr error
@@ -442,42 +492,52 @@ func retentionString(c storage.Config) string {
 	return strings.Join(parts, " or ")
 }
 
-// instrumentedMux registers each route with request count and latency
-// metrics labelled by path, like Prometheus's prometheus_http_* metrics.
-type instrumentedMux struct {
-	*http.ServeMux
-	duration *prometheus.HistogramVec
-	requests *prometheus.CounterVec
+// testHookRoutes, when set (by tests), receives every route once the
+// server is ready.
+var testHookRoutes func([]auth.Route)
+
+// The probes, served to everyone and even when web.max_connections is reached.
+var probePaths = []string{"/-/healthy", "/-/ready"}
+
+// probeReserve is how many connections beyond web.max_connections are
+// accepted for the probes only.
+const probeReserve = 16
+
+// probesFirst sends the probes to probes and everything else to next.
+func probesFirst(probes, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(probePaths, r.URL.Path) {
+			probes.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
-func newInstrumentedMux(reg prometheus.Registerer) *instrumentedMux {
-	m := &instrumentedMux{
-		ServeMux: http.NewServeMux(),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:                            "vigil_http_request_duration_seconds",
-			Help:                            "Latency of HTTP requests, by handler.",
-			Buckets:                         []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
-			NativeHistogramBucketFactor:     1.1,
-			NativeHistogramMaxBucketNumber:  100,
-			NativeHistogramMinResetDuration: time.Hour,
-		}, []string{"handler"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_http_requests_total",
-			Help: "HTTP requests, by handler and status code.",
-		}, []string{"handler", "code"}),
+// newHTTPInstrumentation returns the wrapper that gives each route request
+// count and latency metrics labelled by path, like Prometheus's
+// prometheus_http_* metrics.
+func newHTTPInstrumentation(reg prometheus.Registerer) func(pattern string, h http.Handler) http.Handler {
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:                            "vigil_http_request_duration_seconds",
+		Help:                            "Latency of HTTP requests, by handler.",
+		Buckets:                         []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+	}, []string{"handler"})
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_http_requests_total",
+		Help: "HTTP requests, by handler and status code.",
+	}, []string{"handler", "code"})
+	reg.MustRegister(duration, requests)
+	return func(pattern string, h http.Handler) http.Handler {
+		path := pattern
+		if _, p, ok := strings.Cut(pattern, " "); ok {
+			path = p
+		}
+		labels := prometheus.Labels{"handler": path}
+		h = promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), h)
+		return promhttp.InstrumentHandlerDuration(duration.MustCurryWith(labels), h)
 	}
-	reg.MustRegister(m.duration, m.requests)
-	return m
-}
-
-// Handle registers h for pattern ("METHOD /path").
-func (m *instrumentedMux) Handle(pattern string, h http.Handler) {
-	path := pattern
-	if _, p, ok := strings.Cut(pattern, " "); ok {
-		path = p
-	}
-	labels := prometheus.Labels{"handler": path}
-	h = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(labels), h)
-	h = promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(labels), h)
-	m.ServeMux.Handle(pattern, h)
 }

@@ -35,7 +35,8 @@ type verifyCommand struct {
 	server, service, version, baseline, environment string
 	window, wait, interval                          model.Duration
 	output                                          string
-	tokenFile                                       string
+	auth                                            clientAuth
+	client                                          *http.Client
 }
 
 // newVerifyCommand registers `vigil verify`. Its --version flag clashes with
@@ -54,7 +55,8 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 	cmd.Flag("window", "Most traffic time analysed before a final decision (default: the server's deploy.window).").SetValue(&c.window)
 	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive (longer than the window).").Default("15m").SetValue(&c.wait)
 	cmd.Flag("poll-interval", "How often to ask for the verdict.").Default("5s").Hidden().SetValue(&c.interval)
-	cmd.Flag("bearer-token-file", "File with the bearer token, when the server requires one.").Envar("VIGIL_BEARER_TOKEN_FILE").StringVar(&c.tokenFile)
+	c.auth.addBearerTokenFlag(cmd)
+	c.auth.addHTTPConfigFlag(cmd)
 	cmd.Flag("output", "Output format: text or json (the final verdict).").Short('o').Default("text").EnumVar(&c.output, "text", "json")
 	return c
 }
@@ -79,14 +81,11 @@ func (c *verifyCommand) run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	term := detectTerminal(c.stderr)
-	var token string
-	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
-		if err != nil {
-			return exitWith(verifyError, fmt.Errorf("read bearer token: %w", err))
-		}
-		token = strings.TrimSpace(string(b))
+	rt, err := c.auth.roundTripper()
+	if err != nil {
+		return exitWith(verifyError, err)
 	}
+	c.client = &http.Client{Transport: rt}
 	body := map[string]string{"service": c.service, "version": c.version, "baseline": c.baseline, "environment": c.environment}
 	if c.window > 0 {
 		body["window"] = c.window.String()
@@ -99,7 +98,7 @@ func (c *verifyCommand) run() error {
 	b, _ := json.Marshal(body)
 	server := strings.TrimSuffix(c.server, "/")
 	deadline := time.Now().Add(time.Duration(c.wait))
-	first, err := c.call(ctx, http.MethodPost, server+"/api/v1/verify", b, token)
+	first, err := c.call(ctx, http.MethodPost, server+"/api/v1/verify", b)
 	if err != nil {
 		return err
 	}
@@ -118,7 +117,7 @@ func (c *verifyCommand) run() error {
 			return exitWith(verifyError, errors.New("interrupted"))
 		case <-time.After(time.Duration(c.interval)):
 		}
-		if r, err = c.call(ctx, http.MethodGet, server+"/api/v1/verify/"+first.Data.ID, nil, token); err != nil {
+		if r, err = c.call(ctx, http.MethodGet, server+"/api/v1/verify/"+first.Data.ID, nil); err != nil {
 			return err
 		}
 	}
@@ -152,17 +151,14 @@ func (c *verifyCommand) run() error {
 	}
 }
 
-func (c *verifyCommand) call(ctx context.Context, method, url string, body []byte, token string) (verifyReply, error) {
+func (c *verifyCommand) call(ctx context.Context, method, url string, body []byte) (verifyReply, error) {
 	var r verifyReply
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return r, exitWith(verifyError, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return r, exitWith(verifyError, fmt.Errorf("reach %s: %w", c.server, err))
 	}

@@ -87,15 +87,3 @@ func (c *Counters) Collect(at time.Time) []Sample {
 	}
 	return out
 }
-
-// Get returns the value of the counter with labels ls (without __name__), for tests.
-func (c *Counters) Get(match func(labels.Labels) bool) (float64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.series {
-		if match(s.ls) {
-			return s.v, true
-		}
-	}
-	return 0, false
-}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+
+	"github.com/vigilhq/vigil/collector"
 )
 
 // Scaled out, verifications run on the store, but the error logs and
@@ -316,9 +318,10 @@ func (r *Rings[T]) ingest(collector string, w WireRecord) error {
 // Receiver is the store's POST /api/v1/evidence: it adds the records
 // collector replicas forward to the store's own rings.
 type Receiver struct {
-	sinks  map[string]Sink
-	allow  func(context.Context) (writer string, ok bool)
-	logger *slog.Logger
+	sinks       map[string]Sink
+	allow       func(context.Context) (writer string, ok bool)
+	readTimeout time.Duration
+	logger      *slog.Logger
 
 	mu   sync.Mutex
 	seen map[string]position // per sending replica
@@ -334,13 +337,14 @@ type position struct {
 
 // NewReceiver adds forwarded records to sinks. allow says who sent a
 // request and whether they may (the writers of
-// ingest.accept_derived_series_from).
-func NewReceiver(allow func(context.Context) (string, bool), logger *slog.Logger, reg prometheus.Registerer, sinks ...Sink) *Receiver {
+// ingest.accept_derived_series_from); a body must arrive within
+// readTimeout (receivers.limits.body_read_timeout; 0: no limit).
+func NewReceiver(allow func(context.Context) (string, bool), readTimeout time.Duration, logger *slog.Logger, reg prometheus.Registerer, sinks ...Sink) *Receiver {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{
-		sinks: map[string]Sink{}, allow: allow, logger: logger, seen: map[string]position{},
+		sinks: map[string]Sink{}, allow: allow, readTimeout: readTimeout, logger: logger, seen: map[string]position{},
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_evidence_received_records_total", Help: "Evidence records collector replicas forwarded to this Vigil, by ring.",
 		}, []string{"ring"}),
@@ -363,18 +367,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, fmt.Sprintf("%q may not forward evidence: list it in ingest.accept_derived_series_from", writer), http.StatusForbidden)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBatchBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("evidence batch larger than %d bytes", maxBatchBytes), http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "read evidence batch: "+err.Error(), http.StatusBadRequest)
+	buf := collector.GetBuffer()
+	defer collector.PutBuffer(buf)
+	if err := collector.ReadBody(w, req, maxBatchBytes, r.readTimeout, buf); err != nil {
+		http.Error(w, "evidence batch: "+err.Error(), collector.StatusCode(err))
 		return
 	}
 	var b Batch
-	if err := json.Unmarshal(body, &b); err != nil {
+	if err := json.Unmarshal(buf.B, &b); err != nil {
 		http.Error(w, "decode evidence batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}

@@ -43,7 +43,7 @@ func newStore(t *testing.T) *store {
 	s.rcv = NewReceiver(func(context.Context) (string, bool) {
 		w := s.writer.Load().(string)
 		return w, w == "collectors"
-	}, nil, prometheus.NewRegistry(), s.logs, s.traces)
+	}, 5*time.Second, nil, prometheus.NewRegistry(), s.logs, s.traces)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -174,7 +174,7 @@ func TestEvidenceReceiverRefuses(t *testing.T) {
 		{"no service", "collectors", mustJSON(t, Batch{Records: []WireRecord{rec("error_logs", "", `{}`)}}), 400, "no service"},
 		{"record too large", "collectors", mustJSON(t, Batch{Records: []WireRecord{rec("error_logs", "checkout", `{"body":"`+strings.Repeat("x", maxRecordBytes)+`"}`)}}), 400, "larger than"},
 		{"too many records", "collectors", mustJSON(t, Batch{Records: make([]WireRecord, MaxBatchRecords+1)}), 400, "more than"},
-		{"body too large", "collectors", `{"records":[` + strings.Repeat(" ", maxBatchBytes) + `]}`, 413, "larger than"},
+		{"body too large", "collectors", `{"records":[` + strings.Repeat(" ", maxBatchBytes) + `]}`, 413, "exceeds the limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.writer.Store(tc.writer)

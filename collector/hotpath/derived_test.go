@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,10 +34,9 @@ import (
 )
 
 // derivedServer is the store's ingest path: remote_write and OTLP
-// receivers writing through the hot path into a real TSDB. The principal a
-// request is authenticated as comes from the X-Principal header here, in
-// place of internal/auth's middleware, which puts it in the request context
-// the same way.
+// receivers writing through the hot path into a real TSDB, behind
+// internal/auth with two write tokens, "agents" and "collectors" (or none:
+// every request is anonymous).
 type derivedServer struct {
 	url     string
 	store   *storage.Storage
@@ -43,7 +44,7 @@ type derivedServer struct {
 	pipe    *hotpath.Pipeline
 }
 
-func newDerivedServer(t *testing.T, accept ...string) *derivedServer {
+func newDerivedServer(t *testing.T, withTokens bool, accept ...string) *derivedServer {
 	t.Helper()
 	scfg := storage.DefaultConfig()
 	scfg.Path = t.TempDir()
@@ -67,15 +68,24 @@ func newDerivedServer(t *testing.T, accept ...string) *derivedServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/write", rw)
-	mux.Handle("/otlp/v1/", rcv.HTTPHandler("/otlp/v1"))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name := r.Header.Get("X-Principal"); name != "" {
-			r = r.WithContext(auth.NewContext(r.Context(), auth.Principal{Name: name, Scopes: []auth.Scope{auth.ScopeWrite}}))
+	authn := auth.New(nil, prometheus.NewRegistry())
+	if withTokens {
+		var toks []auth.TokenConfig
+		for _, name := range []string{"agents", "collectors"} {
+			f := filepath.Join(t.TempDir(), name)
+			if err := os.WriteFile(f, []byte(name+"-secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			toks = append(toks, auth.TokenConfig{Name: name, TokenFile: f, Scopes: []auth.Scope{auth.ScopeWrite}})
 		}
-		mux.ServeHTTP(w, r)
-	}))
+		if err := authn.Load(auth.Config{Tokens: toks}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mux := auth.NewMux(authn, func(_ string, h http.Handler) http.Handler { return h })
+	mux.Handle("/api/v1/write", auth.ScopeWrite, rw)
+	mux.Handle("/otlp/v1/", auth.ScopeWrite, rcv.HTTPHandler("/otlp/v1"))
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &derivedServer{url: srv.URL, store: st, metrics: m, pipe: pipe}
 }
@@ -90,7 +100,9 @@ func (s *derivedServer) remoteWrite(t *testing.T, principal string, ts ...prompb
 	req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, b)))
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Principal", principal)
+	if principal != "" {
+		req.Header.Set("Authorization", "Bearer "+principal+"-secret")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +161,7 @@ func TestDerivedSeriesRefused(t *testing.T) {
 		{"anonymous listed, no authentication", []string{"anonymous"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newDerivedServer(t, tc.accept...)
+			s := newDerivedServer(t, tc.principal != "", tc.accept...)
 			now := time.Now()
 			var ts []prompb.TimeSeries
 			for _, name := range forged {
@@ -189,7 +201,7 @@ func TestDerivedSeriesRefused(t *testing.T) {
 // sending the very same series is still refused: the cache never holds a
 // derived series.
 func TestDerivedSeriesCachedRefStillChecked(t *testing.T) {
-	s := newDerivedServer(t, "collectors")
+	s := newDerivedServer(t, true, "collectors")
 	now := time.Now()
 	series := func(v float64, at time.Time) prompb.TimeSeries {
 		return tsOf(semconv.SpanCalls, v, at, "service", "checkout", "span_kind", semconv.KindServer, "status_code", semconv.StatusError, "version", "v2")
@@ -220,7 +232,7 @@ func TestDerivedSeriesCachedRefStillChecked(t *testing.T) {
 // TestDerivedSeriesOverOTLP: an OTLP counter that translates to a span
 // metric name is refused the same way (partial success, counted).
 func TestDerivedSeriesOverOTLP(t *testing.T) {
-	s := newDerivedServer(t, "collectors")
+	s := newDerivedServer(t, true, "collectors")
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	rm.Resource().Attributes().PutStr("service.name", "checkout")
@@ -243,7 +255,9 @@ func TestDerivedSeriesOverOTLP(t *testing.T) {
 	for _, principal := range []string{"agents", "collectors"} {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/otlp/v1/metrics", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("X-Principal", principal)
+		if principal != "" {
+		req.Header.Set("Authorization", "Bearer "+principal+"-secret")
+	}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -281,7 +295,7 @@ func TestDerivedSeriesOverOTLP(t *testing.T) {
 // the allow list says, labelled with the replica when one is set.
 func TestDerivedWriter(t *testing.T) {
 	for _, replica := range []string{"", "vigil-collector-7d9f-x2"} {
-		s := newDerivedServer(t) // nobody may send derived series
+		s := newDerivedServer(t, false) // nobody may send derived series
 		app := derived.NewWriter(s.pipe, replica).AppenderV2(context.Background())
 		ls := labels.FromStrings(labels.MetricName, semconv.SpanCalls, semconv.LabelService, "checkout")
 		if _, err := app.Append(0, ls, 0, time.Now().UnixMilli(), 3, nil, nil, promstorage.AOptions{}); err != nil {

@@ -1,7 +1,9 @@
 // Package hotpath is the in-memory stage every sample passes between the
-// receivers and storage: a bounded cache of series references so that a
-// known series is appended without building, validating or hashing its
-// labels again, a limit on the number of series, and stream aggregation.
+// receivers and storage: the ingest limits every receiver shares (label
+// limits, the accepted time window, no conflicting samples within one
+// request), a bounded cache of series references so that a known series is
+// appended without building, validating or hashing its labels again, a
+// limit on the number of series, and stream aggregation.
 package hotpath
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,8 +26,10 @@ import (
 	"github.com/vigilhq/vigil/internal/semconv"
 )
 
-// Config configures the hot path.
+// Config configures the hot path (the `ingest:` section of vigil.yml).
 type Config struct {
+	// IngestLimits apply to the samples of every receiver.
+	collector.IngestLimits `yaml:",inline"`
 	// SeriesCacheSize bounds the series reference cache (at least 32MiB).
 	SeriesCacheSize units.Base2Bytes `yaml:"series_cache_size"`
 	// MaxSeries is the most series storage may hold; samples of further new
@@ -47,11 +52,14 @@ type Config struct {
 
 // DefaultConfig is the hot path's default configuration.
 func DefaultConfig() Config {
-	return Config{SeriesCacheSize: 64 * units.MiB, MaxSeries: 5000000}
+	return Config{IngestLimits: collector.DefaultIngestLimits(), SeriesCacheSize: 64 * units.MiB, MaxSeries: 5000000}
 }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
+	if err := c.IngestLimits.Validate(); err != nil {
+		return err
+	}
 	if c.SeriesCacheSize < 0 {
 		return fmt.Errorf("series_cache_size must not be negative, got %s", c.SeriesCacheSize)
 	}
@@ -86,6 +94,8 @@ type Pipeline struct {
 	cache  *SeriesCache
 	aggr   *streamaggr.Aggregators
 	logger *slog.Logger
+	now    func() time.Time
+	batch  *batchStates
 
 	limited prometheus.Counter
 }
@@ -102,7 +112,7 @@ func New(cfg Config, store Storage, logger *slog.Logger, reg prometheus.Register
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pipeline{
-		cfg: cfg, store: store, logger: logger,
+		cfg: cfg, store: store, logger: logger, now: time.Now, batch: newBatchStates(16),
 		cache: NewSeriesCache(int(cfg.SeriesCacheSize)),
 		limited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_series_limit_rejected_samples_total",
@@ -129,8 +139,10 @@ func (p *Pipeline) Run(ctx context.Context) {
 	}
 }
 
-// Aggregators are the stream aggregation rules (nil without rules).
-func (p *Pipeline) Aggregators() *streamaggr.Aggregators { return p.aggr }
+// IngestLimits are the limits the hot path applies to every sample; a
+// receiver that must filter before it appends (OTLP, before translation)
+// reads them here, so that there is one setting for every receiver.
+func (p *Pipeline) IngestLimits() collector.IngestLimits { return p.cfg.IngestLimits }
 
 // CachedRef returns the series reference remembered for a wire label key.
 func (p *Pipeline) CachedRef(key []byte) (storage.SeriesRef, bool) { return p.cache.Get(key) }
@@ -148,12 +160,18 @@ func (p *Pipeline) CacheRef(key []byte, ls labels.Labels, ref storage.SeriesRef)
 // ForgetRef drops a key whose reference storage no longer knows.
 func (p *Pipeline) ForgetRef(key []byte) { p.cache.Delete(key) }
 
-// AppenderV2 starts a transaction. A writer that may not write derived
-// series has their samples refused first.
+// AppenderV2 starts a transaction. A sample passes the check of who may
+// write derived series, the label limits, the time window (from now) and
+// the in-request conflict check, then stream aggregation and the series
+// limit, then storage.
 func (p *Pipeline) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	app := &appender{p: p, inner: p.store.AppenderV2(ctx)}
+	minT, maxT := p.cfg.Window(p.now())
+	var app storage.ExemplarAppenderV2 = &appender{p: p, inner: p.store.AppenderV2(ctx)}
+	app = &batchAppender{ExemplarAppenderV2: app, states: p.batch}
+	app = &timeLimitAppender{ExemplarAppenderV2: app, minT: minT, maxT: maxT}
+	app = &labelLimitAppender{ExemplarAppenderV2: app, limits: p.cfg.IngestLimits}
 	if name, ok := p.MayWriteDerived(ctx); !ok {
-		return &derivedGuard{ExemplarAppenderV2: app, writer: name}
+		app = &derivedGuard{ExemplarAppenderV2: app, writer: name}
 	}
 	return app
 }

@@ -254,12 +254,12 @@ func (g *Generator) ConsumeLogs(_ context.Context, ld plog.Logs) error {
 			recs := sls.At(j).LogRecords()
 			for k := range recs.Len() {
 				lr := recs.At(k)
-				r := Record{Identity: id, Severity: SeverityFromOTLP(int32(lr.SeverityNumber()), lr.SeverityText()), Body: lr.Body().AsString()}
+				r := Record{Identity: id, Severity: SeverityFromOTLP(int32(lr.SeverityNumber()), lr.SeverityText()), Body: collector.ValueString(lr.Body())}
 				if len(g.dims) > 0 {
 					r.Lookup = func(attr string) (string, bool) {
 						for _, m := range []pcommon.Map{lr.Attributes(), scope.Attributes(), rl.Resource().Attributes()} {
 							if v, ok := m.Get(attr); ok {
-								return v.AsString(), true
+								return collector.ValueString(v), true
 							}
 						}
 						return "", false
@@ -282,7 +282,7 @@ func (g *Generator) ConsumeLogs(_ context.Context, ld plog.Logs) error {
 							if r.Attributes == nil {
 								r.Attributes = map[string]string{}
 							}
-							r.Attributes[a] = v.AsString()
+							r.Attributes[a] = collector.ValueString(v)
 						}
 					}
 				}

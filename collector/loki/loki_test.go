@@ -3,10 +3,12 @@ package loki
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -157,9 +159,72 @@ func newServer(t *testing.T) (*httptest.Server, *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.now = func() time.Time { return t0.Add(time.Minute) } // the pushes' entries are recent
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv, rec
+}
+
+// TestReceiverValidatesLikeLoki: entries Loki's distributor would refuse
+// are refused with its wording and 400, and the valid entries of the same
+// push are counted.
+func TestReceiverValidatesLikeLoki(t *testing.T) {
+	ns := func(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
+	wide := map[string]string{}
+	for i := range 30 {
+		wide["l"+strconv.Itoa(i)] = "v"
+	}
+	wideJSON, _ := json.Marshal(wide)
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		msg        string
+		records    int
+	}{
+		{"too old", `{"streams":[{"stream":{"app":"x"},"values":[["` + ns(t0.Add(-3*time.Hour)) + `","old"],["` + ns(t0) + `","new"]]}]}`,
+			400, `1 of 2 entries rejected; too_old: 1, first: entry for stream '{app="x"}' has timestamp too old: 2023-11-14T19:13:20Z, oldest acceptable timestamp is: 2023-11-14T20:14:20Z`, 1},
+		{"too new", `{"streams":[{"stream":{"app":"x"},"values":[["` + ns(t0.Add(time.Hour)) + `","ahead"]]}]}`,
+			400, `too_far_in_future: 1, first: entry for stream '{app="x"}' has timestamp too new: 2023-11-14T23:13:20Z`, 0},
+		{"too many labels", `{"streams":[{"stream":` + string(wideJSON[:len(wideJSON)-1]) + `,"app":"x"},"values":[["` + ns(t0) + `","a"],["` + ns(t0) + `","b"]]}]}`,
+			400, `2 of 2 entries rejected; max_label_names_per_series: 2, first: entry for stream '{app="x", l0="v"`, 0},
+		{"label value too long", `{"streams":[{"stream":{"app":"` + strings.Repeat("x", 2049) + `"},"values":[["` + ns(t0) + `","a"]]}]}`,
+			400, `label_value_too_long: 1, first: stream '{app="xxx`, 0},
+		{"nesting too deep", `{"streams":[{"stream":{"app":"x"},"values":[["` + ns(t0) + `","a",` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `]]}]}`,
+			400, "JSON objects and arrays nest deeper than the limit of 32 levels", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, rec := newServer(t)
+			resp, err := http.Post(srv.URL, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.msg) {
+				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, b, tc.code, tc.msg)
+			}
+			if len(rec.recs) != tc.records {
+				t.Errorf("%d records counted, want %d", len(rec.recs), tc.records)
+			}
+		})
+	}
+
+	t.Run("line not UTF-8 (protobuf)", func(t *testing.T) {
+		srv, rec := newServer(t)
+		body := encodePush(map[string][]protoEntry{`{app="x"}`: {{t0, "bad \xff line", nil}, {t0.Add(time.Millisecond), "good", nil}}}, `{app="x"}`)
+		resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `1 of 2 entries rejected; invalid_utf8: 1, first: entry for stream '{app="x"}' has a line that is not valid UTF-8`; resp.StatusCode != 400 || !strings.Contains(string(b), want) {
+			t.Fatalf("got %d %q, want 400 containing %q", resp.StatusCode, b, want)
+		}
+		if len(rec.recs) != 1 || rec.recs[0].Body != "good" {
+			t.Errorf("records = %+v, want the valid line only", rec.recs)
+		}
+	})
 }
 
 func gz(b []byte) []byte {
@@ -288,6 +353,30 @@ func FuzzDecodeJSON(f *testing.F) {
 		streams, err := DecodeJSON(b)
 		if err != nil && streams != nil {
 			t.Fatal("streams returned with an error")
+		}
+	})
+}
+
+// FuzzPush posts arbitrary bodies as JSON or snappy protobuf: the receiver
+// answers 204 or a 4xx, never a 5xx or a panic, whatever the nesting.
+func FuzzPush(f *testing.F) {
+	f.Add(false, snappy.Encode(nil, encodePush(map[string][]protoEntry{`{a="b"}`: {{t0, "x", nil}}}, `{a="b"}`)))
+	cfg := DefaultConfig()
+	r, err := New(cfg, &recorder{}, collector.NewMetrics(nil), slog.New(slog.DiscardHandler))
+	if err != nil {
+		f.Fatal(err)
+	}
+	r.now = func() time.Time { return t0 }
+	f.Fuzz(func(t *testing.T, json bool, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/loki/api/v1/push", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		if json {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("status %d: %s", w.Code, w.Body.String())
 		}
 	})
 }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/common/model"
@@ -35,12 +34,11 @@ type Config struct {
 	// KeepIdentifyingResourceAttributes keeps service.name,
 	// service.namespace and service.instance.id on target_info.
 	KeepIdentifyingResourceAttributes bool `yaml:"keep_identifying_resource_attributes"`
-	// MaxSampleAge rejects data points older than this before translation
-	// (the TSDB would refuse them anyway, and a far-past timestamp would
-	// make target_info span the whole gap). MaxSampleFuture does the same
-	// for timestamps ahead of the clock.
-	MaxSampleAge    model.Duration `yaml:"max_sample_age"`
-	MaxSampleFuture model.Duration `yaml:"max_sample_future"`
+	// MaxSampleAge and MaxSampleFuture were moved to ingest.max_sample_age
+	// and ingest.max_sample_future, which apply to every receiver; setting
+	// them here is a configuration error that says so.
+	MaxSampleAge    model.Duration `yaml:"max_sample_age,omitempty"`
+	MaxSampleFuture model.Duration `yaml:"max_sample_future,omitempty"`
 }
 
 // GRPCConfig is the OTLP/gRPC listener.
@@ -69,8 +67,6 @@ func DefaultConfig() Config {
 			MaxRequestBytes:      collector.DefaultMaxRequestBytes,
 			MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
 		},
-		MaxSampleAge:    model.Duration(2 * time.Hour),
-		MaxSampleFuture: model.Duration(10 * time.Minute),
 	}
 }
 
@@ -92,8 +88,11 @@ func (c Config) Validate() error {
 	if c.HTTP.MaxRequestBytes <= 0 || c.HTTP.MaxDecompressedBytes <= 0 {
 		return errors.New("http.max_request_bytes and http.max_decompressed_bytes must be positive")
 	}
-	if c.MaxSampleAge <= 0 || c.MaxSampleFuture <= 0 {
-		return errors.New("max_sample_age and max_sample_future must be positive durations")
+	if c.MaxSampleAge != 0 {
+		return fmt.Errorf("max_sample_age: this setting moved to ingest.max_sample_age, which applies to every receiver (remote_write, OTLP, Loki push): set max_sample_age: %s under ingest: instead", c.MaxSampleAge)
+	}
+	if c.MaxSampleFuture != 0 {
+		return fmt.Errorf("max_sample_future: this setting moved to ingest.max_sample_future, which applies to every receiver (remote_write, OTLP, Loki push): set max_sample_future: %s under ingest: instead", c.MaxSampleFuture)
 	}
 	for _, a := range c.PromoteResourceAttributes {
 		if a == "" {

@@ -8,56 +8,11 @@ import (
 	"net/http"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP clients may gzip requests
 	"google.golang.org/grpc/status"
 )
-
-type metricsServer struct {
-	pmetricotlp.UnimplementedGRPCServer
-	r *Receiver
-}
-
-func (s *metricsServer) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
-	resp := pmetricotlp.NewExportResponse()
-	res, err := s.r.consumeMetrics(ctx, req.Metrics())
-	if err != nil {
-		return resp, s.r.grpcError(err)
-	}
-	if res.rejected > 0 {
-		resp.PartialSuccess().SetRejectedDataPoints(res.rejected)
-		resp.PartialSuccess().SetErrorMessage(res.message)
-	}
-	return resp, nil
-}
-
-type tracesServer struct {
-	ptraceotlp.UnimplementedGRPCServer
-	r *Receiver
-}
-
-func (s *tracesServer) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	if _, err := s.r.consumeTraces(ctx, req.Traces()); err != nil {
-		return ptraceotlp.NewExportResponse(), s.r.grpcError(err)
-	}
-	return ptraceotlp.NewExportResponse(), nil
-}
-
-type logsServer struct {
-	plogotlp.UnimplementedGRPCServer
-	r *Receiver
-}
-
-func (s *logsServer) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
-	if _, err := s.r.consumeLogs(ctx, req.Logs()); err != nil {
-		return plogotlp.NewExportResponse(), s.r.grpcError(err)
-	}
-	return plogotlp.NewExportResponse(), nil
-}
 
 // grpcError maps a consumer failure to the OTLP gRPC status: Unavailable
 // (retryable) when storage is unavailable, Internal otherwise.
@@ -109,16 +64,15 @@ func (r *Receiver) Start() (*Servers, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen for OTLP/gRPC on %s: %w", addr, err)
 		}
-		s.grpc = grpc.NewServer(
+		s.grpc = grpc.NewServer(append(r.security.grpcOptions(),
 			grpc.MaxRecvMsgSize(int(r.cfg.GRPC.MaxRecvMsgSize)),
-			grpc.ChainUnaryInterceptor(r.instrument),
-		)
-		pmetricotlp.RegisterGRPCServer(s.grpc, &metricsServer{r: r})
-		ptraceotlp.RegisterGRPCServer(s.grpc, &tracesServer{r: r})
-		plogotlp.RegisterGRPCServer(s.grpc, &logsServer{r: r})
+			grpc.ForceServerCodecV2(newWireCodec()), // requests reach the handlers as bytes: see grpcservice.go
+			grpc.ChainUnaryInterceptor(r.security.interceptors(r.instrument)...),
+		)...)
+		r.registerServices(s.grpc)
 		s.GRPCAddr = ln.Addr()
 		go func() { s.errs <- s.grpc.Serve(ln) }()
-		r.logger.Info("Listening for OTLP/gRPC", "address", ln.Addr().String())
+		r.logger.Info("Listening for OTLP/gRPC", "address", ln.Addr().String(), "tls", r.security.TLS != nil)
 	}
 	if addr := r.cfg.HTTP.ListenAddress; addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -126,14 +80,14 @@ func (r *Receiver) Start() (*Servers, error) {
 			s.Stop(context.Background())
 			return nil, fmt.Errorf("listen for OTLP/HTTP on %s: %w", addr, err)
 		}
-		s.http = &http.Server{Handler: r.HTTPHandler("/v1"), ReadHeaderTimeout: 30 * time.Second, ReadTimeout: 2 * time.Minute}
+		s.http = &http.Server{Handler: r.security.wrapHTTP(r.HTTPHandler("/v1")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute}
 		s.HTTPAddr = ln.Addr()
 		go func() {
-			if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := r.security.serveHTTP(s.http, ln); !errors.Is(err, http.ErrServerClosed) {
 				s.errs <- err
 			}
 		}()
-		r.logger.Info("Listening for OTLP/HTTP", "address", ln.Addr().String())
+		r.logger.Info("Listening for OTLP/HTTP", "address", ln.Addr().String(), "tls", r.security.TLS != nil)
 	}
 	return s, nil
 }

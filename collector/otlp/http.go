@@ -32,14 +32,16 @@ func (r *Receiver) HTTPHandler(prefix string) http.Handler {
 	mux.HandleFunc(prefix+"/traces", r.serveTraces)
 	mux.HandleFunc(prefix+"/logs", r.serveLogs)
 	curried := prometheus.Labels{"receiver": ReceiverName}
-	var h http.Handler = r.limiter.Wrap(ReceiverName, mux)
+	var h http.Handler = mux
 	h = promhttp.InstrumentHandlerCounter(r.metrics.Requests.MustCurryWith(curried), h)
 	h = promhttp.InstrumentHandlerDuration(r.metrics.RequestDuration.MustCurryWith(curried), h)
 	return promhttp.InstrumentHandlerInFlight(r.metrics.InFlight.WithLabelValues(ReceiverName), h)
 }
 
-// request reads and decompresses an OTLP/HTTP body, answering the error itself.
-func (r *Receiver) request(w http.ResponseWriter, req *http.Request) (body []byte, json bool, release func(), ok bool) {
+// request reads an OTLP/HTTP body, takes a processing slot, decompresses
+// the body and checks its nesting, answering any error itself. release
+// frees the body and the slot.
+func (r *Receiver) request(w http.ResponseWriter, req *http.Request, signal collector.OTLPSignal) (body []byte, json bool, release func(), ok bool) {
 	release = func() {}
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -56,36 +58,79 @@ func (r *Receiver) request(w http.ResponseWriter, req *http.Request) (body []byt
 			fmt.Sprintf("unsupported Content-Type %q: use %s or %s", req.Header.Get("Content-Type"), contentTypeProto, contentTypeJSON))
 		return nil, false, release, false
 	}
+	fail := func(err error) {
+		r.metrics.Refused(w, ReceiverName, err)
+		code := collector.StatusCode(err)
+		writeStatus(w, json, code, rpcCode(code), err.Error())
+	}
 	wire := collector.GetBuffer()
-	if err := collector.ReadBody(req, int64(r.cfg.HTTP.MaxRequestBytes), wire); err != nil {
+	admitted, err := r.limiter.ReadAndAdmit(w, req, ReceiverName, int64(r.cfg.HTTP.MaxRequestBytes), wire)
+	if err != nil {
 		collector.PutBuffer(wire)
-		writeStatus(w, json, collector.StatusCode(err), codes.InvalidArgument, err.Error())
+		fail(err)
 		return nil, json, release, false
 	}
 	r.metrics.ReceivedBytes.WithLabelValues(ReceiverName, "wire").Add(float64(len(wire.B)))
+	held := wire
 	switch enc := req.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
-		return wire.B, json, func() { collector.PutBuffer(wire) }, true
 	case "gzip":
 		plain := collector.GetBuffer()
 		err := collector.DecodeGzip(plain, wire.B, int64(r.cfg.HTTP.MaxDecompressedBytes))
 		collector.PutBuffer(wire)
+		held = plain
 		if err != nil {
 			collector.PutBuffer(plain)
-			writeStatus(w, json, collector.StatusCode(err), codes.InvalidArgument, err.Error())
+			admitted()
+			fail(err)
 			return nil, json, release, false
 		}
 		r.metrics.ReceivedBytes.WithLabelValues(ReceiverName, "decompressed").Add(float64(len(plain.B)))
-		return plain.B, json, func() { collector.PutBuffer(plain) }, true
 	default:
 		collector.PutBuffer(wire)
+		admitted()
 		writeStatus(w, json, http.StatusUnsupportedMediaType, codes.InvalidArgument, fmt.Sprintf("unsupported Content-Encoding %q: use gzip or none", enc))
 		return nil, json, release, false
 	}
+	if err := checkDepth(held.B, json, signal); err != nil {
+		collector.PutBuffer(held)
+		admitted()
+		fail(err)
+		return nil, json, release, false
+	}
+	return held.B, json, func() { collector.PutBuffer(held); admitted() }, true
+}
+
+// rpcCode is the google.rpc.Status code of an HTTP refusal.
+func rpcCode(httpCode int) codes.Code {
+	switch httpCode {
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		return codes.Unavailable
+	case http.StatusRequestTimeout:
+		return codes.DeadlineExceeded
+	}
+	return codes.InvalidArgument
+}
+
+// checkDepth refuses, before any decoder sees it, a body whose values nest
+// deeper than the decoders and the walks over values can take.
+func checkDepth(body []byte, json bool, signal collector.OTLPSignal) error {
+	var err error
+	if json {
+		err = collector.CheckOTLPJSONDepth(body)
+	} else {
+		err = collector.CheckOTLPProtoDepth(body, signal)
+	}
+	if err != nil {
+		return &collector.StatusError{Code: http.StatusBadRequest, Reason: collector.RefusedTooDeep, Err: fmt.Errorf("refused before decoding: %w", err)}
+	}
+	return nil
 }
 
 func (r *Receiver) serveMetrics(w http.ResponseWriter, req *http.Request) {
-	body, json, release, ok := r.request(w, req)
+	body, json, release, ok := r.request(w, req, collector.OTLPMetrics)
 	if !ok {
 		return
 	}
@@ -109,7 +154,7 @@ func (r *Receiver) serveMetrics(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Receiver) serveTraces(w http.ResponseWriter, req *http.Request) {
-	body, json, release, ok := r.request(w, req)
+	body, json, release, ok := r.request(w, req, collector.OTLPTraces)
 	if !ok {
 		return
 	}
@@ -128,7 +173,7 @@ func (r *Receiver) serveTraces(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
-	body, json, release, ok := r.request(w, req)
+	body, json, release, ok := r.request(w, req, collector.OTLPLogs)
 	if !ok {
 		return
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"log/slog"
-	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -16,10 +14,9 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	otlptranslator "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
-	"github.com/prometheus/prometheus/tsdb"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -44,27 +41,36 @@ type LogsConsumer interface {
 	ConsumeLogs(ctx context.Context, ld plog.Logs) error
 }
 
-// MetadataSink keeps metric metadata.
-type MetadataSink interface {
-	Set(family string, m metadata.Metadata)
+// MetricsStorage is where metrics go: the hot path, which appends through
+// the ingest limits every receiver shares and tells the receiver the
+// window of timestamps it accepts, so that points outside it are dropped
+// before translation (a point from 1970 would otherwise make target_info
+// span fifty years of samples).
+type MetricsStorage interface {
+	storage.AppendableV2
+	IngestLimits() collector.IngestLimits
 }
 
 // Consumers are where the receiver sends each signal. A nil consumer
 // accepts and drops its signal.
 type Consumers struct {
-	Metrics  storage.AppendableV2
-	Metadata MetadataSink
+	Metrics  MetricsStorage
+	Metadata collector.MetadataSink
 	Traces   TracesConsumer
 	Logs     LogsConsumer
 }
 
-// SetLimiter makes both transports admit requests through l (call before
-// Start and HTTPHandler).
-func (r *Receiver) SetLimiter(l *collector.Limiter) { r.limiter = l }
+// SetLimiter makes both transports take a processing slot from l once a
+// request is read (call before Start and HTTPHandler).
+func (r *Receiver) SetLimiter(l *collector.Limiter) {
+	r.limiter = l
+	l.Register(ReceiverName)
+}
 
 // Receiver is the OTLP receiver, shared by the gRPC and HTTP transports.
 type Receiver struct {
 	limiter  *collector.Limiter // nil: no admission limit
+	security Security
 	cfg      Config
 	cons     Consumers
 	metrics  *collector.Metrics
@@ -113,12 +119,13 @@ func (r *Receiver) consumeMetrics(ctx context.Context, md pmetric.Metrics) (resu
 		res.accepted = int64(md.DataPointCount())
 		return res, nil
 	}
+	limits := r.cons.Metrics.IngestLimits()
 	rejectedDelta, deltaNames := dropDeltaMetrics(md)
 	now := time.Now()
-	tooOld, tooNew := dropOutOfWindow(md, now.Add(-time.Duration(r.cfg.MaxSampleAge)), now.Add(time.Duration(r.cfg.MaxSampleFuture)))
+	out := dropOutOfWindow(md, now.Add(-time.Duration(limits.MaxSampleAge)), now.Add(time.Duration(limits.MaxSampleFuture)))
 	copyVersionAttribute(md)
 
-	app := &countingAppender{inner: r.cons.Metrics.AppenderV2(ctx), md: r.cons.Metadata, reasons: map[string]*rejection{}}
+	app := &countingAppender{inner: r.cons.Metrics.AppenderV2(ctx), md: r.cons.Metadata}
 	conv := r.convPool.Get().(*otlptranslator.PrometheusConverter)
 	conv.Reset(app)
 	defer func() {
@@ -137,33 +144,32 @@ func (r *Receiver) consumeMetrics(ctx context.Context, md pmetric.Metrics) (resu
 	if err := app.Commit(); err != nil {
 		return res, fmt.Errorf("%w: commit: %v", errUnavailable, err)
 	}
-	var msgs []string
 	if rejectedDelta > 0 {
-		msgs = append(msgs, fmt.Sprintf("%d data points of metrics with delta temporality (%s) rejected: Vigil stores cumulative series; set the SDK's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)", rejectedDelta, strings.Join(deltaNames, ", ")))
-		r.metrics.Rejected.WithLabelValues(ReceiverName, "delta_temporality").Add(float64(rejectedDelta))
+		app.rejected.Add(collector.ReasonDeltaTemporality, int(rejectedDelta), func() string {
+			return fmt.Sprintf("metrics with delta temporality (%s): Vigil stores cumulative series; set the SDK's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)", strings.Join(deltaNames, ", "))
+		})
 	}
-	if tooOld > 0 {
-		msgs = append(msgs, fmt.Sprintf("%s: %d data points older than max_sample_age (%s)", collector.ReasonTooOld, tooOld, r.cfg.MaxSampleAge))
-		r.metrics.Rejected.WithLabelValues(ReceiverName, collector.ReasonTooOld).Add(float64(tooOld))
+	if out.old > 0 {
+		app.rejected.Add(collector.ReasonTooOld, out.old, func() string {
+			return fmt.Sprintf("a data point @%d is older than ingest.max_sample_age (%s)", out.firstOld.AsTime().UnixMilli(), limits.MaxSampleAge)
+		})
 	}
-	if tooNew > 0 {
-		msgs = append(msgs, fmt.Sprintf("%s: %d data points more than max_sample_future (%s) ahead of Vigil's clock", collector.ReasonFuture, tooNew, r.cfg.MaxSampleFuture))
-		r.metrics.Rejected.WithLabelValues(ReceiverName, collector.ReasonFuture).Add(float64(tooNew))
+	if out.future > 0 {
+		app.rejected.Add(collector.ReasonFuture, out.future, func() string {
+			return fmt.Sprintf("a data point @%d is more than ingest.max_sample_future (%s) ahead of Vigil's clock", out.firstFuture.AsTime().UnixMilli(), limits.MaxSampleFuture)
+		})
 	}
+	app.rejected.Count(r.metrics, ReceiverName)
+	msg := app.rejected.Summary()
 	if err != nil {
-		msgs = append(msgs, "translation: "+err.Error())
-	}
-	for _, reason := range app.order {
-		p := app.reasons[reason]
-		msgs = append(msgs, fmt.Sprintf("%s: %d, first: %s", reason, p.count, p.example))
-		r.metrics.Rejected.WithLabelValues(ReceiverName, reason).Add(float64(p.count))
+		msg = strings.TrimPrefix(msg+"; translation: "+err.Error(), "; ")
 	}
 	if ws, _ := annots.AsStrings("", 5, 0); len(ws) > 0 {
 		r.logger.Debug("OTLP translation warnings", "warnings", ws)
 	}
-	res.rejected = rejectedDelta + tooOld + tooNew + app.rejected
+	res.rejected = int64(app.rejected.Total())
 	res.accepted = app.floats + app.histograms
-	res.message = strings.Join(msgs, "; ")
+	res.message = msg
 	r.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(app.floats))
 	r.metrics.Samples.WithLabelValues(ReceiverName, "histogram").Add(float64(app.histograms))
 	return res, nil
@@ -219,10 +225,16 @@ func dropDeltaMetrics(md pmetric.Metrics) (int64, []string) {
 	return n, out
 }
 
+// outOfWindow counts the data points dropped for their timestamps.
+type outOfWindow struct {
+	old, future           int
+	firstOld, firstFuture pcommon.Timestamp
+}
+
 // dropOutOfWindow removes data points stamped before minT or after maxT
 // and counts them. A point without a timestamp is stamped with the time
 // of receipt.
-func dropOutOfWindow(md pmetric.Metrics, minT, maxT time.Time) (old, future int64) {
+func dropOutOfWindow(md pmetric.Metrics, minT, maxT time.Time) (out outOfWindow) {
 	lo, hi := pcommon.NewTimestampFromTime(minT), pcommon.NewTimestampFromTime(maxT)
 	now := pcommon.NewTimestampFromTime(time.Now())
 	keep := func(ts pcommon.Timestamp) bool {
@@ -230,10 +242,14 @@ func dropOutOfWindow(md pmetric.Metrics, minT, maxT time.Time) (old, future int6
 		case ts == 0:
 			return true
 		case ts < lo:
-			old++
+			if out.old++; out.old == 1 {
+				out.firstOld = ts
+			}
 			return false
 		case ts > hi:
-			future++
+			if out.future++; out.future == 1 {
+				out.firstFuture = ts
+			}
 			return false
 		}
 		return true
@@ -262,7 +278,7 @@ func dropOutOfWindow(md pmetric.Metrics, minT, maxT time.Time) (old, future int6
 			}
 		}
 	}
-	return old, future
+	return out
 }
 
 // stampZero gives a point without a timestamp the time of receipt. It
@@ -283,29 +299,24 @@ func copyVersionAttribute(md pmetric.Metrics) {
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		attrs := rms.At(i).Resource().Attributes()
-		if v, ok := attrs.Get(collector.AttrServiceVersion); ok && v.AsString() != "" {
-			attrs.PutStr(versionAttr, v.AsString())
+		if v, ok := attrs.Get(collector.AttrServiceVersion); ok {
+			if s := collector.ValueString(v); s != "" {
+				attrs.PutStr(versionAttr, s)
+			}
 		}
 	}
 }
 
-type rejection struct {
-	count   int64
-	example string
-}
-
-// countingAppender lets the translator carry on past samples storage
-// refuses, counting them by reason, and records metric metadata.
+// countingAppender lets the translator carry on past samples the hot
+// path or storage refuses, counting them by reason, and records metric
+// metadata.
 type countingAppender struct {
 	inner      storage.AppenderV2
-	md         MetadataSink
+	md         collector.MetadataSink
 	floats     int64
 	histograms int64
-	rejected   int64
-	reasons    map[string]*rejection
-	order      []string
+	rejected   collector.Rejections
 	storageErr error
-	last       map[storage.SeriesRef]lastSample
 }
 
 func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
@@ -320,16 +331,7 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		a.md.Set(family, opts.Metadata)
 	}
 	r, err := a.inner.Append(ref, ls, st, t, v, h, fh, opts)
-	if err == nil && h == nil && fh == nil && r != 0 {
-		// The head checks a sample against committed samples only; two
-		// points of one series in one request (SDKs batch) that share a
-		// millisecond would be dropped silently at commit. Count them here.
-		if reason := a.inBatch(r, t, v); reason != "" {
-			a.reject(reason, ls, t, fmt.Errorf("%s within one request: sample at %d, value %v", strings.ReplaceAll(reason, "_", " "), t, v))
-			return r, nil
-		}
-	}
-	if err == nil || isPartial(err) {
+	if err == nil || collector.IsPartial(err) {
 		if h != nil || fh != nil {
 			a.histograms++
 		} else {
@@ -337,49 +339,13 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		}
 		return r, nil
 	}
-	reason := sampleRejection(err)
+	reason := collector.ReasonOf(err)
 	if reason == "" {
 		a.storageErr = err
 		return 0, err
 	}
-	a.reject(reason, ls, t, err)
+	a.rejected.Add(reason, 1, func() string { return fmt.Sprintf("%s @%d: %v", ls, t, err) })
 	return 0, nil
-}
-
-func (a *countingAppender) reject(reason string, ls labels.Labels, t int64, err error) {
-	a.rejected++
-	p, ok := a.reasons[reason]
-	if !ok {
-		p = &rejection{example: fmt.Sprintf("%s @%d: %v", ls, t, err)}
-		a.reasons[reason] = p
-		a.order = append(a.order, reason)
-	}
-	p.count++
-}
-
-type lastSample struct {
-	t int64
-	v float64
-}
-
-// inBatch remembers the newest float sample of each series in this request
-// and names why the sample at t would not survive commit.
-func (a *countingAppender) inBatch(ref storage.SeriesRef, t int64, v float64) string {
-	if a.last == nil {
-		a.last = map[storage.SeriesRef]lastSample{}
-	}
-	prev, ok := a.last[ref]
-	switch {
-	case !ok || t > prev.t:
-		a.last[ref] = lastSample{t, v}
-		return ""
-	case t == prev.t && math.Float64bits(v) == math.Float64bits(prev.v):
-		return "" // an exact duplicate is harmless
-	case t == prev.t:
-		return collector.ReasonDuplicate
-	default:
-		return collector.ReasonOutOfOrder
-	}
 }
 
 func (a *countingAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (storage.SeriesRef, error) {
@@ -391,37 +357,6 @@ func (a *countingAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labe
 
 func (a *countingAppender) Commit() error   { return a.inner.Commit() }
 func (a *countingAppender) Rollback() error { return a.inner.Rollback() }
-
-func isPartial(err error) bool {
-	var pErr *storage.AppendPartialError
-	return errors.As(err, &pErr)
-}
-
-// sampleRejection names why storage refused a sample, or "" when storage failed.
-func sampleRejection(err error) string {
-	switch {
-	case errors.Is(err, storage.ErrOutOfOrderSample):
-		return collector.ReasonOutOfOrder
-	case errors.Is(err, storage.ErrTooOldSample):
-		return collector.ReasonTooOld
-	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		return collector.ReasonDuplicate
-	case errors.Is(err, storage.ErrOutOfBounds):
-		return collector.ReasonOutOfBounds
-	case errors.Is(err, collector.ErrDerivedSeries):
-		return collector.ReasonDerivedSeries
-	case errors.Is(err, collector.ErrSeriesLimit):
-		return collector.ReasonSeriesLimit
-	case errors.Is(err, tsdb.ErrInvalidSample), isHistogramError(err):
-		return collector.ReasonInvalidSample
-	}
-	return ""
-}
-
-func isHistogramError(err error) bool {
-	var e histogram.Error
-	return errors.As(err, &e)
-}
 
 func (r *Receiver) consumeTraces(ctx context.Context, td ptrace.Traces) (result, error) {
 	n := int64(td.SpanCount())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -64,7 +66,11 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 		mutate(&cfg)
 	}
 	f := &fixture{store: store, traces: &countingTraces{}, logs: &countingLogs{}}
-	r, err := New(cfg, Consumers{Metrics: store, Metadata: store.Metadata(), Traces: f.traces, Logs: f.logs},
+	pipe, err := hotpath.New(hotpath.DefaultConfig(), store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, Consumers{Metrics: pipe, Metadata: store.Metadata(), Traces: f.traces, Logs: f.logs},
 		collector.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +230,7 @@ func TestHTTPMetricsPartialSuccess(t *testing.T) {
 	if err := resp.UnmarshalProto(body); err != nil || code != http.StatusOK {
 		t.Fatalf("status %d, %v", code, err)
 	}
-	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "within one request") {
+	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "within the same request") {
 		t.Errorf("in-request duplicate: rejected %d, message %q", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 	if got := f.samples(t, "gen_total"); len(got) != 1 || got[0] != 0 {
@@ -240,7 +246,7 @@ func TestHTTPMetricsPartialSuccess(t *testing.T) {
 	if err := resp.UnmarshalProto(body); err != nil || code != http.StatusOK {
 		t.Fatalf("status %d, %v", code, err)
 	}
-	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "older than max_sample_age") {
+	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 1 || !strings.Contains(ps.ErrorMessage(), "too_old: 1, first: a data point @1000 is older than ingest.max_sample_age (2h)") {
 		t.Errorf("old point: rejected %d, message %q", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 	if got := f.samples(t, "jobs_total"); len(got) != 1 || got[0] != 2 {
@@ -376,4 +382,25 @@ func FuzzHTTP(f *testing.F) {
 			t.Fatalf("status %d for %q", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestConfigMovedKeys: the time window moved to ingest:, for every
+// receiver; the old keys are an error that says where they went.
+func TestConfigMovedKeys(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.MaxSampleAge = model.Duration(time.Hour) }, "max_sample_age: this setting moved to ingest.max_sample_age, which applies to every receiver (remote_write, OTLP, Loki push): set max_sample_age: 1h under ingest: instead"},
+		{func(c *Config) { c.MaxSampleFuture = model.Duration(time.Minute) }, "max_sample_future: this setting moved to ingest.max_sample_future"},
+	} {
+		c := DefaultConfig()
+		tc.mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Error(err)
+	}
 }

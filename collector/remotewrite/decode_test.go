@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The reference for both decoders is the gogo-protobuf code generated from
@@ -405,5 +407,41 @@ func addSeeds(f *testing.F, name string) {
 	f.Add([]byte{0x09, 0, 0, 0, 0, 0, 0, 0xf0, math.MaxUint8})
 	if _, err := os.Stat(filepath.Join("testdata", "fuzz", name)); err != nil {
 		f.Logf("no checked-in corpus for %s: %v", name, err)
+	}
+}
+
+// TestDecodeDeepNesting: remote_write nests three levels deep, and the
+// decoders descend only into the fields they know, so nesting is bounded
+// by construction: a million levels in an unknown field are skipped by
+// length without recursion, and a million nested groups are refused by
+// protowire's recursion limit instead of overflowing the stack.
+func TestDecodeDeepNesting(t *testing.T) {
+	// Build a million levels outside in, without copying the inner ones.
+	const levels = 1_000_000
+	inner := []byte("x")
+	lens := make([]int, levels+1)
+	lens[0] = len(inner)
+	for i := 1; i <= levels; i++ {
+		lens[i] = protowire.SizeTag(99) + protowire.SizeVarint(uint64(lens[i-1])) + lens[i-1]
+	}
+	unknown := make([]byte, 0, lens[levels])
+	for i := levels; i >= 1; i-- {
+		unknown = protowire.AppendTag(unknown, 99, protowire.BytesType)
+		unknown = protowire.AppendVarint(unknown, uint64(lens[i-1]))
+	}
+	unknown = append(unknown, inner...)
+	series := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+		append(protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "__name__"), protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "m")...))
+	ts := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), append(series, unknown...))
+	var r Request
+	if err := DecodeV1(ts, &r); err != nil || len(r.Series) != 1 {
+		t.Fatalf("a million levels in an unknown field: %v, %d series", err, len(r.Series))
+	}
+
+	groups := append(bytes.Repeat(protowire.AppendTag(nil, 99, protowire.StartGroupType), levels), bytes.Repeat(protowire.AppendTag(nil, 99, protowire.EndGroupType), levels)...)
+	for name, decode := range map[string]func([]byte, *Request) error{"1.0": DecodeV1, "2.0": DecodeV2} {
+		if err := decode(groups, &r); err == nil {
+			t.Errorf("%s: a million nested groups were accepted", name)
+		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/alecthomas/units"
@@ -25,7 +24,6 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/collector"
@@ -34,14 +32,13 @@ import (
 // ReceiverName is the "receiver" label of this receiver's ingest metrics.
 const ReceiverName = "remote_write"
 
-// Config bounds what one request may carry.
+// Config bounds what one request may carry. The limits on what it holds
+// (labels, timestamps) are the hot path's, shared by every receiver.
 type Config struct {
 	// MaxRequestBytes is the largest compressed body accepted (413 beyond).
 	MaxRequestBytes units.Base2Bytes `yaml:"max_request_bytes"`
 	// MaxDecompressedBytes is the largest decompressed body accepted (413 beyond).
 	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
-	// MaxAheadTime rejects samples further than this in the future.
-	MaxAheadTime time.Duration `yaml:"-"`
 }
 
 // DefaultConfig is the configuration used when nothing is set.
@@ -49,7 +46,6 @@ func DefaultConfig() Config {
 	return Config{
 		MaxRequestBytes:      collector.DefaultMaxRequestBytes,
 		MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
-		MaxAheadTime:         10 * time.Minute,
 	}
 }
 
@@ -60,36 +56,32 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_request_bytes must be positive, got %s", c.MaxRequestBytes)
 	case c.MaxDecompressedBytes <= 0:
 		return fmt.Errorf("max_decompressed_bytes must be positive, got %s", c.MaxDecompressedBytes)
-	case c.MaxAheadTime <= 0:
-		return fmt.Errorf("max ahead time must be positive, got %s", c.MaxAheadTime)
 	}
 	return nil
 }
 
-// Appendable is the storage the receiver writes to. Its appenders must also
-// implement storage.ExemplarAppenderV2 for exemplars to be kept.
-type Appendable interface {
-	AppenderV2(ctx context.Context) storage.AppenderV2
-}
-
-// MetadataSink keeps metric metadata.
-type MetadataSink interface {
-	Set(family string, m metadata.Metadata)
+// Storage is where the receiver writes: the hot path, which appends
+// through the ingest limits and remembers series references. Its
+// appenders must also implement storage.ExemplarAppenderV2 for exemplars
+// to be kept.
+type Storage interface {
+	storage.AppendableV2
+	SeriesCache
 }
 
 // Receiver is the remote_write endpoint.
 type Receiver struct {
 	cfg     Config
-	app     Appendable
-	md      MetadataSink
+	app     Storage
+	md      collector.MetadataSink
+	limiter *collector.Limiter // nil: no admission limit
 	metrics *collector.Metrics
 	logger  *slog.Logger
 	handler http.Handler
-	now     func() time.Time
 }
 
 // New builds a receiver writing to app. md may be nil to drop metadata.
-func New(cfg Config, app Appendable, md MetadataSink, metrics *collector.Metrics, logger *slog.Logger) (*Receiver, error) {
+func New(cfg Config, app Storage, md collector.MetadataSink, metrics *collector.Metrics, logger *slog.Logger) (*Receiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("remote_write receiver: %w", err)
 	}
@@ -99,7 +91,7 @@ func New(cfg Config, app Appendable, md MetadataSink, metrics *collector.Metrics
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	rcv := &Receiver{cfg: cfg, app: app, md: md, metrics: metrics, logger: logger, now: time.Now}
+	rcv := &Receiver{cfg: cfg, app: app, md: md, metrics: metrics, logger: logger}
 	var h http.Handler = remoteapi.NewWriteHandler(rcv,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
 		remoteapi.WithWriteHandlerLogger(logger),
@@ -113,6 +105,13 @@ func New(cfg Config, app Appendable, md MetadataSink, metrics *collector.Metrics
 	return rcv, nil
 }
 
+// SetLimiter makes the receiver take a processing slot from l once it has
+// read a request's body (call before serving).
+func (rcv *Receiver) SetLimiter(l *collector.Limiter) {
+	rcv.limiter = l
+	l.Register(ReceiverName)
+}
+
 // ServeHTTP handles POST /api/v1/write.
 func (rcv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rcv.handler.ServeHTTP(w, r)
@@ -120,9 +119,10 @@ func (rcv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type bodyKey struct{}
 
-// readBody reads and decompresses the body within the configured limits and
-// hands the decompressed bytes to Store through the request context, so the
-// payload is not copied again.
+// readBody reads the body within the configured limits, takes a
+// processing slot, decompresses the body and hands the decompressed bytes
+// to Store through the request context, so the payload is not copied
+// again.
 func (rcv *Receiver) readBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
@@ -132,10 +132,12 @@ func (rcv *Receiver) readBody(next http.Handler) http.Handler {
 		wire, plain := collector.GetBuffer(), collector.GetBuffer()
 		defer collector.PutBuffer(wire)
 		defer collector.PutBuffer(plain)
-		if err := collector.ReadBody(r, int64(rcv.cfg.MaxRequestBytes), wire); err != nil {
+		release, err := rcv.limiter.ReadAndAdmit(w, r, ReceiverName, int64(rcv.cfg.MaxRequestBytes), wire)
+		if err != nil {
 			rcv.reject(w, err)
 			return
 		}
+		defer release()
 		if err := collector.DecodeSnappy(plain, wire.B, int64(rcv.cfg.MaxDecompressedBytes)); err != nil {
 			rcv.reject(w, err)
 			return
@@ -147,6 +149,7 @@ func (rcv *Receiver) readBody(next http.Handler) http.Handler {
 }
 
 func (rcv *Receiver) reject(w http.ResponseWriter, err error) {
+	rcv.metrics.Refused(w, ReceiverName, err)
 	code := collector.StatusCode(err)
 	rcv.logger.Debug("Rejected remote write request", "code", code, "err", err)
 	http.Error(w, err.Error(), code)
@@ -214,12 +217,11 @@ type SeriesCache interface {
 // with 500 when storage failed (nothing is committed, the sender retries).
 func (rcv *Receiver) Write(ctx context.Context, req *Request) (Stats, error) {
 	w := writer{
-		rcv:  rcv,
-		b:    labels.NewScratchBuilder(16),
-		maxT: rcv.now().Add(rcv.cfg.MaxAheadTime).UnixMilli(),
-		app:  rcv.app.AppenderV2(ctx),
+		rcv:   rcv,
+		b:     labels.NewScratchBuilder(16),
+		app:   rcv.app.AppenderV2(ctx),
+		cache: rcv.app,
 	}
-	w.cache, _ = rcv.app.(SeriesCache)
 	w.exApp, _ = w.app.(storage.ExemplarAppenderV2)
 	for i := range req.Series {
 		if err := w.series(i, &req.Series[i]); err != nil {
@@ -238,13 +240,8 @@ func (rcv *Receiver) Write(ctx context.Context, req *Request) (Stats, error) {
 	rcv.metrics.Samples.WithLabelValues(ReceiverName, "float").Add(float64(w.stats.Samples))
 	rcv.metrics.Samples.WithLabelValues(ReceiverName, "histogram").Add(float64(w.stats.Histograms))
 	rcv.metrics.Samples.WithLabelValues(ReceiverName, "exemplar").Add(float64(w.stats.Exemplars))
-	for reason, p := range w.problems.byReason {
-		rcv.metrics.Rejected.WithLabelValues(ReceiverName, reason).Add(float64(p.count))
-	}
-	if err := w.problems.err(w.stats.Samples + w.stats.Histograms); err != nil {
-		return w.stats, err
-	}
-	return w.stats, nil
+	w.problems.Count(rcv.metrics, ReceiverName)
+	return w.stats, w.problems.Err(w.stats.Samples+w.stats.Histograms, "samples")
 }
 
 // writer holds the state of one request's appends.
@@ -256,9 +253,8 @@ type writer struct {
 	b        labels.ScratchBuilder
 	key      []byte
 	exs      []exemplar.Exemplar
-	maxT     int64
 	stats    Stats
-	problems rejections
+	problems collector.Rejections
 }
 
 // seriesState is what the writer knows about the series being appended.
@@ -280,14 +276,12 @@ func (st *seriesState) name() string {
 func (w *writer) series(i int, s *Series) error {
 	n := len(s.Samples) + len(s.Histograms)
 	st := seriesState{raw: s.Labels}
-	if w.cache != nil {
-		w.key = appendKey(w.key[:0], s.Labels)
-		st.ref, st.cached = w.cache.CachedRef(w.key)
-	}
+	w.key = appendKey(w.key[:0], s.Labels)
+	st.ref, st.cached = w.cache.CachedRef(w.key)
 	if !st.cached {
 		ls, err := buildLabels(&w.b, s.Labels)
 		if err != nil {
-			w.problems.add(collector.ReasonInvalidLabels, n, fmt.Sprintf("series %d: %v", i, err))
+			w.problems.Add(collector.ReasonInvalidLabels, n, func() string { return fmt.Sprintf("series %d: %v", i, err) })
 			return nil
 		}
 		st.ls = ls
@@ -317,7 +311,7 @@ func (w *writer) series(i int, s *Series) error {
 			w.stats.Histograms++
 		}
 	}
-	if w.cache != nil && !st.cached && st.ref != 0 {
+	if !st.cached && st.ref != 0 {
 		w.cache.CacheRef(w.key, st.ls, st.ref)
 	}
 	if len(s.Exemplars) > 0 && w.exApp != nil && st.ref != 0 {
@@ -329,19 +323,15 @@ func (w *writer) series(i int, s *Series) error {
 // append appends one sample. It reports whether the sample was stored, and
 // returns an error only when storage failed.
 func (w *writer) append(st *seriesState, start, t int64, v float64, h Histogram) (bool, error) {
-	if t > w.maxT {
-		w.problems.add(collector.ReasonFuture, 1, fmt.Sprintf("%s @%d: timestamp is too far in the future", st.name(), t))
-		return false, nil
-	}
 	ref, err := w.app.Append(st.ref, st.ls, start, t, v, h.H, h.FH, storage.AOptions{})
-	if err != nil && st.cached && reasonOf(err) == "" {
+	if err != nil && st.cached && collector.ReasonOf(err) == "" {
 		// The cached reference is gone from the head (its series went
 		// inactive and was dropped): forget it and append by labels.
 		w.cache.ForgetRef(w.key)
 		st.cached, st.ref = false, 0
 		ls, lerr := buildLabels(&w.b, st.raw)
 		if lerr != nil {
-			w.problems.add(collector.ReasonInvalidLabels, 1, lerr.Error())
+			w.problems.Add(collector.ReasonInvalidLabels, 1, lerr.Error)
 			return false, nil
 		}
 		st.ls = ls
@@ -350,10 +340,15 @@ func (w *writer) append(st *seriesState, start, t int64, v float64, h Histogram)
 	if ref != 0 {
 		st.ref = ref
 	}
-	if err := w.rcv.classify(&w.problems, err, st.name, t); err != nil {
-		return false, err
+	if err == nil || collector.IsPartial(err) {
+		return true, nil // stored; at most its exemplars failed
 	}
-	return err == nil || isPartial(err), nil
+	reason := collector.ReasonOf(err)
+	if reason == "" {
+		return false, collector.Errorf(http.StatusInternalServerError, "append to storage: %w", err)
+	}
+	w.problems.Add(reason, 1, func() string { return fmt.Sprintf("%s @%d: %v", st.name(), t, err) })
+	return false, nil
 }
 
 func (w *writer) exemplars(st *seriesState, in []Exemplar) {
@@ -397,52 +392,6 @@ func metricName(ls []Label) string {
 	return ""
 }
 
-func isPartial(err error) bool {
-	var pErr *storage.AppendPartialError
-	return errors.As(err, &pErr)
-}
-
-// reasonOf names why storage refused a sample, or returns "" when the
-// error is not a refusal of the sample.
-func reasonOf(err error) string {
-	switch {
-	case errors.Is(err, storage.ErrOutOfOrderSample):
-		return collector.ReasonOutOfOrder
-	case errors.Is(err, storage.ErrTooOldSample):
-		return collector.ReasonTooOld
-	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		return collector.ReasonDuplicate
-	case errors.Is(err, storage.ErrOutOfBounds):
-		return collector.ReasonOutOfBounds
-	case errors.Is(err, collector.ErrDerivedSeries):
-		return collector.ReasonDerivedSeries
-	case errors.Is(err, collector.ErrSeriesLimit):
-		return collector.ReasonSeriesLimit
-	case isHistogramError(err):
-		return collector.ReasonInvalidSample
-	}
-	return ""
-}
-
-// classify records a refused sample and returns an error only when storage
-// itself failed, which aborts the request.
-func (rcv *Receiver) classify(p *rejections, err error, series func() string, t int64) error {
-	if err == nil || isPartial(err) {
-		return nil // stored; at most its exemplars failed
-	}
-	reason := reasonOf(err)
-	if reason == "" {
-		return collector.Errorf(http.StatusInternalServerError, "append to storage: %w", err)
-	}
-	p.add(reason, 1, fmt.Sprintf("%s @%d: %v", series(), t, err))
-	return nil
-}
-
-func isHistogramError(err error) bool {
-	var e histogram.Error
-	return errors.As(err, &e)
-}
-
 // reduceResolution brings histograms with a schema finer than the TSDB
 // supports down to its finest schema, as Prometheus's receiver does.
 func reduceResolution(h Histogram) {
@@ -468,7 +417,7 @@ func buildLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
 			return labels.EmptyLabels(), err
 		}
 		if i > 0 && ls[i-1].Name == l.Name {
-			return labels.EmptyLabels(), fmt.Errorf("duplicate label name %q", l.Name)
+			return labels.EmptyLabels(), fmt.Errorf("%w: duplicate label name %q", collector.ErrInvalidLabels, l.Name)
 		}
 		if l.Value == "" {
 			continue
@@ -479,7 +428,7 @@ func buildLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
 		b.Add(l.Name, l.Value)
 	}
 	if !hasName {
-		return labels.EmptyLabels(), fmt.Errorf("no metric name: the %s label is missing or empty in {%s}", labels.MetricName, formatLabels(ls))
+		return labels.EmptyLabels(), fmt.Errorf("%w: no metric name: the %s label is missing or empty in {%s}", collector.ErrInvalidLabels, labels.MetricName, formatLabels(ls))
 	}
 	return b.Labels(), nil
 }
@@ -503,11 +452,11 @@ func compareLabelNames(a, b Label) int { return strings.Compare(a.Name, b.Name) 
 func validateLabel(l Label) error {
 	switch {
 	case l.Name == "":
-		return fmt.Errorf("empty label name (with value %q)", l.Value)
+		return fmt.Errorf("%w: empty label name (with value %q)", collector.ErrInvalidLabels, l.Value)
 	case !utf8.ValidString(l.Name):
-		return fmt.Errorf("label name %q is not valid UTF-8", l.Name)
+		return fmt.Errorf("%w: label name %q is not valid UTF-8", collector.ErrInvalidLabels, l.Name)
 	case !utf8.ValidString(l.Value):
-		return fmt.Errorf("label %q has a value that is not valid UTF-8: %q", l.Name, l.Value)
+		return fmt.Errorf("%w: label %q has a value that is not valid UTF-8: %q", collector.ErrInvalidLabels, l.Name, l.Value)
 	}
 	return nil
 }
@@ -521,45 +470,4 @@ func formatLabels(ls []Label) string {
 		fmt.Fprintf(&sb, "%s=%q", l.Name, l.Value)
 	}
 	return sb.String()
-}
-
-// rejections collects the samples a request could not store, by reason,
-// keeping the first example of each for the error message.
-type rejections struct {
-	byReason map[string]*rejection
-	order    []string
-	total    int
-}
-
-type rejection struct {
-	count   int
-	example string
-}
-
-func (r *rejections) add(reason string, n int, example string) {
-	if r.byReason == nil {
-		r.byReason = map[string]*rejection{}
-	}
-	p, ok := r.byReason[reason]
-	if !ok {
-		p = &rejection{example: example}
-		r.byReason[reason] = p
-		r.order = append(r.order, reason)
-	}
-	p.count += n
-	r.total += n
-}
-
-// err summarises the rejections as a 400, or returns nil when there were none.
-func (r *rejections) err(stored int) error {
-	if len(r.order) == 0 {
-		return nil
-	}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "%d of %d samples rejected", r.total, r.total+stored)
-	for _, reason := range r.order {
-		p := r.byReason[reason]
-		fmt.Fprintf(&sb, "; %s: %d, first: %s", reason, p.count, p.example)
-	}
-	return collector.Errorf(http.StatusBadRequest, "%s", sb.String())
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/storage"
 )
 
@@ -36,13 +38,23 @@ func newTestReceiver(t *testing.T, cfg Config) (*httptest.Server, *storage.Stora
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	rcv, err := New(cfg, st, st.Metadata(), m, nil)
+	rcv, err := New(cfg, newPipeline(t, st), st.Metadata(), m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 	return srv, st, m
+}
+
+// newPipeline is the hot path, with its default ingest limits, in front of st.
+func newPipeline(t testing.TB, st hotpath.Storage) *hotpath.Pipeline {
+	t.Helper()
+	p, err := hotpath.New(hotpath.DefaultConfig(), st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func post(t *testing.T, url string, body []byte, header map[string]string) (*http.Response, string) {
@@ -280,7 +292,32 @@ func TestReceiverRejects(t *testing.T) {
 		}}), nil, 400, "duplicate_timestamp: 1"},
 		{"too far in the future", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 			{Labels: series("temp", "room", "c"), Samples: []prompb.Sample{{Value: 1, Timestamp: now + int64(time.Hour/time.Millisecond)}}},
-		}}), nil, 400, "too_far_in_future: 1"},
+		}}), nil, 400, "too_far_in_future: 1, first: {__name__=\"temp\", room=\"c\"}"},
+		{"older than max_sample_age", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("temp", "room", "old"), Samples: []prompb.Sample{{Value: 1, Timestamp: now - int64(3*time.Hour/time.Millisecond)}}},
+		}}), nil, 400, "too_old: 1, first: {__name__=\"temp\", room=\"old\"}"},
+		{"two values at one timestamp within the request", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("dup", "room", "a"), Samples: []prompb.Sample{{Value: 1, Timestamp: now}, {Value: 2, Timestamp: now}}},
+		}}), nil, 400, "1 of 2 samples rejected; duplicate_timestamp: 1, first: {__name__=\"dup\", room=\"a\"} @" + strconv.FormatInt(now, 10) + ": duplicate sample for timestamp"},
+		{"the same series twice in the request, conflicting", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("dup", "room", "b"), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+			{Labels: series("dup", "room", "b"), Samples: []prompb.Sample{{Value: 2, Timestamp: now}}},
+		}}), nil, 400, "1 of 2 samples rejected; duplicate_timestamp: 1"},
+		{"out of order within the request", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("dup", "room", "c"), Samples: []prompb.Sample{{Value: 1, Timestamp: now}, {Value: 2, Timestamp: now - 1000}}},
+		}}), nil, 400, "1 of 2 samples rejected; out_of_order: 1"},
+		{"an exact repeat is harmless", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("dup", "room", "d"), Samples: []prompb.Sample{{Value: 1, Timestamp: now}, {Value: 1, Timestamp: now}}},
+		}}), nil, 204, ""},
+		{"more labels than max_label_names_per_series", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("wide", manyLabels(30)...), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+		}}), nil, 400, "max_label_names_per_series: 1, first: {__name__=\"wide\""},
+		{"label value longer than max_label_value_length", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("long", "path", strings.Repeat("x", 2049)), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+		}}), nil, 400, "label_value_too_long: 1"},
+		{"label name longer than max_label_name_length", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("long", strings.Repeat("n", 1025), "v"), Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+		}}), nil, 400, "label_name_too_long: 1"},
 		{"missing metric name", encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 			{Labels: []prompb.Label{{Name: "job", Value: "x"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
 		}}), nil, 400, `no metric name: the __name__ label is missing or empty in {job="x"}`},
@@ -315,9 +352,33 @@ func TestReceiverRejects(t *testing.T) {
 	if got := selectAll(t, st, `temp{room="a"}`); !equal(got[`{__name__="temp", room="a"}`], []float64{20}) {
 		t.Fatalf("room a = %v, want only the seed sample", got)
 	}
-	if v := testutil.ToFloat64(m.Rejected.WithLabelValues(ReceiverName, collector.ReasonOutOfOrder)); v != 1 {
-		t.Fatalf("rejected out_of_order = %v, want 1", v)
+	for reason, want := range map[string]float64{
+		collector.ReasonOutOfOrder: 2, collector.ReasonDuplicate: 3, collector.ReasonTooOld: 1, collector.ReasonFuture: 1,
+		collector.ReasonMaxLabelNames: 1, collector.ReasonLabelValueTooLong: 1, collector.ReasonLabelNameTooLong: 1, collector.ReasonInvalidLabels: 4,
+	} {
+		if v := testutil.ToFloat64(m.Rejected.WithLabelValues(ReceiverName, reason)); v != want {
+			t.Errorf("rejected %s = %v, want %v", reason, v, want)
+		}
 	}
+	if v := testutil.ToFloat64(m.RefusedRequests.WithLabelValues(ReceiverName, collector.RefusedTooLarge)); v != 2 {
+		t.Errorf("refused too_large = %v, want 2", v)
+	}
+	// The first of two conflicting samples is kept, as Prometheus keeps it.
+	if got := selectAll(t, st, `dup{room="a"}`); !equal(got[`{__name__="dup", room="a"}`], []float64{1}) {
+		t.Errorf("dup{room=a} = %v, want [1]", got)
+	}
+	if got := selectAll(t, st, `dup{room="d"}`); !equal(got[`{__name__="dup", room="d"}`], []float64{1}) {
+		t.Errorf("dup{room=d} = %v, want [1]", got)
+	}
+}
+
+// manyLabels is n label pairs l0=v, l1=v, ...
+func manyLabels(n int) []string {
+	var kv []string
+	for i := range n {
+		kv = append(kv, "l"+strconv.Itoa(i), "v")
+	}
+	return kv
 }
 
 func randomBytes(n int) []byte {
@@ -332,11 +393,11 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// failingAppendable makes every append fail as a broken disk would.
-type failingAppendable struct{ inner Appendable }
+// failingStorage makes every commit fail as a broken disk would.
+type failingStorage struct{ *storage.Storage }
 
-func (f failingAppendable) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
-	return failingAppender{f.inner.AppenderV2(ctx)}
+func (f failingStorage) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
+	return failingAppender{f.Storage.AppenderV2(ctx)}
 }
 
 type failingAppender struct{ promstorage.AppenderV2 }
@@ -360,7 +421,7 @@ func TestReceiverStorageFailureIs500(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	rcv, err := New(DefaultConfig(), failingAppendable{st}, nil, collector.NewMetrics(nil), nil)
+	rcv, err := New(DefaultConfig(), newPipeline(t, failingStorage{st}), nil, collector.NewMetrics(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +452,7 @@ func FuzzReceiver(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	rcv, err := New(DefaultConfig(), st, st.Metadata(), collector.NewMetrics(nil), nil)
+	rcv, err := New(DefaultConfig(), newPipeline(f, st), st.Metadata(), collector.NewMetrics(nil), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -254,7 +254,7 @@ func (g *Generator) lookup(id collector.Identity, name, kind, status string, spa
 	attrs := span.Attributes()
 	for _, d := range g.cfg.Dimensions {
 		if v, ok := attrs.Get(d); ok {
-			k = append(k, v.AsString()...)
+			k = append(k, collector.ValueString(v)...)
 		}
 		k = append(k, 0xff)
 	}
@@ -283,7 +283,7 @@ func (g *Generator) lookup(id collector.Identity, name, kind, status string, spa
 	add(semconv.LabelStatusCode, status)
 	for _, d := range g.cfg.Dimensions {
 		if v, ok := attrs.Get(d); ok && name != overflowSpanName {
-			add(semconv.DimensionLabel(d), v.AsString())
+			add(semconv.DimensionLabel(d), collector.ValueString(v))
 		}
 	}
 	b.Sort()
@@ -313,7 +313,7 @@ func errorSpan(span ptrace.Span, kind string, dur float64) ErrorSpan {
 			if e.Attributes == nil {
 				e.Attributes = map[string]string{}
 			}
-			e.Attributes[a] = v.AsString()
+			e.Attributes[a] = collector.ValueString(v)
 		}
 	}
 	events := span.Events()
@@ -324,7 +324,7 @@ func errorSpan(span ptrace.Span, kind string, dur float64) ErrorSpan {
 		}
 		typ, _ := ev.Attributes().Get("exception.type")
 		msg, _ := ev.Attributes().Get("exception.message")
-		e.Exception = strings.TrimSpace(typ.AsString() + ": " + msg.AsString())
+		e.Exception = strings.TrimSpace(collector.ValueString(typ) + ": " + collector.ValueString(msg))
 		break
 	}
 	return e
@@ -427,7 +427,7 @@ func (g *Generator) Flush(at time.Time) {
 	app := g.out.AppenderV2(context.Background())
 	t := at.UnixMilli()
 	for _, s := range out {
-		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !isPartial(err) {
+		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
 			g.logger.Debug("Span metric sample refused", "series", s.ls.String(), "err", err)
 		}
 	}
@@ -438,11 +438,6 @@ func (g *Generator) Flush(at time.Time) {
 	}
 	g.flushed.Add(float64(len(out)))
 	g.flushTimer.Observe(time.Since(start).Seconds())
-}
-
-func isPartial(err error) bool {
-	var pErr *storage.AppendPartialError
-	return errors.As(err, &pErr)
 }
 
 func (g *Generator) collect(at time.Time) []sample {

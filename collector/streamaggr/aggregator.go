@@ -42,13 +42,18 @@ type outputSpec struct {
 }
 
 type rule struct {
-	cfg      RuleConfig
-	id       string
-	matchers [][]*labels.Matcher
-	outputs  []outputSpec
-	suffix   string
-	counters bool // total or increase: per-input state is needed
-	perInput bool // counters or count_series
+	cfg       RuleConfig
+	id        string
+	matchers  [][]*labels.Matcher
+	outputs   []outputSpec
+	suffix    string
+	counters  bool // total or increase: per-input state is needed
+	perInput  bool // counters or count_series
+	quantiles bool // a quantiles output: sample values are kept
+
+	// The rule's self-metrics, resolved once.
+	pushed, droppedMaxSeries, written, failures prometheus.Counter
+	groupsGauge                                 prometheus.Gauge
 
 	mu       sync.Mutex
 	groups   map[string]*group
@@ -114,7 +119,12 @@ func New(cfgs []RuleConfig, out storage.AppendableV2, logger *slog.Logger, reg p
 		if err := c.Validate(); err != nil {
 			return nil, fmt.Errorf("stream_aggregation[%d]: %w", i, err)
 		}
-		r := &rule{cfg: c, id: strconv.Itoa(i), suffix: c.suffix(), groups: map[string]*group{}, inputs: map[string]*input{}, rng: rand.New(rand.NewPCG(uint64(i), 1))}
+		id := strconv.Itoa(i)
+		r := &rule{
+			cfg: c, id: id, suffix: c.suffix(), groups: map[string]*group{}, inputs: map[string]*input{}, rng: rand.New(rand.NewPCG(uint64(i), 1)),
+			pushed: a.pushed.WithLabelValues(id), droppedMaxSeries: a.dropped.WithLabelValues(id, "max_series"),
+			written: a.written.WithLabelValues(id), failures: a.failures.WithLabelValues(id), groupsGauge: a.groups.WithLabelValues(id),
+		}
 		for _, m := range c.Match {
 			ms, err := p.ParseMetricSelector(m)
 			if err != nil {
@@ -130,6 +140,8 @@ func New(cfgs []RuleConfig, out storage.AppendableV2, logger *slog.Logger, reg p
 				r.counters, r.perInput = true, true
 			case OutputCountSeries:
 				r.perInput = true
+			case OutputQuantiles:
+				r.quantiles = true
 			}
 		}
 		a.rules = append(a.rules, r)
@@ -177,9 +189,9 @@ func (a *Aggregators) Push(ls labels.Labels, v float64) (drop bool) {
 		if !r.matches(ls) {
 			continue
 		}
-		a.pushed.WithLabelValues(r.id).Inc()
+		r.pushed.Inc()
 		if !r.push(ls, v, now) {
-			a.dropped.WithLabelValues(r.id, "max_series").Inc()
+			r.droppedMaxSeries.Inc()
 		}
 		drop = drop || r.cfg.DropInput
 	}
@@ -242,11 +254,13 @@ func (r *rule) push(ls labels.Labels, v float64, now time.Time) bool {
 	delta := v - g.mean
 	g.mean += delta / float64(g.count)
 	g.m2 += delta * (v - g.mean)
-	g.seenValues++
-	if len(g.values) < maxQuantileSamples {
-		g.values = append(g.values, v)
-	} else if j := r.rng.IntN(g.seenValues); j < maxQuantileSamples {
-		g.values[j] = v
+	if r.quantiles {
+		g.seenValues++
+		if len(g.values) < maxQuantileSamples {
+			g.values = append(g.values, v)
+		} else if j := r.rng.IntN(g.seenValues); j < maxQuantileSamples {
+			g.values[j] = v
+		}
 	}
 	if r.perInput {
 		key := string(ls.Bytes(r.buf[:0]))
@@ -370,7 +384,7 @@ func (a *Aggregators) flush(r *rule, at time.Time) {
 		}
 	}
 	r.interval++
-	a.groups.WithLabelValues(r.id).Set(float64(len(r.groups)))
+	r.groupsGauge.Set(float64(len(r.groups)))
 	r.mu.Unlock()
 
 	if len(out) == 0 {
@@ -384,11 +398,11 @@ func (a *Aggregators) flush(r *rule, at time.Time) {
 		}
 	}
 	if err := app.Commit(); err != nil {
-		a.failures.WithLabelValues(r.id).Inc()
+		r.failures.Inc()
 		a.logger.Error("Writing stream aggregation outputs failed", "rule", r.id, "err", err)
 		return
 	}
-	a.written.WithLabelValues(r.id).Add(float64(len(out)))
+	r.written.Add(float64(len(out)))
 }
 
 func (g *group) value(output string) float64 {

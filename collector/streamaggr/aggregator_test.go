@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -221,4 +223,40 @@ func TestNaming(t *testing.T) {
 
 func labelsParser(s string) (labels.Labels, error) {
 	return parser.NewParser(parser.Options{}).ParseMetric(s)
+}
+
+// TestQuantileSampleOnlyForQuantiles: a rule keeps sample values (up to
+// 4096 per group and interval) only when it writes quantiles; its
+// self-metrics count pushes and drops all the same.
+func TestQuantileSampleOnlyForQuantiles(t *testing.T) {
+	for _, tc := range []struct {
+		outputs string
+		kept    int
+	}{
+		{"[avg, max]", 0},
+		{"['quantiles(0.5)']", 100},
+	} {
+		reg := prometheus.NewRegistry()
+		a, err := New([]RuleConfig{ruleYAML(t, "match: 'm'\ninterval: 1m\nmax_series: 1\noutputs: "+tc.outputs)}, memstore.New(), nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			a.Push(series(`m{instance="a"}`), float64(i))
+		}
+		a.Push(series(`m{instance="b",x="y"}`), 1) // a second group past max_series
+		var kept int
+		for _, g := range a.rules[0].groups {
+			kept += len(g.values)
+		}
+		if kept != tc.kept {
+			t.Errorf("outputs %s: %d values kept, want %d", tc.outputs, kept, tc.kept)
+		}
+		if got := testutil.ToFloat64(a.pushed.WithLabelValues("0")); got != 101 {
+			t.Errorf("outputs %s: %v samples counted, want 101", tc.outputs, got)
+		}
+		if got := testutil.ToFloat64(a.dropped.WithLabelValues("0", "max_series")); got != 1 {
+			t.Errorf("outputs %s: %v samples dropped, want 1", tc.outputs, got)
+		}
+	}
 }

@@ -1,8 +1,9 @@
 // Package kubernetes_test renders Vigil's kustomize overlays with the
 // kustomize Go API, decodes every object strictly into the typed Kubernetes
-// API objects, and checks the practices the manifests promise. The Kubernetes
-// API itself cannot run here; kustomize (krusty) is the real renderer, and
-// `kubectl kustomize` is compared with it when kubectl is on PATH.
+// API objects, and checks the practices the manifests promise; kustomize
+// (krusty) is the real renderer, and `kubectl kustomize` is compared with it
+// when kubectl is on PATH. apiserver_test.go applies them to a real
+// kube-apiserver.
 package kubernetes_test
 
 import (
@@ -26,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -82,6 +84,7 @@ type rendered struct {
 	deployments     map[string]appsv1.Deployment
 	pdbs            map[string]policyv1.PodDisruptionBudget
 	hpas            map[string]autoscalingv2.HorizontalPodAutoscaler
+	networkPolicies map[string]networkingv1.NetworkPolicy
 }
 
 // workload is what the checks need of a StatefulSet or a Deployment.
@@ -117,6 +120,7 @@ var apiVersions = map[string]string{
 	"Deployment":              "apps/v1",
 	"PodDisruptionBudget":     "policy/v1",
 	"HorizontalPodAutoscaler": "autoscaling/v2",
+	"NetworkPolicy":           "networking.k8s.io/v1",
 }
 
 // decodeStrict decodes one object; a field the typed object does not define is an error.
@@ -172,6 +176,10 @@ func (r *rendered) decodeObject(kind, apiVersion string, y []byte) error {
 		var o autoscalingv2.HorizontalPodAutoscaler
 		err, name = decodeStrict(y, &o), o.Name
 		r.hpas[o.Name] = o
+	case "NetworkPolicy":
+		var o networkingv1.NetworkPolicy
+		err, name = decodeStrict(y, &o), o.Name
+		r.networkPolicies[o.Name] = o
 	}
 	if err != nil {
 		return fmt.Errorf("decode %s strictly: %w", kind, err)
@@ -206,6 +214,7 @@ func render(t *testing.T, overlay string) *rendered {
 		deployments:     map[string]appsv1.Deployment{},
 		pdbs:            map[string]policyv1.PodDisruptionBudget{},
 		hpas:            map[string]autoscalingv2.HorizontalPodAutoscaler{},
+		networkPolicies: map[string]networkingv1.NetworkPolicy{},
 	}
 	for _, res := range m.Resources() {
 		y, err := res.AsYAML()
@@ -305,6 +314,7 @@ var checks = []struct {
 	{"writable paths are volumes", checkWritablePaths},
 	{"pod disruption budget", checkPDB},
 	{"autoscaler", checkHPA},
+	{"network policy", checkNetworkPolicy},
 }
 
 func checkNamespace(r *rendered) []error {
@@ -547,9 +557,15 @@ func checkRevisionHistory(r *rendered) []error {
 // vigilConfig is the part of vigil.yml the manifests depend on.
 type vigilConfig struct {
 	Web struct {
-		ListenAddress  string `yaml:"listen_address"`
-		AdminTokenFile string `yaml:"admin_token_file"`
+		ListenAddress string `yaml:"listen_address"`
 	} `yaml:"web"`
+	Auth struct {
+		Tokens []struct {
+			Name      string   `yaml:"name"`
+			TokenFile string   `yaml:"token_file"`
+			Scopes    []string `yaml:"scopes"`
+		} `yaml:"tokens"`
+	} `yaml:"auth"`
 	Storage struct {
 		Path string `yaml:"path"`
 	} `yaml:"storage"`
@@ -567,7 +583,10 @@ type vigilConfig struct {
 		} `yaml:"otlp"`
 	} `yaml:"receivers"`
 	RemoteWrite []struct {
-		URL string `yaml:"url"`
+		URL           string `yaml:"url"`
+		Authorization struct {
+			CredentialsFile string `yaml:"credentials_file"`
+		} `yaml:"authorization"`
 	} `yaml:"remote_write"`
 }
 
@@ -615,32 +634,7 @@ func checkConfigAndSecrets(r *rendered) []error {
 				errs = append(errs, fmt.Errorf("ConfigMap %s key %s holds a token or password inline; put it in a Secret", cm.Name, k))
 			}
 		}
-		if cfg.Web.AdminTokenFile == "" {
-			errs = append(errs, fmt.Errorf("ConfigMap %s: web.admin_token_file is not set", cm.Name))
-			continue
-		}
-		m, ok := mountOf(c, path.Dir(cfg.Web.AdminTokenFile))
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s %s: nothing is mounted at %s for web.admin_token_file", w.kind, w.name, path.Dir(cfg.Web.AdminTokenFile)))
-			continue
-		}
-		v, _ := volume(spec, m.Name)
-		if v.Secret == nil {
-			errs = append(errs, fmt.Errorf("%s %s: the admin token at %s is not from a Secret", w.kind, w.name, cfg.Web.AdminTokenFile))
-			continue
-		}
-		s, ok := r.secrets[v.Secret.SecretName]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s %s: Secret %s is not rendered", w.kind, w.name, v.Secret.SecretName))
-			continue
-		}
-		key := path.Base(cfg.Web.AdminTokenFile)
-		if len(s.Data[key]) == 0 && s.StringData[key] == "" {
-			errs = append(errs, fmt.Errorf("Secret %s has no key %s", s.Name, key))
-		}
-		if !m.ReadOnly || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o077 != 0 {
-			errs = append(errs, fmt.Errorf("%s %s: the token Secret must be mounted read-only with mode 0400 (owner only)", w.kind, w.name))
-		}
+		errs = append(errs, checkTokens(r, w, cm.Name, cfg)...)
 	}
 	return errs
 }
@@ -1004,8 +998,14 @@ func TestConfigMapsPassCheckConfig(t *testing.T) {
 				continue
 			}
 			seen[cm.Name] = true
-			cfg := cm.Data[path.Base(configPath)]
+			parsed, err := parseConfig(cm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shipped := cm.Data[path.Base(configPath)]
 			t.Run(ov.name+"/"+cm.Name, func(t *testing.T) {
+				// check config reads the token files: here they hold test tokens.
+				cfg := localize(t, parsed, shipped, "", localToken)
 				if !forwarding && strings.Contains(cfg, "\nremote_write:") {
 					t.Logf("this vigil binary predates forwarding (top-level remote_write is an unknown key): checking %s without its remote_write block; the full file is checked once forwarding is merged", cm.Name)
 					cfg = withoutKey(t, cfg, "remote_write")
@@ -1019,6 +1019,8 @@ func TestConfigMapsPassCheckConfig(t *testing.T) {
 					{"as shipped", cfg, 0, "SUCCESS"},
 					{"misspelt key", strings.Replace(cfg, "\n  retention:", "\n  retension:", 1), 1, `unknown key "retension" in storage`},
 					{"bad listen address", strings.Replace(cfg, "listen_address: 0.0.0.0:9400", "listen_address: 0.0.0.0", 1), 1, "web.listen_address"},
+					// The Secret as shipped holds placeholders: Vigil will not start on them.
+					{"placeholder tokens of the Secret", localize(t, parsed, shipped, "", func(f string) string { return secretValue(t, r, f) }), 1, "still holds the placeholder"},
 				}
 				for _, tt := range tests {
 					t.Run(tt.name, func(t *testing.T) {

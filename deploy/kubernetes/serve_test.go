@@ -21,28 +21,58 @@ import (
 )
 
 // localConfig turns a shipped vigil.yml into one that runs on this machine:
-// the token file moves to a temporary file (listen addresses and storage.path
-// are overridden by peers.StartVigil's flags) and remote_write, when present,
-// goes to forwardURL.
+// each token file moves to a temporary file holding localToken of its name
+// (listen addresses and storage.path are overridden by peers.StartVigil's
+// flags) and remote_write, when present, goes to forwardURL.
 func localConfig(t *testing.T, cfg vigilConfig, raw, forwardURL string) string {
 	t.Helper()
-	dir := t.TempDir()
-	token := filepath.Join(dir, "admin-token")
-	if err := os.WriteFile(token, []byte("test-token\n"), 0o400); err != nil {
-		t.Fatal(err)
-	}
-	out := strings.ReplaceAll(raw, cfg.Web.AdminTokenFile, token)
-	for _, rw := range cfg.RemoteWrite {
-		out = strings.ReplaceAll(out, rw.URL, forwardURL)
-	}
-	f := filepath.Join(dir, "vigil.yml")
-	if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+	f := filepath.Join(t.TempDir(), "vigil.yml")
+	if err := os.WriteFile(f, []byte(localize(t, cfg, raw, forwardURL, localToken)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-// pushSample remote-writes one float sample (1.0) to a Vigil.
+// localize moves cfg's token files to temporary files holding value(file),
+// and its remote_write urls to forwardURL unless that is empty.
+func localize(t *testing.T, cfg vigilConfig, raw, forwardURL string, value func(file string) string) string {
+	t.Helper()
+	dir := t.TempDir()
+	out := raw
+	for _, tok := range cfg.Auth.Tokens {
+		local := filepath.Join(dir, filepath.Base(tok.TokenFile))
+		if err := os.WriteFile(local, []byte(value(tok.TokenFile)+"\n"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		out = strings.ReplaceAll(out, tok.TokenFile, local)
+	}
+	if forwardURL != "" {
+		for _, rw := range cfg.RemoteWrite {
+			out = strings.ReplaceAll(out, rw.URL, forwardURL)
+		}
+	}
+	return out
+}
+
+// localToken is the token localConfig writes for a shipped token file.
+func localToken(file string) string { return "local-" + filepath.Base(file) }
+
+// The shipped token files of the write and read scopes.
+const (
+	writeTokenFile = "/etc/vigil-secrets/agents-token"
+	readTokenFile  = "/etc/vigil-secrets/grafana-token"
+)
+
+// withToken sends every request with the token of a shipped token file.
+type withToken struct{ file string }
+
+func (w withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+localToken(w.file))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// pushSample remote-writes one float sample (1.0) to a Vigil, with the write token.
 func pushSample(t *testing.T, base string, lbls map[string]string, ts time.Time, v float64) {
 	t.Helper()
 	s := prompb.TimeSeries{Samples: []prompb.Sample{{Value: v, Timestamp: ts.UnixMilli()}}}
@@ -60,7 +90,7 @@ func pushSample(t *testing.T, base string, lbls map[string]string, ts time.Time,
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: withToken{writeTokenFile}}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +101,10 @@ func pushSample(t *testing.T, base string, lbls map[string]string, ts time.Time,
 	}
 }
 
+// get GETs url with the read token (the probes need none and ignore it).
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := (&http.Client{Transport: withToken{readTokenFile}}).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -162,7 +193,7 @@ func TestScaledForwardsToStore(t *testing.T) {
 	now := time.Now()
 	pushSample(t, coll.URL(), map[string]string{"__name__": "k8s_forwarded", "job": "shop", "service": "checkout"}, now, 42)
 
-	client, err := query.NewClient(store.URL(), nil)
+	client, err := query.NewClient(store.URL(), withToken{readTokenFile})
 	if err != nil {
 		t.Fatal(err)
 	}

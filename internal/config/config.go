@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/vigilhq/vigil/collector/spanmetrics"
 	"github.com/vigilhq/vigil/collector/streamaggr"
 	"github.com/vigilhq/vigil/deploy"
+	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/yamlconf"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
@@ -56,6 +58,7 @@ type Config struct {
 	RemoteWrite       RemoteWriteSection      `yaml:"remote_write"`
 	RemoteRead        RemoteReadSection       `yaml:"remote_read"`
 	OTLPForward       []otlpforward.Config    `yaml:"otlp_forward"`
+	Auth              auth.Config             `yaml:"auth"`
 }
 
 // WebConfig is the HTTP server that carries the API, ingest and self-metrics.
@@ -69,9 +72,16 @@ type WebConfig struct {
 	ExternalURL string `yaml:"external_url"`
 	// EnableLifecycle turns on POST /-/reload.
 	EnableLifecycle bool `yaml:"enable_lifecycle"`
-	// AdminTokenFile, when set, holds the bearer token that endpoints which
-	// act (/-/reload) require.
-	AdminTokenFile string `yaml:"admin_token_file"`
+	// ConfigFile is Prometheus's web configuration file (TLS, basic-auth
+	// users, response headers), as --web.config.file.
+	ConfigFile string `yaml:"config_file"`
+	// AllowUnauthenticated lets Vigil serve a non-loopback address with no
+	// authentication (no auth.tokens, no basic-auth users, no client
+	// certificates). Without it, Vigil refuses to start so.
+	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+	// AdminTokenFile is no longer supported (auth.tokens replaces it); the
+	// key is kept only to say so.
+	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
 }
 
 // ReceiversConfig configures the ingest endpoints.
@@ -140,6 +150,7 @@ func (c Config) Validate() error {
 		{"global", c.Global.Validate},
 		{"rules", c.Rules.Validate},
 		{"notifier", c.Notifier.Validate},
+		{"auth", c.Auth.Validate},
 	}
 	var errs []error
 	for _, s := range sections {
@@ -151,6 +162,9 @@ func (c Config) Validate() error {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("stream_aggregation[%d]: %w", i, err))
 		}
+	}
+	if err := c.checkDerivedWriters(); err != nil {
+		errs = append(errs, err)
 	}
 	names := map[string]bool{}
 	for i, f := range c.OTLPForward {
@@ -185,6 +199,14 @@ func (w WebConfig) Validate() error {
 			return fmt.Errorf("external_url %q must be an absolute URL", w.ExternalURL)
 		}
 	}
+	if w.AdminTokenFile != "" {
+		return fmt.Errorf("admin_token_file is no longer supported: scoped tokens replace it. Keep the file as an admin token and give the other clients tokens of their own:\n"+
+			"  auth:\n    tokens:\n      - {name: ops, token_file: %s, scopes: [admin]}\n"+
+			"      - {name: agents, token_file: /etc/vigil/agents.token, scopes: [write]}\n"+
+			"      - {name: grafana, token_file: /etc/vigil/grafana.token, scopes: [read]}\n"+
+			"      - {name: ci, token_file: /etc/vigil/ci.token, scopes: [deploy]}\n"+
+			"(see docs/security.md)", w.AdminTokenFile)
+	}
 	return nil
 }
 
@@ -216,15 +238,11 @@ func (c Config) ExternalURL() string {
 }
 
 // DeployConfig is the deploy section with what it inherits from web: the
-// external URL verdict links point at, and the admin token that also guards
-// rollback actions when deploy.bearer_token_file is not set.
+// external URL verdict links point at.
 func (c Config) DeployConfig() deploy.Config {
 	d := c.Deploy
 	if d.ExternalURL == "" {
 		d.ExternalURL = c.ExternalURL()
-	}
-	if d.BearerTokenFile == "" {
-		d.BearerTokenFile = c.Web.AdminTokenFile
 	}
 	return d
 }
@@ -288,4 +306,21 @@ func isSecretKey(k string) bool {
 		}
 	}
 	return false
+}
+
+// checkDerivedWriters refuses writers in ingest.accept_derived_series_from
+// that can never write: "anonymous" when tokens authenticate every
+// request, a token without the write scope.
+func (c Config) checkDerivedWriters() error {
+	for _, w := range c.Ingest.AcceptDerivedSeriesFrom {
+		if w == auth.Anonymous.Name && c.Auth.Enabled() {
+			return fmt.Errorf("ingest.accept_derived_series_from: %q is the writer only when authentication is off; with auth.tokens name the collectors' token", w)
+		}
+		for _, t := range c.Auth.Tokens {
+			if t.Name == w && !slices.Contains(t.Scopes, auth.ScopeWrite) {
+				return fmt.Errorf("ingest.accept_derived_series_from: token %q has no write scope", w)
+			}
+		}
+	}
+	return nil
 }
