@@ -32,12 +32,16 @@ deploy:
 
 // collectorConfig is a collector replica's vigil.yml: it forwards every
 // sample by remote_write and its error logs and traces as evidence to the
-// store at storeAddr.
-func collectorConfig(storeAddr string) string {
+// store at storeAddr, with the bearer token in tokenFile when one is given.
+func collectorConfig(storeAddr, tokenFile string) string {
+	authz := ""
+	if tokenFile != "" {
+		authz = fmt.Sprintf("\n    authorization:\n      credentials_file: %s", tokenFile)
+	}
 	return scaleFlush + fmt.Sprintf(`
 remote_write:
   - url: http://%[1]s/api/v1/write
-    name: store
+    name: store%[2]s
     queue_config:
       batch_send_deadline: 500ms
       min_backoff: 50ms
@@ -45,8 +49,8 @@ remote_write:
 collector:
   evidence_forward:
     url: http://%[1]s/api/v1/evidence
-    interval: 500ms
-`, storeAddr)
+    interval: 500ms%[2]s
+`, storeAddr, authz)
 }
 
 // TestScaledCollectorsSameNumbers runs the scaled topology on loopback — a
@@ -73,7 +77,7 @@ ingest:
   accept_derived_series_from: [anonymous]
 `))
 	single := peers.StartVigil(t, "", "--config", writeConfig(t, scaleFlush))
-	ccfg := writeConfig(t, collectorConfig(store.Addr))
+	ccfg := writeConfig(t, collectorConfig(store.Addr, ""))
 	var collectors []*peers.Vigil
 	var otlpAddrs []string
 	for i := range 3 {
