@@ -54,7 +54,7 @@ func newShopSent() *shopSent {
 // exported over OTLP/gRPC to each of the endpoints (e.g. a load-balancing
 // tier and a single Vigil, to compare them).
 type shopLoad struct {
-	t         *testing.T
+	t         testing.TB
 	endpoints []string
 	sent      *shopSent
 	tps       map[string]*sdktrace.TracerProvider
@@ -62,7 +62,7 @@ type shopLoad struct {
 	n         int // requests so far
 }
 
-func newShopLoad(t *testing.T, sent *shopSent, endpoints ...string) *shopLoad {
+func newShopLoad(t testing.TB, sent *shopSent, endpoints ...string) *shopLoad {
 	l := &shopLoad{t: t, endpoints: endpoints, sent: sent, tps: map[string]*sdktrace.TracerProvider{}, lps: map[string]*sdklog.LoggerProvider{}}
 	t.Cleanup(l.close)
 	return l
@@ -194,7 +194,7 @@ func (l *shopLoad) close() {
 // (over the last `window`) and returns, by the value of label by, what they
 // counted: each series from zero, through its resets (a restarted replica
 // starts again from zero). resets counts the resets by series.
-func counterTotals(t *testing.T, base, selector string, by func(map[string]string) string, window time.Duration) (totals map[string]float64, resets map[string]int) {
+func counterTotals(t testing.TB, base, selector string, by func(map[string]string) string, window time.Duration) (totals map[string]float64, resets map[string]int) {
 	t.Helper()
 	d := instant(t, base, fmt.Sprintf("%s[%s]", selector, window), time.Now())
 	var res []struct {
@@ -251,7 +251,7 @@ type shopTotals struct {
 	resets             map[string]int
 }
 
-func readShopTotals(t *testing.T, base string) shopTotals {
+func readShopTotals(t testing.TB, base string) shopTotals {
 	t.Helper()
 	const window = 15 * time.Minute
 	var tot shopTotals
@@ -299,7 +299,7 @@ func equalCounts(a, b map[string]float64) bool {
 }
 
 // writeConfig writes a vigil.yml into a new directory and returns its path.
-func writeConfig(t *testing.T, content string) string {
+func writeConfig(t testing.TB, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "vigil.yml")
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {

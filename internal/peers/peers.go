@@ -490,6 +490,15 @@ exporters:
         tls:
           insecure: true
         timeout: 5s
+        # The exporter splits every batch it receives across the backends;
+        # batching per backend again keeps requests as large as they came.
+        sending_queue:
+          enabled: true
+          sizer: items
+          queue_size: 100000
+          batch:
+            flush_timeout: 200ms
+            min_size: 2000
         retry_on_failure:
           enabled: true
           initial_interval: 100ms
