@@ -100,7 +100,7 @@ services:
 	cfg.Window.Set("2m")
 	cfg.Step.Set("5s")
 	cfg.RateWindow.Set("10s")
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: true})
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: memstore.New(), Querier: PromQL{Engine: eng, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ services:
 			t.Fatalf("record: %d %s", r.code, r.Error)
 		}
 		r = call(t, "POST", srv.URL+"/api/v1/verify", `{"service":"`+svc+`","version":"v2"}`)
-		var st verifyStatus
+		var st VerifyStatus
 		_ = json.Unmarshal(r.Data, &st)
 		if st.Phase != "rollback" {
 			t.Fatalf("%s: phase %q, verdict %+v", svc, st.Phase, st.Verdict)
@@ -129,6 +129,7 @@ services:
 		// Polling again does not act twice.
 		call(t, "GET", srv.URL+"/api/v1/verify/"+st.ID, "")
 	}
+	h.acting.Wait() // actions run behind the verdict
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 1 || !strings.Contains(calls[0], `"service":"checkout"`) || !strings.Contains(calls[0], `"failingSignals":["error_ratio"`) {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/query"
 )
 
 // Config is the deploy: section of vigil.yml.
@@ -38,6 +39,25 @@ type Config struct {
 	SeriesInterval model.Duration `yaml:"series_interval"`
 	// MaxBodyBytes bounds an event or request body.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxWindow is the longest analysis window a verify request may ask for.
+	MaxWindow model.Duration `yaml:"max_window"`
+	// AllowRequestSignals lets verify requests of callers with the deploy
+	// scope bring critical signals and absolute bounds (max, min); without
+	// it those come only from signals above and the catalog. A request's
+	// other signals are judged, but a verdict that relies on them is never
+	// acted on automatically unless this is set.
+	AllowRequestSignals bool `yaml:"allow_request_signals"`
+	// MaxEvaluationErrors is how many evaluations of a verification may
+	// fail in a row before it ends with a final "error" verdict.
+	MaxEvaluationErrors int `yaml:"max_evaluation_errors"`
+	// RollbackCooldown is the least time between two rollback actions of
+	// a service (and environment); one inside it is refused and recorded.
+	RollbackCooldown model.Duration `yaml:"rollback_cooldown"`
+	// Retention is how long deployments and verdicts are kept (the
+	// current deployment of each service and environment is kept however old).
+	Retention model.Duration `yaml:"retention"`
+	// MaxDeployments is the most deployments (and final verdicts) kept.
+	MaxDeployments int `yaml:"max_deployments"`
 }
 
 // DefaultConfig is what `vigil serve` runs with.
@@ -49,6 +69,12 @@ func DefaultConfig() Config {
 		Policy:         verdict.DefaultPolicy(),
 		SeriesInterval: model.Duration(15 * time.Second),
 		MaxBodyBytes:   1 << 20,
+
+		MaxWindow:           model.Duration(time.Hour),
+		MaxEvaluationErrors: 5,
+		RollbackCooldown:    model.Duration(10 * time.Minute),
+		Retention:           model.Duration(30 * 24 * time.Hour),
+		MaxDeployments:      10000,
 	}
 }
 
@@ -65,6 +91,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("series_interval must be positive, got %s", c.SeriesInterval)
 	case c.MaxBodyBytes <= 0:
 		return errors.New("max_body_bytes must be positive")
+	case c.MaxWindow < c.Window:
+		return fmt.Errorf("max_window (%s) must be at least window (%s)", c.MaxWindow, c.Window)
+	case 2*time.Duration(c.MaxWindow)/time.Duration(c.Step) > query.MaxPointsPerSeries:
+		// A verification's baseline queries span two windows.
+		return fmt.Errorf("max_window (%s) over step (%s) exceeds the %d points a query may return per series over two windows: raise step or lower max_window",
+			c.MaxWindow, c.Step, query.MaxPointsPerSeries)
+	case c.MaxEvaluationErrors < 1:
+		return fmt.Errorf("max_evaluation_errors must be at least 1, got %d", c.MaxEvaluationErrors)
+	case c.RollbackCooldown < 0:
+		return fmt.Errorf("rollback_cooldown must not be negative, got %s", c.RollbackCooldown)
+	case c.Retention < c.MaxWindow:
+		return fmt.Errorf("retention (%s) must be at least max_window (%s)", c.Retention, c.MaxWindow)
+	case c.MaxDeployments < 1:
+		return fmt.Errorf("max_deployments must be at least 1, got %d", c.MaxDeployments)
 	case c.BearerTokenFile != "":
 		return fmt.Errorf("bearer_token_file is no longer supported: scoped tokens replace it. Give manual rollbacks an admin token and CI a deploy token:\n"+
 			"  auth:\n    tokens:\n      - {name: ops, token_file: %s, scopes: [admin]}\n      - {name: ci, token_file: /etc/vigil/ci.token, scopes: [deploy]}\n"+

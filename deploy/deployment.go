@@ -43,18 +43,40 @@ type Deployment struct {
 	Actions []ActionRecord `json:"actions,omitempty"`
 }
 
-// ActionRecord is one rollback action Vigil performed, kept with the deployment.
+// ActionRecord is one rollback action Vigil performed (or refused to
+// perform), kept with the deployment.
 type ActionRecord struct {
 	At      time.Time `json:"at"`
 	Kind    string    `json:"kind"` // webhook, kubernetes
 	Target  string    `json:"target"`
 	Verdict string    `json:"verdictId,omitempty"`
 	OK      bool      `json:"ok"`
-	// Refused: the actor did nothing because the target no longer ran the
-	// version the verdict condemned (or its version could not be told).
-	Refused bool   `json:"refused,omitempty"`
-	Message string `json:"message,omitempty"`
+	Message string    `json:"message,omitempty"`
+	// Principal is who started it: the name of the token that asked for the
+	// verification (or for the manual rollback); "anonymous" without auth.
+	Principal string `json:"principal,omitempty"`
+	// Refused says why the action was not performed; empty when it was.
+	Refused Refusal `json:"refused,omitempty"`
 }
+
+// Refusal is why a rollback action was not performed.
+type Refusal string
+
+// Refusals.
+const (
+	// RefusedCooldown: the service was acted on less than
+	// deploy.rollback_cooldown ago.
+	RefusedCooldown Refusal = "cooldown"
+	// RefusedAlreadyRolledBack: the deployment was already rolled back.
+	RefusedAlreadyRolledBack Refusal = "already_rolled_back"
+	// RefusedRequestSignals: the verdict relies on signals the verify
+	// request brought, which deploy.allow_request_signals does not trust.
+	RefusedRequestSignals Refusal = "request_signals"
+	// RefusedTargetVersion: the actor did nothing because the target no
+	// longer ran the version the verdict condemned (or its version could
+	// not be told).
+	RefusedTargetVersion Refusal = "target_version"
+)
 
 // FieldError is a payload that lacks or misstates a field; it names the
 // field as the payload's format spells it.

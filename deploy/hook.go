@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/auth"
 )
 
 // Options are what a Hook is built from.
@@ -61,6 +64,12 @@ type Actor interface {
 
 // Hook is the deploy component: deployment records, the verification jobs
 // that produce verdicts, the series and the rollback actions.
+//
+// No lock is held across a query, a file write or an action: a job's lock
+// guards its state only; an evaluation runs outside it (one at a time per
+// job) and its result is applied under it; rollback actions run in their
+// own goroutines. So a slow webhook or query holds up neither /metrics nor
+// other verifications, listings or polls.
 type Hook struct {
 	cfg     Config
 	store   *Store
@@ -72,34 +81,76 @@ type Hook struct {
 	ghKey   []byte
 	logger  *slog.Logger
 	now     func() time.Time
+	limiter *rollbackLimiter
 
-	mu   sync.Mutex
-	jobs map[string]*job
+	// ctx is the hook's life: evaluations and actions run under it, not
+	// under the request that started them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	acting sync.WaitGroup // rollback actions in flight
+
+	mu     sync.Mutex
+	jobs   map[string]*job
+	closed bool
+
+	running atomic.Int64 // jobs without a final verdict
 
 	events   *prometheus.CounterVec
 	verdicts *prometheus.CounterVec
 	actions  *prometheus.CounterVec
 	evalDur  prometheus.Histogram
-	running  prometheus.GaugeFunc
+	runningG prometheus.GaugeFunc
 }
 
+// job is one verification. Its fields above mu never change.
 type job struct {
-	ID           string
-	Req          verdict.Request
-	DeploymentID string
-	Created      time.Time
+	id           string
+	req          verdict.Request
+	deploymentID string
+	created      time.Time
+	// expires is when a job still without a final verdict ends with an
+	// error verdict: its window after its start (or creation), and a grace.
+	expires time.Time
+	// principal is who started it (the token's name).
+	principal string
+	// mayAct is false when the verdict relies on request-supplied signals
+	// the configuration does not trust: then it is never acted on.
+	mayAct bool
 
-	mu      sync.Mutex
-	latest  *verdict.Verdict
-	final   bool
-	lastErr string
+	mu        sync.Mutex
+	latest    *verdict.Verdict
+	final     bool
+	lastErr   string
+	errs      int       // evaluations failed in a row
+	evaluated time.Time // when the last evaluation ran
+	busy      bool      // an evaluation is in flight
 }
 
-// maxRunning bounds the verifications without a final verdict.
-const maxRunning = 1000
+const (
+	// maxRunning bounds the verifications without a final verdict.
+	maxRunning = 1000
+	// maxJobs bounds the verifications kept in memory, final ones included
+	// (they are kept a day for polls; their verdicts stay in the store).
+	maxJobs = 10 * maxRunning
+	// keepFinal is how long a final verification can still be polled.
+	keepFinal = 24 * time.Hour
+	// expiryGrace is how long past its window an unfinished verification lives.
+	expiryGrace = 5 * time.Minute
+	// maxClockSkew is how far in the future a request's start may lie.
+	maxClockSkew = time.Minute
+	// evaluationTimeout bounds one evaluation (all its queries).
+	evaluationTimeout = time.Minute
+	// actionTimeout bounds one rollback action.
+	actionTimeout = 30 * time.Second
+	// evalWorkers is how many verifications the background loop evaluates at once.
+	evalWorkers = 4
+)
 
 // errTooMany is returned when maxRunning verifications are running.
 var errTooMany = errors.New("too many verifications running")
+
+// errClosed is returned once the hook is shutting down.
+var errClosed = errors.New("the deploy hook is shutting down")
 
 // New builds the hook, opening the deployments file under opts.Dir.
 func New(opts Options) (*Hook, error) {
@@ -142,11 +193,15 @@ func New(opts Options) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.store, err = OpenStore(filepath.Join(opts.Dir, "deployments"), logger); err != nil {
+	limits := StoreLimits{Retention: time.Duration(cfg.Retention), MaxDeployments: cfg.MaxDeployments, Now: h.now}
+	if h.store, err = OpenStore(filepath.Join(opts.Dir, "deployments"), limits, logger); err != nil {
 		return nil, err
 	}
+	h.limiter = newRollbackLimiter(time.Duration(cfg.RollbackCooldown), time.Duration(cfg.Retention), h.store.List("", "", 0))
 	h.series = newSeriesWriter(opts.Out, time.Duration(cfg.SeriesInterval))
+	h.series.maxVerdicts = cfg.MaxDeployments
 	h.series.restore(h.store.Current(), h.store.Verdicts("", 0))
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_deploy_events_total", Help: "Deployment events received, by format and result (recorded, updated, rejected).",
 	}, []string{"format", "result"})
@@ -154,17 +209,17 @@ func New(opts Options) (*Hook, error) {
 		Name: "vigil_verdicts_total", Help: "Final verdicts reached, by decision.",
 	}, []string{"decision"})
 	h.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_rollback_actions_total", Help: "Rollback actions performed, by kind and result (success, error, refused: the target no longer ran the condemned version).",
+		Name: "vigil_rollback_actions_total", Help: "Rollback actions, by kind and result (success, error, refused: by the rate limits, or the target no longer ran the condemned version).",
 	}, []string{"kind", "result"})
 	h.evalDur = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "vigil_verdict_evaluation_duration_seconds", Help: "Time to evaluate a verdict (all signal queries).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 	})
-	h.running = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	h.runningG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vigil_verifications_running", Help: "Verifications without a final verdict.",
-	}, func() float64 { return float64(h.runningJobs()) })
+	}, func() float64 { return float64(h.running.Load()) })
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(h.events, h.verdicts, h.actions, h.evalDur, h.running)
+		opts.Registerer.MustRegister(h.events, h.verdicts, h.actions, h.evalDur, h.runningG)
 	}
 	return h, nil
 }
@@ -172,11 +227,20 @@ func New(opts Options) (*Hook, error) {
 // Store is the deployment store.
 func (h *Hook) Store() *Store { return h.store }
 
-// Close closes the store.
-func (h *Hook) Close() error { return h.store.Close() }
+// Close waits for the rollback actions in flight, stops the evaluations
+// and closes the store.
+func (h *Hook) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.acting.Wait()
+	h.cancel()
+	return h.store.Close()
+}
 
-// Run re-writes the series and advances running verifications (so that a
-// verdict is reached, and acted on, even when nobody polls) until ctx ends.
+// Run re-writes the series, compacts the store and advances running
+// verifications (so that a verdict is reached, and acted on, even when
+// nobody polls) until ctx ends.
 func (h *Hook) Run(ctx context.Context) {
 	seriesT := time.NewTicker(time.Duration(h.cfg.SeriesInterval))
 	defer seriesT.Stop()
@@ -189,12 +253,11 @@ func (h *Hook) Run(ctx context.Context) {
 			return
 		case <-seriesT.C:
 			h.writeSeries(ctx)
-		case <-evalT.C:
-			for _, j := range h.pendingJobs() {
-				if _, err := h.advance(ctx, j); err != nil {
-					h.logger.Warn("Verification failed", "id", j.ID, "service", j.Req.Service, "version", j.Req.Version, "err", err)
-				}
+			if err := h.store.Compact(); err != nil {
+				h.logger.Warn("Compacting the deployments file failed", "err", err)
 			}
+		case <-evalT.C:
+			h.advanceAll()
 			h.expireJobs()
 		}
 	}
@@ -229,17 +292,31 @@ type VerifyRequest struct {
 	Signals     []verdict.Signal `json:"signals,omitempty"`
 }
 
-// requestError is a verify request that cannot be served as given (400).
-type requestError struct{ error }
+// RequestError is a verify request refused as given: Code is the HTTP
+// status that says so (400, or 403 when the caller lacks a scope).
+type RequestError struct {
+	Code int
+	Err  error
+}
+
+func (e *RequestError) Error() string { return e.Err.Error() }
+func (e *RequestError) Unwrap() error { return e.Err }
+
+func badRequest(err error) error { return &RequestError{Code: 400, Err: err} }
 
 // StartVerification resolves the request against the recorded deployments
-// and the catalog and returns the (possibly already running) job.
-func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bool, error) {
+// and the catalog and starts a verification, or joins the one already
+// running for the same request; created reports a new one. by is who asks:
+// what a request may bring depends on its scopes.
+func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r VerifyRequest) (st VerifyStatus, created bool, err error) {
 	if r.Service == "" {
-		return nil, false, requestError{errors.New("service: missing")}
+		return st, false, badRequest(errors.New("service: missing"))
 	}
 	if r.Version == "" {
-		return nil, false, requestError{errors.New("version: missing")}
+		return st, false, badRequest(errors.New("version: missing"))
+	}
+	if err := h.checkRequestSignals(by, r.Signals); err != nil {
+		return st, false, err
 	}
 	var svc catalog.Service
 	var inCatalog bool
@@ -269,63 +346,140 @@ func (h *Hook) StartVerification(ctx context.Context, r VerifyRequest) (*job, bo
 		req.Baseline = dep.PreviousVersion
 	}
 	if req.Baseline == "" {
-		return nil, false, requestError{fmt.Errorf("baseline: missing (give one, or record a deployment of %s %s with previousVersion)", r.Service, r.Version)}
-	}
-	// Without a start (none given, no deployment recorded) the
-	// verification starts now, and later identical requests join it: tools
-	// such as Argo Rollouts' web provider POST the same body every interval.
-	startKey := "now"
-	switch {
-	case r.Start != nil:
-		req.Start = *r.Start
-	case dep != nil:
-		req.Start = dep.StartedAt
-	default:
-		req.Start = h.now()
-	}
-	if r.Start != nil || dep != nil {
-		startKey = strconv.FormatInt(req.Start.UnixMilli(), 10)
+		return st, false, badRequest(fmt.Errorf("baseline: missing (give one, or record a deployment of %s %s with previousVersion)", r.Service, r.Version))
 	}
 	if r.Window != "" {
 		w, err := parseDuration(r.Window)
 		if err != nil || w <= 0 {
-			return nil, false, requestError{fmt.Errorf("window: %q is not a positive duration such as 5m", r.Window)}
+			return st, false, badRequest(fmt.Errorf("window: %q is not a positive duration such as 5m", r.Window))
+		}
+		if w > time.Duration(h.cfg.MaxWindow) {
+			return st, false, badRequest(fmt.Errorf("window: %s is longer than deploy.max_window (%s)", r.Window, h.cfg.MaxWindow))
 		}
 		req.Window = w
 	}
+	// Without a start (none given, no deployment recorded) the
+	// verification starts now, and later identical requests join it: tools
+	// such as Argo Rollouts' web provider POST the same body every interval.
+	now := h.now()
+	startKey := "now"
+	switch {
+	case r.Start != nil:
+		s := *r.Start
+		switch {
+		case dep != nil && s.Before(dep.StartedAt):
+			return st, false, badRequest(fmt.Errorf("start: %s is before the start of the recorded deployment of %s %s (%s)",
+				s.UTC().Format(time.RFC3339), r.Service, r.Version, dep.StartedAt.UTC().Format(time.RFC3339)))
+		case s.Before(now.Add(-req.Window)):
+			return st, false, badRequest(fmt.Errorf("start: %s is more than one window (%s) ago; record the deployment and verify it without a start",
+				s.UTC().Format(time.RFC3339), model.Duration(req.Window)))
+		case s.After(now.Add(maxClockSkew)):
+			return st, false, badRequest(fmt.Errorf("start: %s is in the future", s.UTC().Format(time.RFC3339)))
+		}
+		req.Start = s
+	case dep != nil:
+		req.Start = dep.StartedAt
+	default:
+		req.Start = now
+	}
+	if r.Start != nil || dep != nil {
+		startKey = strconv.FormatInt(req.Start.UnixMilli(), 10)
+	}
 	req.Signals = append(append(append(verdict.DefaultSignals(), sloSignals(svc, inCatalog)...), h.cfg.Signals...), r.Signals...)
 	if err := req.Validate(); err != nil {
-		return nil, false, requestError{err}
+		return st, false, badRequest(err)
 	}
+	mayAct := len(r.Signals) == 0 || (h.cfg.AllowRequestSignals && by.Has(auth.ScopeDeploy))
 	custom, _ := json.Marshal(r.Signals)
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\xff%s\xff%s\xff%s\xff%s\xff%d\xff%s", req.Service, req.Environment, req.Version, req.Baseline, startKey, req.Window, custom))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\xff%s\xff%s\xff%s\xff%s\xff%d\xff%s\xff%t", req.Service, req.Environment, req.Version, req.Baseline, startKey, req.Window, custom, mayAct))
 	id := hex.EncodeToString(sum[:8])
-	running := 0
-	if _, ok := h.getJob(id); !ok {
-		running = h.runningJobs()
-	}
+
 	h.mu.Lock()
-	j, ok := h.jobs[id]
-	if !ok && running >= maxRunning {
+	if h.closed {
 		h.mu.Unlock()
-		return nil, false, errTooMany
+		return st, false, errClosed
 	}
+	j, ok := h.jobs[id]
 	if !ok {
-		j = &job{ID: id, Req: req, Created: h.now()}
+		if h.running.Load() >= maxRunning || (len(h.jobs) >= maxJobs && !h.evictOldestFinalLocked()) {
+			h.mu.Unlock()
+			return st, false, errTooMany
+		}
+		j = &job{id: id, req: req, created: now, principal: by.Name, mayAct: mayAct,
+			expires: later(req.Start, now).Add(req.Window + expiryGrace)}
 		if dep != nil {
-			j.DeploymentID = dep.ID
+			j.deploymentID = dep.ID
 		}
 		h.jobs[id] = j
+		h.running.Add(1)
 	}
 	h.mu.Unlock()
 	if !ok {
-		h.logger.Info("Verification started", "id", id, "service", req.Service, "environment", req.Environment,
-			"version", req.Version, "baseline", req.Baseline, "start", req.Start, "window", req.Window)
+		h.logger.InfoContext(ctx, "Verification started", "id", id, "service", req.Service, "environment", req.Environment,
+			"version", req.Version, "baseline", req.Baseline, "start", req.Start, "window", req.Window, "principal", by.Name,
+			"request_signals", len(r.Signals))
 	}
-	if _, err := h.advance(ctx, j); err != nil {
-		return j, !ok, err
+	err = h.advance(j)
+	return j.status(), !ok, err
+}
+
+// checkRequestSignals refuses the request-supplied signals that could
+// force a rollback by themselves — critical ones, alert ones, absolute
+// bounds — unless the caller has the deploy scope and the configuration
+// allows them.
+func (h *Hook) checkRequestSignals(by auth.Principal, signals []verdict.Signal) error {
+	for i, s := range signals {
+		var what []string
+		if s.Critical {
+			what = append(what, "critical: true")
+		}
+		if s.Kind == verdict.KindAlert {
+			what = append(what, "kind: alert")
+		}
+		if s.Max != nil {
+			what = append(what, "max")
+		}
+		if s.Min != nil {
+			what = append(what, "min")
+		}
+		if len(what) == 0 {
+			continue
+		}
+		if !by.Has(auth.ScopeDeploy) {
+			return &RequestError{Code: 403, Err: fmt.Errorf("signals[%d] (%s): %s in a verify request needs the deploy scope", i, s.Name, strings.Join(what, ", "))}
+		}
+		if !h.cfg.AllowRequestSignals {
+			return badRequest(fmt.Errorf("signals[%d] (%s): a verify request may not bring %s: critical signals and absolute bounds come from the server's deploy.signals and catalog (deploy.allow_request_signals is false)",
+				i, s.Name, strings.Join(what, ", ")))
+		}
 	}
-	return j, !ok, nil
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// evictOldestFinalLocked forgets the oldest final verification to make room;
+// it reports whether there was one. The caller holds h.mu.
+func (h *Hook) evictOldestFinalLocked() bool {
+	var oldest *job
+	for _, j := range h.jobs {
+		j.mu.Lock()
+		final := j.final
+		j.mu.Unlock()
+		if final && (oldest == nil || j.created.Before(oldest.created)) {
+			oldest = j
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(h.jobs, oldest.id)
+	return true
 }
 
 // sloSignals turn a catalog service's SLOs into absolute bounds.
@@ -334,23 +488,21 @@ func sloSignals(svc catalog.Service, ok bool) []verdict.Signal {
 		return nil
 	}
 	var out []verdict.Signal
-	def := map[string]verdict.Signal{}
-	for _, s := range verdict.DefaultSignals() {
-		def[s.Name] = s
-	}
 	if a := svc.SLOs.Availability; a != nil {
 		// The error ratio, failing at once when it is significantly above
 		// the error budget, and compared with the baseline for a regression
 		// of the whole budget.
 		budget := catalog.ErrorBudget(a.Objective)
-		s := def["error_ratio"]
-		s.Name, s.Max, s.Weight, s.Tolerance, s.Floor = "slo_availability", &budget, 1, 0, budget
-		out = append(out, s)
+		for _, s := range verdict.DefaultSignals() {
+			if s.Name == "error_ratio" {
+				s.Name, s.Max, s.Weight, s.Tolerance, s.Floor = "slo_availability", &budget, 1, 0, budget
+				out = append(out, s)
+			}
+		}
 	}
 	if l := svc.SLOs.Latency; l != nil {
 		th := time.Duration(l.Threshold).Seconds()
-		q := strings.Replace(def["latency_p99"].Query, "histogram_quantile(0.99,", fmt.Sprintf("histogram_quantile(%g,", l.Objective/100), 1)
-		out = append(out, verdict.Signal{Name: "slo_latency", Query: q, Max: &th, Weight: 1, Tolerance: 0.25, Floor: th / 10})
+		out = append(out, verdict.Signal{Name: "slo_latency", Query: verdict.LatencyQuery(l.Objective / 100), Max: &th, Weight: 1, Tolerance: 0.25, Floor: th / 10})
 	}
 	return out
 }
@@ -362,87 +514,183 @@ func (h *Hook) getJob(id string) (*job, bool) {
 	return j, ok
 }
 
-// Get returns a job by ID, advancing it when it has no final verdict.
-func (h *Hook) Get(ctx context.Context, id string) (*job, error) {
+// Get returns the status of a verification, advancing it when it has no
+// final verdict; found is false for an unknown (or forgotten) ID.
+func (h *Hook) Get(id string) (st VerifyStatus, found bool, err error) {
 	j, ok := h.getJob(id)
 	if !ok {
-		return nil, nil
+		return st, false, nil
 	}
-	_, err := h.advance(ctx, j)
-	return j, err
+	err = h.advance(j)
+	return j.status(), true, err
 }
 
-// advance evaluates a job unless it already has a final verdict.
-func (h *Hook) advance(ctx context.Context, j *job) (verdict.Verdict, error) {
+// advance evaluates a job unless it has a final verdict, another
+// evaluation of it is in flight, or it was evaluated less than half a step
+// ago (its samples are a step apart: evaluating more often adds nothing, and
+// polls cannot make it run more queries). It returns the evaluation's error.
+func (h *Hook) advance(j *job) error {
+	now := h.now()
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.final {
-		return *j.latest, nil
+	if j.final || j.busy || (!j.evaluated.IsZero() && now.Sub(j.evaluated) < time.Duration(h.cfg.Step)/2) {
+		j.mu.Unlock()
+		return nil
 	}
-	start := time.Now()
-	v, err := h.engine.Evaluate(ctx, j.Req, h.now())
-	h.evalDur.Observe(time.Since(start).Seconds())
-	if err != nil {
+	j.busy = true
+	j.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(h.ctx, evaluationTimeout)
+	t0 := time.Now()
+	v, err := h.engine.Evaluate(ctx, j.req, now)
+	cancel()
+	h.evalDur.Observe(time.Since(t0).Seconds())
+
+	j.mu.Lock()
+	j.busy, j.evaluated = false, now
+	switch {
+	case err != nil && h.ctx.Err() != nil:
+		// Shutting down: not the verification's fault.
+		j.mu.Unlock()
+		return err
+	case err != nil:
+		j.errs++
 		j.lastErr = err.Error()
-		return v, err
+		if j.errs < h.cfg.MaxEvaluationErrors {
+			j.mu.Unlock()
+			return err
+		}
+		v = j.errorVerdictLocked(now, fmt.Sprintf("%d evaluations in a row failed (deploy.max_evaluation_errors), the last: %v", j.errs, err))
+	default:
+		j.errs, j.lastErr = 0, ""
 	}
-	j.lastErr = ""
-	v.ID = j.ID
+	v.ID = j.id
 	j.latest = &v
+	j.final = v.Final
+	j.mu.Unlock()
 	h.series.setVerdict(v)
-	if !v.Final {
-		return v, nil
+	if v.Final {
+		h.conclude(j, v)
 	}
-	j.final = true
+	return err
+}
+
+// errorVerdictLocked is the final verdict of a job that cannot be
+// evaluated: the last verdict's evidence, decision error. The caller holds j.mu.
+func (j *job) errorVerdictLocked(now time.Time, reason string) verdict.Verdict {
+	v := verdict.Verdict{Service: j.req.Service, Environment: j.req.Environment, Version: j.req.Version, Baseline: j.req.Baseline,
+		Start: j.req.Start, WindowSeconds: j.req.Window.Seconds()}
+	if j.latest != nil {
+		v = *j.latest
+	}
+	v.ID, v.EvaluatedAt = j.id, now
+	v.Judgement = verdict.Judgement{Decision: verdict.Error, Final: true, Reason: reason, Signals: v.Signals}
+	return v
+}
+
+// conclude records a final verdict and acts on it; it runs once per job,
+// with no lock held.
+func (h *Hook) conclude(j *job, v verdict.Verdict) {
+	h.running.Add(-1)
 	h.verdicts.WithLabelValues(string(v.Decision)).Inc()
 	h.logger.Info("Verdict reached", "id", v.ID, "service", v.Service, "version", v.Version, "baseline", v.Baseline,
-		"decision", v.Decision, "score", v.Score, "reason", v.Reason, "traffic_seconds", v.TrafficSeconds)
+		"decision", v.Decision, "score", v.Score, "reason", v.Reason, "traffic_seconds", v.TrafficSeconds, "principal", j.principal)
 	if err := h.store.AddVerdict(v); err != nil {
 		h.logger.Error("Recording the verdict failed", "id", v.ID, "err", err)
 	}
 	if v.Decision == verdict.Rollback {
-		h.autoRollback(ctx, j, v)
+		h.autoRollback(j, v)
 	}
-	return v, nil
 }
 
+// pendingJobs are the jobs without a final verdict.
 func (h *Hook) pendingJobs() []*job {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	var out []*job
-	for _, j := range h.jobs {
+	for _, j := range h.allJobs() {
 		j.mu.Lock()
-		if !j.final {
+		final := j.final
+		j.mu.Unlock()
+		if !final {
 			out = append(out, j)
 		}
-		j.mu.Unlock()
 	}
 	return out
 }
 
-func (h *Hook) runningJobs() int { return len(h.pendingJobs()) }
-
-// expireJobs forgets final jobs after a day; their verdicts stay in the store.
-func (h *Hook) expireJobs() {
+// allJobs are the jobs, oldest first.
+func (h *Hook) allJobs() []*job {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, j := range h.jobs {
+	out := make([]*job, 0, len(h.jobs))
+	for _, j := range h.jobs {
+		out = append(out, j)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b *job) int { return a.created.Compare(b.created) })
+	return out
+}
+
+// advanceAll evaluates the pending jobs, a few at a time.
+func (h *Hook) advanceAll() {
+	sem := make(chan struct{}, evalWorkers)
+	var wg sync.WaitGroup
+	for _, j := range h.pendingJobs() {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := h.advance(j); err != nil {
+				h.logger.Warn("Verification failed", "id", j.id, "service", j.req.Service, "version", j.req.Version, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// expireJobs ends the jobs that outlived their window with an error verdict
+// and forgets final jobs after a day (their verdicts stay in the store).
+func (h *Hook) expireJobs() {
+	now := h.now()
+	var forget []string
+	for _, j := range h.allJobs() {
 		j.mu.Lock()
-		old := j.final && h.now().Sub(j.Created) > 24*time.Hour
+		if j.final {
+			if now.Sub(j.created) > keepFinal {
+				forget = append(forget, j.id)
+			}
+			j.mu.Unlock()
+			continue
+		}
+		if j.busy || !now.After(j.expires) {
+			j.mu.Unlock()
+			continue
+		}
+		reason := fmt.Sprintf("no final verdict by %s, its window and a grace of %s after its start", j.expires.UTC().Format(time.RFC3339), model.Duration(expiryGrace))
+		if j.lastErr != "" {
+			reason += "; the last evaluation failed: " + j.lastErr
+		}
+		v := j.errorVerdictLocked(now, reason)
+		j.latest, j.final = &v, true
 		j.mu.Unlock()
-		if old {
+		h.logger.Warn("Verification expired", "id", j.id, "service", j.req.Service, "version", j.req.Version)
+		h.series.setVerdict(v)
+		h.conclude(j, v)
+	}
+	if len(forget) > 0 {
+		h.mu.Lock()
+		for _, id := range forget {
 			delete(h.jobs, id)
 		}
+		h.mu.Unlock()
 	}
 }
 
 // Verdicts lists the latest verdicts of service: running verifications
-// first, then final ones, newest first.
+// first (newest first), then final ones, newest first.
 func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 	var out []verdict.Verdict
-	for _, j := range h.pendingJobs() {
+	jobs := h.allJobs()
+	for i := len(jobs) - 1; i >= 0; i-- {
+		j := jobs[i]
 		j.mu.Lock()
-		if j.latest != nil && (service == "" || j.Req.Service == service) {
+		if !j.final && j.latest != nil && (service == "" || j.req.Service == service) {
 			out = append(out, *j.latest)
 		}
 		j.mu.Unlock()
@@ -454,9 +702,10 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 	return out
 }
 
-// autoRollback runs the service's rollback actions when the catalog says
-// rollback is automatic and actions are allowed (requests are authenticated).
-func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
+// autoRollback runs the service's rollback actions, in the background,
+// when the catalog says rollback is automatic, actions are allowed
+// (requests are authenticated) and the verdict rests on trusted signals only.
+func (h *Hook) autoRollback(j *job, v verdict.Verdict) {
 	if h.catalog == nil {
 		return
 	}
@@ -468,43 +717,97 @@ func (h *Hook) autoRollback(ctx context.Context, j *job, v verdict.Verdict) {
 		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
 		return
 	}
-	h.rollback(ctx, svc, j.DeploymentID, v)
+	if !j.mayAct {
+		h.refuse(h.applicable(svc), j.deploymentID, v, j.principal, RefusedRequestSignals,
+			"not acting on a verdict that relies on signals the verify request brought (that needs deploy.allow_request_signals and a caller with the deploy scope)")
+		return
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.logger.Warn("Shutting down: not acting on the verdict", "service", v.Service, "version", v.Version, "verdict", v.ID)
+		return
+	}
+	h.acting.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.acting.Done()
+		h.rollback(h.ctx, svc, j.deploymentID, v, j.principal)
+	}()
 }
 
-// rollback runs every applicable actor and records what it did.
-func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID string, v verdict.Verdict) []ActionRecord {
+// applicable are the actors the service's catalog entry configures.
+func (h *Hook) applicable(svc catalog.Service) []Actor {
+	var out []Actor
+	for _, a := range h.actors {
+		if a.Applies(svc) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// rollback runs every applicable actor and records what it did, unless the
+// rate limits refuse it (at most one rollback per deployment, and
+// deploy.rollback_cooldown between two of a service); by is who started it.
+func (h *Hook) rollback(ctx context.Context, svc catalog.Service, deploymentID string, v verdict.Verdict, by string) []ActionRecord {
 	d, _ := h.store.Get(deploymentID)
 	if d.ID == "" {
 		d = Deployment{Service: v.Service, Environment: v.Environment, Version: v.Version, PreviousVersion: v.Baseline}
 	}
+	actors := h.applicable(svc)
+	if len(actors) == 0 {
+		return nil
+	}
+	if why, msg := h.limiter.reserve(d, h.now()); why != "" {
+		return h.refuse(actors, deploymentID, v, by, why, msg)
+	}
 	var recs []ActionRecord
-	for _, a := range h.actors {
-		if !a.Applies(svc) {
-			continue
-		}
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	done := false
+	for _, a := range actors {
+		actx, cancel := context.WithTimeout(ctx, actionTimeout)
 		target, err := a.Rollback(actx, svc, d, v)
 		cancel()
-		rec := ActionRecord{At: h.now().UTC(), Kind: a.Kind(), Target: target, Verdict: v.ID, OK: err == nil}
+		rec := ActionRecord{At: h.now().UTC(), Kind: a.Kind(), Target: target, Verdict: v.ID, OK: err == nil, Principal: by}
 		result := "success"
 		switch {
 		case Refused(err):
 			// The target no longer runs the condemned version: nothing changed.
-			rec.Message, rec.Refused = "refused: "+err.Error(), true
+			rec.Message, rec.Refused = "refused: "+err.Error(), RefusedTargetVersion
 			result = "refused"
-			h.logger.Warn("Rollback action refused", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "reason", err)
+			h.logger.Warn("Rollback action refused", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "principal", by, "reason", err)
 		case err != nil:
 			rec.Message = err.Error()
 			result = "error"
-			h.logger.Error("Rollback action failed", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "err", err)
+			h.logger.Error("Rollback action failed", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "principal", by, "err", err)
 		default:
+			done = true
 			rec.Message = fmt.Sprintf("rolled back %s from %s", v.Service, v.Version)
-			h.logger.Warn("Rolled back", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "verdict", v.ID)
+			h.logger.Warn("Rolled back", "kind", a.Kind(), "target", target, "service", v.Service, "version", v.Version, "verdict", v.ID, "principal", by)
 		}
 		h.actions.WithLabelValues(a.Kind(), result).Inc()
 		if deploymentID != "" {
 			if err := h.store.AddAction(deploymentID, rec); err != nil {
 				h.logger.Error("Recording the rollback action failed", "err", err)
+			}
+		}
+		recs = append(recs, rec)
+	}
+	h.limiter.settle(d, done, h.now())
+	return recs
+}
+
+// refuse records (and logs) a rollback the actors did not perform.
+func (h *Hook) refuse(actors []Actor, deploymentID string, v verdict.Verdict, by string, why Refusal, msg string) []ActionRecord {
+	var recs []ActionRecord
+	for _, a := range actors {
+		rec := ActionRecord{At: h.now().UTC(), Kind: a.Kind(), Verdict: v.ID, Message: msg, Principal: by, Refused: why}
+		h.logger.Warn("Rollback refused", "kind", a.Kind(), "service", v.Service, "environment", v.Environment, "version", v.Version,
+			"verdict", v.ID, "principal", by, "refused", why, "reason", msg)
+		h.actions.WithLabelValues(a.Kind(), "refused").Inc()
+		if deploymentID != "" {
+			if err := h.store.AddAction(deploymentID, rec); err != nil {
+				h.logger.Error("Recording the refused rollback failed", "err", err)
 			}
 		}
 		recs = append(recs, rec)

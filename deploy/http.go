@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -212,10 +213,10 @@ func (h *Hook) handleGetDeployment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
-// verifyStatus is the answer of the verify endpoints. Phase is "running"
+// VerifyStatus is the answer of the verify endpoints. Phase is "running"
 // until the verdict is final, then the decision: it is what Spinnaker's
 // webhook stage polls and Argo Rollouts' web metric reads.
-type verifyStatus struct {
+type VerifyStatus struct {
 	ID        string           `json:"id"`
 	Phase     string           `json:"phase"`
 	Decision  verdict.Decision `json:"decision"`
@@ -227,10 +228,13 @@ type verifyStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
-func (j *job) status() verifyStatus {
+// PhaseRunning is the phase of a verification without a final verdict.
+const PhaseRunning = "running"
+
+func (j *job) status() VerifyStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	s := verifyStatus{ID: j.ID, Phase: "running", Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.ID, Error: j.lastErr}
+	s := VerifyStatus{ID: j.id, Phase: PhaseRunning, Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.id, Error: j.lastErr}
 	if j.latest != nil {
 		v := *j.latest
 		s.Verdict, s.Decision, s.Score, s.Final = &v, v.Decision, v.Score, v.Final
@@ -239,6 +243,30 @@ func (j *job) status() verifyStatus {
 		}
 	}
 	return s
+}
+
+// principal is who the request was authenticated as: anonymous when
+// nothing authenticated it (authentication off).
+func principal(r *http.Request) auth.Principal {
+	if p, ok := auth.FromContext(r.Context()); ok {
+		return p
+	}
+	return auth.Anonymous
+}
+
+// writeStartErr answers a verification that could not be started.
+func writeStartErr(w http.ResponseWriter, err error) {
+	var re *RequestError
+	switch {
+	case errors.As(err, &re) && re.Code == http.StatusForbidden:
+		writeErr(w, re.Code, "forbidden", err)
+	case errors.As(err, &re):
+		writeErr(w, re.Code, "bad_data", err)
+	case errors.Is(err, errTooMany), errors.Is(err, errClosed):
+		writeErr(w, http.StatusTooManyRequests, "unavailable", err)
+	default:
+		writeErr(w, http.StatusInternalServerError, "internal", err)
+	}
 }
 
 // decodeVerify reads a verify request from the JSON body and/or the query
@@ -273,28 +301,18 @@ func (h *Hook) handleVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hook) startAndAnswer(w http.ResponseWriter, r *http.Request, vr VerifyRequest) {
-	j, created, err := h.StartVerification(r.Context(), vr)
+	st, created, err := h.StartVerification(r.Context(), principal(r), vr)
 	if err != nil {
-		var re requestError
-		if errors.As(err, &re) {
-			writeErr(w, http.StatusBadRequest, "bad_data", err)
+		if st.ID == "" {
+			writeStartErr(w, err)
 			return
 		}
-		if errors.Is(err, errTooMany) {
-			writeErr(w, http.StatusTooManyRequests, "unavailable", err)
-			return
-		}
-		if j == nil {
-			writeErr(w, http.StatusInternalServerError, "internal", err)
-			return
-		}
-		h.logger.Warn("Verification evaluation failed", "id", j.ID, "err", err)
+		h.logger.Warn("Verification evaluation failed", "id", st.ID, "err", err)
 	}
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
 	}
-	st := j.status()
 	st.StatusURL = absURL(r, st.StatusURL)
 	w.Header().Set("Location", st.StatusURL)
 	writeJSON(w, code, st)
@@ -321,15 +339,14 @@ func absURL(r *http.Request, path string) string {
 }
 
 func (h *Hook) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
-	j, err := h.Get(r.Context(), r.PathValue("id"))
-	if j == nil {
+	st, found, err := h.Get(r.PathValue("id"))
+	if !found {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Errorf("no verification %q (verifications are kept in memory for a day; verdicts under /api/v1/verdicts)", r.PathValue("id")))
 		return
 	}
 	if err != nil {
-		h.logger.Warn("Verification evaluation failed", "id", j.ID, "err", err)
+		h.logger.Warn("Verification evaluation failed", "id", st.ID, "err", err)
 	}
-	st := j.status()
 	st.StatusURL = absURL(r, st.StatusURL)
 	writeJSON(w, http.StatusOK, st)
 }
@@ -372,19 +389,11 @@ func (h *Hook) handleGate(w http.ResponseWriter, r *http.Request) {
 			*dst = v
 		}
 	}
-	j, _, err := h.StartVerification(r.Context(), vr)
-	if errors.Is(err, errTooMany) {
-		writeErr(w, http.StatusTooManyRequests, "unavailable", err)
+	st, _, err := h.StartVerification(r.Context(), principal(r), vr)
+	if err != nil && st.ID == "" {
+		writeStartErr(w, err)
 		return
 	}
-	if err != nil {
-		var re requestError
-		if errors.As(err, &re) || j == nil {
-			writeErr(w, http.StatusBadRequest, "bad_data", err)
-			return
-		}
-	}
-	st := j.status()
 	st.StatusURL = absURL(r, st.StatusURL)
 	var goOn bool
 	switch t := q.Get("type"); t {
@@ -442,10 +451,21 @@ func (h *Hook) handleRollback(w http.ResponseWriter, r *http.Request) {
 	}
 	v := verdict.Verdict{Service: d.Service, Environment: d.Environment, Version: d.Version, Baseline: d.PreviousVersion}
 	v.Decision, v.Reason = verdict.Rollback, "manual rollback through the API"
-	recs := h.rollback(r.Context(), svc, d.ID, v)
+	// A client going away does not cut a rollback short: each action has
+	// its own timeout.
+	recs := h.rollback(context.WithoutCancel(r.Context()), svc, d.ID, v, principal(r).Name)
 	if len(recs) == 0 {
 		writeErr(w, http.StatusConflict, "no_action", fmt.Errorf("service %q has no rollback action this Vigil can perform", d.Service))
 		return
 	}
-	writeJSON(w, http.StatusOK, recs)
+	// Refused by the rate limits: nothing ran. (An actor's own refusal —
+	// the target runs another version — is one of the records.)
+	switch recs[0].Refused {
+	case RefusedCooldown:
+		writeErr(w, http.StatusTooManyRequests, "refused", errors.New(recs[0].Message))
+	case RefusedAlreadyRolledBack:
+		writeErr(w, http.StatusConflict, "refused", errors.New(recs[0].Message))
+	default:
+		writeJSON(w, http.StatusOK, recs)
+	}
 }

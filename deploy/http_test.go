@@ -51,7 +51,7 @@ func newTestServerWith(t testing.TB, cfg Config, authn *auth.Authenticator, allo
 		t.Fatal(err)
 	}
 	mem := memstore.New()
-	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: mem, Querier: PromQL{Engine: eng.Engine, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: allowActions})
+	h, err := New(Options{Config: cfg, Dir: scfg.Path, Out: mem, Querier: PromQL{Engine: eng, Queryable: st}, Actors: []Actor{WebhookActor{}}, AllowActions: allowActions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestVerifyContract(t *testing.T) {
 	if r.code != http.StatusCreated {
 		t.Fatalf("verify: %d %s", r.code, r.Error)
 	}
-	var st verifyStatus
+	var st VerifyStatus
 	if err := json.Unmarshal(r.Data, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +193,8 @@ func TestVerifyContract(t *testing.T) {
 	// Rollouts' web provider POSTs every interval) join one verification.
 	var ids []string
 	for range 2 {
-		r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"cart","version":"v9","baseline":"v8","signals":[{"name":"q","query":"max(q{$selector})","max":3}]}`)
-		var st verifyStatus
+		r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"cart","version":"v9","baseline":"v8","signals":[{"name":"q","query":"max(q{$selector})"}]}`)
+		var st VerifyStatus
 		_ = json.Unmarshal(r.Data, &st)
 		ids = append(ids, st.ID)
 		time.Sleep(20 * time.Millisecond)
@@ -403,7 +403,7 @@ func TestVerifyReportsEvaluationErrors(t *testing.T) {
 	// Parses, but the engine refuses it when run: the status says why.
 	start := time.Now().Add(-2 * time.Minute).UTC().Format(time.RFC3339)
 	r := call(t, "POST", s.URL+"/api/v1/verify", `{"service":"a","version":"v2","baseline":"v1","start":"`+start+`","signals":[{"name":"bad","query":"label_replace(up{$selector}, \"x\", \"$1\", \"y\", \"(\")"}]}`)
-	var st verifyStatus
+	var st VerifyStatus
 	_ = json.Unmarshal(r.Data, &st)
 	if r.code/100 != 2 || !strings.Contains(st.Error, "signal bad") {
 		t.Errorf("evaluation error not reported: %d %+v", r.code, st)

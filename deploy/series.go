@@ -44,6 +44,10 @@ type seriesWriter struct {
 	out      storage.AppendableV2
 	interval time.Duration
 
+	// maxVerdicts bounds verdicts (and so the verdict series): beyond it the
+	// oldest go, ended by a staleness marker (0: no bound).
+	maxVerdicts int
+
 	mu       sync.Mutex
 	verdicts map[string]verdict.Verdict // latest per service/environment/version
 	started  map[string]bool            // started series already begun
@@ -62,6 +66,15 @@ func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.verdicts[verdictKey(v)] = v
+	for w.maxVerdicts > 0 && len(w.verdicts) > w.maxVerdicts {
+		oldest := ""
+		for k, o := range w.verdicts {
+			if oldest == "" || o.EvaluatedAt.Before(w.verdicts[oldest].EvaluatedAt) {
+				oldest = k
+			}
+		}
+		delete(w.verdicts, oldest)
+	}
 }
 
 // restore takes up after a restart: the current deployments (whose started

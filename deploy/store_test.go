@@ -1,8 +1,11 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,11 +14,13 @@ import (
 
 func TestStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenStore(dir, nil)
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	limits := DefaultStoreLimits()
+	limits.Now = func() time.Time { return t0.Add(24 * time.Hour) }
+	s, err := OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	mk := func(svc, ver, prev string, at time.Time) Deployment {
 		d := Deployment{Service: svc, Environment: "production", Version: ver, PreviousVersion: prev, StartedAt: at, Source: FormatGeneric}
 		d.assignID()
@@ -42,7 +47,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	if err := s.AddAction(a.ID, ActionRecord{At: t0, Kind: "webhook", Target: "http://hook", OK: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddVerdict(verdict.Verdict{ID: "x1", Service: "checkout", Version: "v2", Judgement: verdict.Judgement{Decision: verdict.Rollback}}); err != nil {
+	if err := s.AddVerdict(verdict.Verdict{ID: "x1", Service: "checkout", Version: "v2", EvaluatedAt: t0.Add(5 * time.Minute), Judgement: verdict.Judgement{Decision: verdict.Rollback}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -56,7 +61,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	_, _ = f.WriteString(`{"deployment":{"id":"torn","serv`)
 	f.Close()
 
-	s, err = OpenStore(dir, nil)
+	s, err = OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +87,171 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = OpenStore(dir, nil)
+	s, err = OpenStore(dir, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l, ok := s.Latest("cart", ""); !ok || l.Version != "v8" {
 		t.Errorf("record written after a torn line was lost: latest cart = %+v", l)
 	}
+}
+
+// TestStoreBounds: the store keeps deployments and verdicts within
+// deploy.retention (the current deployment of each service stays) and
+// deploy.max_deployments, compacts its file, and a restart keeps exactly
+// the records kept.
+func TestStoreBounds(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	mk := func(svc, ver string, at time.Time) Deployment {
+		d := Deployment{Service: svc, Environment: "production", Version: ver, StartedAt: at, Source: FormatGeneric}
+		d.assignID()
+		return d
+	}
+	type rec struct {
+		svc, ver string
+		age      time.Duration // before now
+	}
+	tests := []struct {
+		name      string
+		limits    StoreLimits
+		records   []rec
+		verdicts  []time.Duration // ages of final verdicts of checkout
+		want      []string        // service/version kept, newest first
+		wantVerds int
+	}{
+		{"within the limits", StoreLimits{Retention: 24 * time.Hour, MaxDeployments: 10},
+			[]rec{{"checkout", "v1", 3 * time.Hour}, {"checkout", "v2", time.Hour}}, []time.Duration{time.Hour}, []string{"checkout/v2", "checkout/v1"}, 1},
+		{"by age, the current deployment stays", StoreLimits{Retention: 24 * time.Hour, MaxDeployments: 10},
+			[]rec{{"checkout", "v1", 72 * time.Hour}, {"checkout", "v2", 48 * time.Hour}, {"cart", "v7", 30 * time.Hour}, {"checkout", "v3", time.Hour}},
+			[]time.Duration{48 * time.Hour, time.Hour}, []string{"checkout/v3", "cart/v7"}, 1},
+		{"by count, oldest first", StoreLimits{Retention: 24 * time.Hour, MaxDeployments: 2},
+			[]rec{{"checkout", "v1", 4 * time.Hour}, {"cart", "v7", 3 * time.Hour}, {"checkout", "v2", 2 * time.Hour}, {"ledger", "v1", time.Hour}},
+			[]time.Duration{4 * time.Hour, 3 * time.Hour, 2 * time.Hour}, []string{"ledger/v1", "checkout/v2"}, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			now := t0
+			tc.limits.Now = func() time.Time { return now }
+			// Every record is written with the limits wide open, then
+			// updated many times (the lines compaction removes).
+			wide := StoreLimits{Retention: 1000 * time.Hour, MaxDeployments: 1000, Now: tc.limits.Now}
+			s, err := OpenStore(dir, wide, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range tc.records {
+				d, _, err := s.Record(mk(r.svc, r.ver, now.Add(-r.age)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 60 {
+					if err := s.AddAction(d.ID, ActionRecord{At: now, Kind: "webhook", Message: fmt.Sprint(i)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for i, age := range tc.verdicts {
+				if err := s.AddVerdict(verdict.Verdict{ID: fmt.Sprint(i), Service: "checkout", EvaluatedAt: now.Add(-age)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			linesBefore := countLines(t, dir)
+
+			// Reopened with the limits: bounded and compacted.
+			s, err = OpenStore(dir, tc.limits, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(when string, s *Store) {
+				t.Helper()
+				var got []string
+				for _, d := range s.List("", "", 0) {
+					got = append(got, d.Service+"/"+d.Version)
+					if len(d.Actions) != 60 {
+						t.Errorf("%s: %s/%s has %d actions, want 60", when, d.Service, d.Version, len(d.Actions))
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("%s: deployments %v, want %v", when, got, tc.want)
+				}
+				if v := s.Verdicts("", 0); len(v) != tc.wantVerds {
+					t.Errorf("%s: %d verdicts, want %d", when, len(v), tc.wantVerds)
+				}
+			}
+			check("after opening", s)
+			if n := countLines(t, dir); n != len(tc.want)+tc.wantVerds || n >= linesBefore {
+				t.Errorf("file has %d lines after compaction (%d before), want %d", n, linesBefore, len(tc.want)+tc.wantVerds)
+			}
+			// Appending after a compaction goes to the new file.
+			if _, _, err := s.Record(mk("search", "v1", now)); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s, err = OpenStore(dir, tc.limits, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, ok := s.Latest("search", ""); !ok {
+				t.Errorf("a record appended after compaction was lost")
+			}
+			if n := len(s.List("", "", 0)); n > tc.limits.MaxDeployments {
+				t.Errorf("%d deployments kept, max %d", n, tc.limits.MaxDeployments)
+			}
+		})
+	}
+}
+
+// TestStoreCompactsAsItGoes: Compact (run by Hook.Run) rewrites a file grown
+// by updates, and prunes what aged out since the store was opened.
+func TestStoreCompactsAsItGoes(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	limits := StoreLimits{Retention: time.Hour, MaxDeployments: 100, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	s, err := OpenStore(dir, limits, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := Deployment{Service: "checkout", Environment: "production", Version: "v1", StartedAt: now.Add(-30 * time.Minute), Source: FormatGeneric}
+	old.assignID()
+	cur := Deployment{Service: "checkout", Environment: "production", Version: "v2", StartedAt: now, Source: FormatGeneric}
+	cur.assignID()
+	for _, d := range []Deployment{old, cur} {
+		if _, _, err := s.Record(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 300 {
+		if err := s.AddAction(cur.ID, ActionRecord{At: now, Kind: "webhook"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(45 * time.Minute) // v1 is now older than the retention
+	mu.Unlock()
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countLines(t, dir); n != 1 {
+		t.Errorf("%d lines after compaction, want 1 (checkout v2)", n)
+	}
+	if _, ok := s.Get(old.ID); ok {
+		t.Errorf("v1 outlived the retention")
+	}
+	if d, ok := s.Get(cur.ID); !ok || len(d.Actions) != 300 {
+		t.Errorf("v2 after compaction: %v %d actions", ok, len(d.Actions))
+	}
+}
+
+func countLines(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "deployments.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
 }

@@ -140,6 +140,10 @@ type result struct {
 
 type apiFunc func(r *http.Request) result
 
+// MaxPointsPerSeries is the most points a range query may return per
+// series, as in Prometheus: (end-start)/step beyond it is refused.
+const MaxPointsPerSeries = 11000
+
 type errorType string
 
 const (
@@ -301,8 +305,7 @@ func (a *API) queryRange(r *http.Request) result {
 	if step <= 0 {
 		return badData(errors.New("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"))
 	}
-	// As in Prometheus: at most 11,000 points per series.
-	if end.Sub(start)/step > 11000 {
+	if end.Sub(start)/step > MaxPointsPerSeries {
 		return badData(errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"))
 	}
 	ctx, cancel, opts, err := a.queryOptions(r)

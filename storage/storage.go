@@ -15,7 +15,6 @@ import (
 	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
@@ -175,24 +174,10 @@ func (s *Storage) HeadStats(statsByLabelName string, limit int) *tsdb.Stats {
 	return s.db.Head().Stats(statsByLabelName, limit)
 }
 
-// Dir is the TSDB directory.
-func (s *Storage) Dir() string { return s.db.Dir() }
-
 // StartTime is the timestamp of the oldest sample held, in milliseconds.
 func (s *Storage) StartTime() (int64, error) {
 	return s.db.StartTime()
 }
-
-// CleanTombstones rewrites blocks that hold deletions.
-func (s *Storage) CleanTombstones() error { return s.db.CleanTombstones() }
-
-// Delete marks the series matching ms in [mint, maxt] as deleted.
-func (s *Storage) Delete(ctx context.Context, mint, maxt int64, ms ...*labels.Matcher) error {
-	return s.db.Delete(ctx, mint, maxt, ms...)
-}
-
-// Snapshot writes a consistent copy of the TSDB to dir.
-func (s *Storage) Snapshot(dir string, withHead bool) error { return s.db.Snapshot(dir, withHead) }
 
 // Close flushes the metadata store and closes the TSDB, which syncs the WAL.
 func (s *Storage) Close() error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +29,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
 	"github.com/vigilhq/vigil/internal/config"
 )
@@ -261,36 +261,22 @@ func runDemo(ctx context.Context, w io.Writer, base, otlp string, warmup time.Du
 
 // pollVerdict starts a verification and polls it until it is final.
 func pollVerdict(ctx context.Context, base, service, version string, limit time.Duration) (*verdict.Verdict, error) {
-	body := fmt.Sprintf(`{"service":%q,"version":%q}`, service, version)
+	client := deploy.Client{URL: base}
 	deadline := time.Now().Add(limit)
-	url, method := base+"/api/v1/verify", http.MethodPost
+	st, err := client.Verify(ctx, deploy.VerifyRequest{Service: service, Version: version})
 	for {
-		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		var r verifyReply
-		err = json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", service, err)
 		}
-		if r.Status != "success" {
-			return nil, fmt.Errorf("verify %s: %s", service, r.Error)
+		if st.Final || time.Now().After(deadline) {
+			return st.Verdict, nil
 		}
-		if r.Data.Final || time.Now().After(deadline) {
-			return r.Data.Verdict, nil
-		}
-		url, method, body = base+"/api/v1/verify/"+r.Data.ID, http.MethodGet, ""
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(2 * time.Second):
 		}
+		st, err = client.Status(ctx, st.ID)
 	}
 }
 

@@ -38,7 +38,7 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		Config:     dcfg,
 		Dir:        cfg.Storage.Path,
 		Out:        store,
-		Querier:    deploy.PromQL{Engine: engine.Engine, Queryable: store},
+		Querier:    deploy.PromQL{Engine: engine, Queryable: store},
 		Evidence:   ringEvidence{spans: spans, logs: logs},
 		Actors:     actors,
 		Logger:     logger.With("component", "deploy"),

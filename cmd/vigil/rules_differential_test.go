@@ -206,11 +206,11 @@ func TestGeneratedRulesDifferential(t *testing.T) {
 	// And the alerts are the ones the data calls for.
 	alerts := vectorOf(t, v.URL(), `ALERTS`, at)
 	for _, want := range []string{
-		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", service="checkout", severity="page", slo="availability"`,
-		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", service="checkout", severity="page", slo="latency"`,
-		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", service="cart", severity="page", slo="availability"`,
-		`alertname="VigilDeployErrorRatioRegression", alertstate="pending", environment="production", previous_version="v1", service="checkout", severity="critical", team="team-payments", version="v2"`,
-		`alertname="VigilDeployLatencyRegression", alertstate="pending", environment="production", previous_version="v1", service="checkout", severity="critical", team="team-payments", version="v2"`,
+		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", namespace="shop", service="checkout", severity="page", slo="availability"`,
+		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", namespace="shop", service="checkout", severity="page", slo="latency"`,
+		`alertname="VigilSLOErrorBudgetBurn", alertstate="pending", environment="production", namespace="shop", service="cart", severity="page", slo="availability"`,
+		`alertname="VigilDeployErrorRatioRegression", alertstate="pending", environment="production", namespace="shop", previous_version="v1", service="checkout", severity="critical", team="team-payments", version="v2"`,
+		`alertname="VigilDeployLatencyRegression", alertstate="pending", environment="production", namespace="shop", previous_version="v1", service="checkout", severity="critical", team="team-payments", version="v2"`,
 	} {
 		found := false
 		for k := range alerts {

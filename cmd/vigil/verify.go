@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/model"
 
+	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
 )
 
@@ -36,7 +36,6 @@ type verifyCommand struct {
 	window, wait, interval                          model.Duration
 	output                                          string
 	auth                                            clientAuth
-	client                                          *http.Client
 }
 
 // newVerifyCommand registers `vigil verify`. Its --version flag clashes with
@@ -63,20 +62,6 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 
 func (*verifyCommand) name() string { return "verify" }
 
-// verifyReply is the server's answer (deploy.verifyStatus).
-type verifyReply struct {
-	Status string `json:"status"`
-	Error  string `json:"error"`
-	Data   struct {
-		ID       string           `json:"id"`
-		Phase    string           `json:"phase"`
-		Decision verdict.Decision `json:"decision"`
-		Final    bool             `json:"final"`
-		Verdict  *verdict.Verdict `json:"verdict"`
-		Error    string           `json:"error"`
-	} `json:"data"`
-}
-
 func (c *verifyCommand) run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -85,31 +70,24 @@ func (c *verifyCommand) run() error {
 	if err != nil {
 		return exitWith(verifyError, err)
 	}
-	c.client = &http.Client{Transport: rt}
-	body := map[string]string{"service": c.service, "version": c.version, "baseline": c.baseline, "environment": c.environment}
+	req := deploy.VerifyRequest{Service: c.service, Version: c.version, Baseline: c.baseline, Environment: c.environment}
 	if c.window > 0 {
-		body["window"] = c.window.String()
+		req.Window = c.window.String()
 	}
-	for k, v := range body {
-		if v == "" {
-			delete(body, k)
-		}
-	}
-	b, _ := json.Marshal(body)
-	server := strings.TrimSuffix(c.server, "/")
+	client := deploy.Client{URL: c.server, HTTP: &http.Client{Transport: rt}}
 	deadline := time.Now().Add(time.Duration(c.wait))
-	first, err := c.call(ctx, http.MethodPost, server+"/api/v1/verify", b)
+	first, err := client.Verify(ctx, req)
 	if err != nil {
-		return err
+		return exitWith(verifyError, err)
 	}
 	r := first
 	for {
-		if r.Data.Error != "" {
-			fmt.Fprintf(c.stderr, "evaluation failed: %s\n", r.Data.Error)
-		} else if v := r.Data.Verdict; v != nil && !r.Data.Final {
+		if r.Error != "" {
+			fmt.Fprintf(c.stderr, "evaluation failed: %s\n", r.Error)
+		} else if v := r.Verdict; v != nil && !r.Final {
 			c.progress(term, v)
 		}
-		if r.Data.Final || !time.Now().Before(deadline) {
+		if r.Final || !time.Now().Before(deadline) {
 			break
 		}
 		select {
@@ -117,14 +95,14 @@ func (c *verifyCommand) run() error {
 			return exitWith(verifyError, errors.New("interrupted"))
 		case <-time.After(time.Duration(c.interval)):
 		}
-		if r, err = c.call(ctx, http.MethodGet, server+"/api/v1/verify/"+first.Data.ID, nil); err != nil {
-			return err
+		if r, err = client.Status(ctx, first.ID); err != nil {
+			return exitWith(verifyError, err)
 		}
 	}
 	if term.tty {
 		fmt.Fprint(c.stderr, "\r\033[K")
 	}
-	v := r.Data.Verdict
+	v := r.Verdict
 	if v == nil {
 		return exitWith(verifyError, errors.New("the server returned no verdict"))
 	}
@@ -135,45 +113,22 @@ func (c *verifyCommand) run() error {
 			return exitWith(verifyError, err)
 		}
 	} else {
-		renderVerdict(c.stdout, v, !r.Data.Final)
+		renderVerdict(c.stdout, v, !r.Final)
 	}
 	switch {
-	case !r.Data.Final && r.Data.Error != "":
-		return exitWith(verifyError, fmt.Errorf("no decision within --wait %s: %s", c.wait, r.Data.Error))
-	case !r.Data.Final:
+	case !r.Final && r.Error != "":
+		return exitWith(verifyError, fmt.Errorf("no decision within --wait %s: %s", c.wait, r.Error))
+	case !r.Final:
 		return exitWith(verifyInconclusive, fmt.Errorf("no decision within --wait %s", c.wait))
 	case v.Decision == verdict.Promote:
 		return nil
 	case v.Decision == verdict.Rollback:
 		return exitWith(verifyRollback, nil)
+	case v.Decision == verdict.Error:
+		return exitWith(verifyError, errors.New("verification failed: "+v.Reason))
 	default:
 		return exitWith(verifyInconclusive, errors.New("inconclusive: "+v.Reason))
 	}
-}
-
-func (c *verifyCommand) call(ctx context.Context, method, url string, body []byte) (verifyReply, error) {
-	var r verifyReply
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		return r, exitWith(verifyError, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return r, exitWith(verifyError, fmt.Errorf("reach %s: %w", c.server, err))
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return r, exitWith(verifyError, fmt.Errorf("read answer of %s: %w", url, err))
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, exitWith(verifyError, fmt.Errorf("%s %s: %s, body is not JSON: %.200s", method, url, resp.Status, b))
-	}
-	if resp.StatusCode/100 != 2 || r.Status != "success" {
-		return r, exitWith(verifyError, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, r.Error))
-	}
-	return r, nil
 }
 
 // progress shows where the analysis is: rewritten in place on a terminal,

@@ -147,9 +147,6 @@ func New(cfg Config, q Querier, ev Evidence) (*Engine, error) {
 	return &Engine{cfg: cfg, q: q, ev: ev}, nil
 }
 
-// Step is the sample resolution.
-func (e *Engine) Step() time.Duration { return e.cfg.Step }
-
 // Evaluate analyses the traffic from req.Start up to now (at most
 // req.Window of it) and decides.
 func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verdict, error) {

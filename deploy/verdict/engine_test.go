@@ -258,7 +258,7 @@ func describe(v Verdict) string {
 	var b strings.Builder
 	b.WriteString(string(v.Decision) + " " + v.Reason + "\n")
 	for _, s := range v.Signals {
-		b.WriteString("  " + s.Name + " " + s.Status + ": " + s.Reason + "\n")
+		b.WriteString("  " + s.Name + " " + string(s.Status) + ": " + s.Reason + "\n")
 	}
 	return b.String()
 }

@@ -15,14 +15,34 @@ const (
 	Promote      Decision = "promote"
 	Rollback     Decision = "rollback"
 	Inconclusive Decision = "inconclusive"
+	// Error is the final decision of a verification that could not be
+	// evaluated (its queries kept failing, or it outlived its window): no
+	// verdict on the version, and never a reason to act.
+	Error Decision = "error"
 )
+
+// Status is a signal's state in a judgement.
+type Status string
 
 // Signal statuses.
 const (
-	StatusPass    = "pass"    // no worse than baseline within tolerance, shown with confidence
-	StatusPending = "pending" // not significantly worse, not yet shown to be fine
-	StatusFail    = "fail"
-	StatusNoData  = "nodata"
+	StatusPass    Status = "pass"    // no worse than baseline within tolerance, shown with confidence
+	StatusPending Status = "pending" // not significantly worse, not yet shown to be fine
+	StatusFail    Status = "fail"
+	StatusNoData  Status = "nodata"
+)
+
+// Finding qualifies a status with what decided it, for the judgement to
+// read (the Reason is for people).
+type Finding string
+
+// Findings.
+const (
+	// FindingBound: failed because an absolute bound (max or min) is broken.
+	FindingBound Finding = "bound"
+	// FindingSuspect: pending, and worse than allowed by the point
+	// estimate, but not significantly.
+	FindingSuspect Finding = "suspect"
 )
 
 // Policy holds the thresholds of a decision.
@@ -87,7 +107,8 @@ type SignalResult struct {
 	Name      string    `json:"name"`
 	Kind      Kind      `json:"kind"`
 	Direction Direction `json:"direction,omitempty"`
-	Status    string    `json:"status"`
+	Status    Status    `json:"status"`
+	Finding   Finding   `json:"finding,omitempty"`
 	Critical  bool      `json:"critical,omitempty"`
 	Weight    float64   `json:"weight,omitempty"`
 	Baseline  *float64  `json:"baseline,omitempty"` // mean of the baseline samples
@@ -185,7 +206,7 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 			case StatusPass:
 				wPass += sig.Weight
 			case StatusPending:
-				if strings.HasPrefix(r.Reason, "suspect") {
+				if r.Finding == FindingSuspect {
 					suspect = append(suspect, sig.Name)
 				} else if final {
 					wPass += sig.Weight
@@ -193,7 +214,7 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 				pending = append(pending, sig.Name)
 			case StatusFail:
 				failing = append(failing, sig.Name)
-				if sig.Critical || strings.HasPrefix(r.Reason, "absolute") {
+				if sig.Critical || r.Finding == FindingBound {
 					critical = append(critical, sig.Name)
 				}
 			case StatusNoData:
@@ -274,11 +295,11 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 	if len(c) >= p.MinSamples {
 		mc := mean(c)
 		if sig.Max != nil && mc > *sig.Max {
-			r.Status, r.Reason = StatusFail, fmt.Sprintf("absolute bound broken: canary %.4g > max %.4g", mc, *sig.Max)
+			r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g > max %.4g", mc, *sig.Max)
 			return
 		}
 		if sig.Min != nil && mc < *sig.Min {
-			r.Status, r.Reason = StatusFail, fmt.Sprintf("absolute bound broken: canary %.4g < min %.4g", mc, *sig.Min)
+			r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g < min %.4g", mc, *sig.Min)
 			return
 		}
 	}
@@ -327,6 +348,7 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 			r.Reason = fmt.Sprintf("not significantly worse (p=%.2g, difference %s)", pv, fmtDelta(worse, mb))
 		}
 		if worse > allowed {
+			r.Finding = FindingSuspect
 			r.Reason = fmt.Sprintf("suspect: worse by %s, beyond the %s allowed, but not significantly (p=%.2g)", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
 		}
 	}

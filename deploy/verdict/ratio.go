@@ -142,14 +142,14 @@ func judgeRatio(p Policy, sig Signal, s Samples, r *SignalResult, final bool) {
 		// An absolute bound (an SLO) broken with significance fails at once.
 		if sig.Max != nil {
 			if pv := poissonAtLeast(cc.Bad, *sig.Max*cc.Total); cc.Ratio() > *sig.Max && pv < p.Alpha {
-				r.Status, r.PValue = StatusFail, ptr(pv)
+				r.Status, r.Finding, r.PValue = StatusFail, FindingBound, ptr(pv)
 				r.Reason = fmt.Sprintf("absolute bound broken: canary %.4g (%.0f of %.0f) > max %.4g, p=%.2g", cc.Ratio(), cc.Bad, cc.Total, *sig.Max, pv)
 				return
 			}
 		}
 		if sig.Min != nil {
 			if pv := poissonAtMost(cc.Bad, *sig.Min*cc.Total); cc.Ratio() < *sig.Min && pv < p.Alpha {
-				r.Status, r.PValue = StatusFail, ptr(pv)
+				r.Status, r.Finding, r.PValue = StatusFail, FindingBound, ptr(pv)
 				r.Reason = fmt.Sprintf("absolute bound broken: canary %.4g (%.0f of %.0f) < min %.4g, p=%.2g", cc.Ratio(), cc.Bad, cc.Total, *sig.Min, pv)
 				return
 			}
@@ -184,7 +184,7 @@ func judgeRatio(p Policy, sig Signal, s Samples, r *SignalResult, final bool) {
 		r.Status = StatusPass
 		r.Reason = fmt.Sprintf("within tolerance (%s): %s to 1 against a regression of %s", evidence, odds(-llr), fmtDelta(regression, mb))
 	case final && llr > (upper+lower)/2:
-		r.Status = StatusPending
+		r.Status, r.Finding = StatusPending, FindingSuspect
 		r.Reason = fmt.Sprintf("suspect: worse by %s (%s), %s to 1 for a regression of %s, not yet the %s to 1 needed", fmtDelta(worse, mb), evidence, odds(llr), fmtDelta(regression, mb), odds(upper))
 	case final:
 		r.Status = StatusPending

@@ -47,7 +47,7 @@ func TestRatioLLR(t *testing.T) {
 func TestRatioSequentialErrorRates(t *testing.T) {
 	p := DefaultPolicy()
 	sig := Signal{Name: "error_ratio", Kind: KindRatio, Tolerance: 0.5, Floor: 0.002}
-	run := func(rng *rand.Rand, factor float64) string {
+	run := func(rng *rand.Rand, factor float64) Status {
 		const rate, steps = 0.02, 400 // 2% errors; long enough for nearly every run to decide
 		var s Samples
 		for range 40 { // the baseline's history
@@ -66,7 +66,7 @@ func TestRatioSequentialErrorRates(t *testing.T) {
 	}
 	const n = 2000
 	rng := rand.New(rand.NewPCG(1, 2))
-	count := func(factor float64, status string) float64 {
+	count := func(factor float64, status Status) float64 {
 		k := 0
 		for range n {
 			if run(rng, factor) == status {
@@ -120,26 +120,27 @@ func TestJudgeRatio(t *testing.T) {
 		name    string
 		s       Samples
 		final   bool
-		status  string
+		status  Status
+		finding Finding
 		reason  string
 		canary  float64
 		nonzero bool // p-value and log likelihood ratio present
 	}{
-		{"five times the errors fails", samples(sig, 5, 150, 1, 150, 4), false, StatusFail, "worse by", 5.0 / 150, true},
-		{"same errors with much traffic passes", samples(sig, 3, 150, 6, 300, 40), false, StatusPass, "within tolerance", 3.0 / 150, true},
-		{"same errors, little traffic, is pending", samples(sig, 1, 150, 2, 300, 2), false, StatusPending, "decides", 1.0 / 150, true},
-		{"no canary events is no data", samples(sig, 0, 0, 2, 300, 4), false, StatusNoData, "events", math.NaN(), false},
-		{"window over, no evidence of a regression", samples(sig, 1, 150, 2, 300, 4), true, StatusPending, "no evidence", 1.0 / 150, true},
-		{"window over, leaning to the regression", samples(sig, 4, 150, 3, 300, 3), true, StatusPending, "suspect", 4.0 / 150, true},
-		{"an SLO broken significantly fails at once", samples(slo, 6, 150, 6, 150, 3), false, StatusFail, "absolute bound broken", 6.0 / 150, true},
-		{"above the SLO by chance is not broken", samples(slo, 1, 50, 1, 150, 3), false, StatusPending, "", 1.0 / 50, true},
+		{"five times the errors fails", samples(sig, 5, 150, 1, 150, 4), false, StatusFail, "", "worse by", 5.0 / 150, true},
+		{"same errors with much traffic passes", samples(sig, 3, 150, 6, 300, 40), false, StatusPass, "", "within tolerance", 3.0 / 150, true},
+		{"same errors, little traffic, is pending", samples(sig, 1, 150, 2, 300, 2), false, StatusPending, "", "decides", 1.0 / 150, true},
+		{"no canary events is no data", samples(sig, 0, 0, 2, 300, 4), false, StatusNoData, "", "events", math.NaN(), false},
+		{"window over, no evidence of a regression", samples(sig, 1, 150, 2, 300, 4), true, StatusPending, "", "no evidence", 1.0 / 150, true},
+		{"window over, leaning to the regression", samples(sig, 4, 150, 3, 300, 3), true, StatusPending, FindingSuspect, "suspect", 4.0 / 150, true},
+		{"an SLO broken significantly fails at once", samples(slo, 6, 150, 6, 150, 3), false, StatusFail, FindingBound, "absolute bound broken", 6.0 / 150, true},
+		{"above the SLO by chance is not broken", samples(slo, 1, 50, 1, 150, 3), false, StatusPending, "", "", 1.0 / 50, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r SignalResult
 			judgeRatio(DefaultPolicy(), tc.s.Signal, tc.s, &r, tc.final)
-			if r.Status != tc.status || !strings.Contains(r.Reason, tc.reason) {
-				t.Fatalf("%s %q, want %s mentioning %q", r.Status, r.Reason, tc.status, tc.reason)
+			if r.Status != tc.status || r.Finding != tc.finding || !strings.Contains(r.Reason, tc.reason) {
+				t.Fatalf("%s (finding %q) %q, want %s (finding %q) mentioning %q", r.Status, r.Finding, r.Reason, tc.status, tc.finding, tc.reason)
 			}
 			if math.IsNaN(tc.canary) != (r.Canary == nil) || (r.Canary != nil && math.Abs(*r.Canary-tc.canary) > 1e-12) {
 				t.Errorf("canary ratio %v, want %v", r.Canary, tc.canary)
