@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -44,7 +45,7 @@ type derivedGuard struct {
 }
 
 func (g *derivedGuard) check(ls labels.Labels) error {
-	if name := ls.Get(labels.MetricName); semconv.Derived(name) {
+	if name := ls.Get(model.MetricNameLabel); semconv.Derived(name) {
 		return fmt.Errorf("%w: %s is Vigil's own (span metrics, service graph, log metrics, deployments, verdicts); %q may not write it unless listed in ingest.accept_derived_series_from", collector.ErrDerivedSeries, name, g.writer)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -121,7 +122,7 @@ func (s *derivedServer) count(t *testing.T, name string) int {
 	}
 	defer q.Close()
 	n := 0
-	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name))
 	for set.Next() {
 		it := set.At().Iterator(nil)
 		for it.Next() != 0 {
@@ -256,8 +257,8 @@ func TestDerivedSeriesOverOTLP(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/otlp/v1/metrics", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		if principal != "" {
-		req.Header.Set("Authorization", "Bearer "+principal+"-secret")
-	}
+			req.Header.Set("Authorization", "Bearer "+principal+"-secret")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -297,7 +298,7 @@ func TestDerivedWriter(t *testing.T) {
 	for _, replica := range []string{"", "vigil-collector-7d9f-x2"} {
 		s := newDerivedServer(t, false) // nobody may send derived series
 		app := derived.NewWriter(s.pipe, replica).AppenderV2(context.Background())
-		ls := labels.FromStrings(labels.MetricName, semconv.SpanCalls, semconv.LabelService, "checkout")
+		ls := labels.FromStrings(model.MetricNameLabel, semconv.SpanCalls, semconv.LabelService, "checkout")
 		if _, err := app.Append(0, ls, 0, time.Now().UnixMilli(), 3, nil, nil, promstorage.AOptions{}); err != nil {
 			t.Fatalf("replica %q: %v", replica, err)
 		}
@@ -305,7 +306,7 @@ func TestDerivedWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		q, _ := s.store.Querier(math.MinInt64, math.MaxInt64)
-		set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, semconv.SpanCalls))
+		set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, semconv.SpanCalls))
 		var got []string
 		for set.Next() {
 			got = append(got, set.At().Labels().String())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -151,7 +152,7 @@ func (p *Pipeline) CachedRef(key []byte) (storage.SeriesRef, bool) { return p.ca
 // hot path's attention on every sample, which needs its labels: stream
 // aggregation, and the check of who may write a derived series.
 func (p *Pipeline) CacheRef(key []byte, ls labels.Labels, ref storage.SeriesRef) {
-	if ref == 0 || semconv.Derived(ls.Get(labels.MetricName)) || (p.aggr != nil && p.aggr.Matches(ls)) {
+	if ref == 0 || semconv.Derived(ls.Get(model.MetricNameLabel)) || (p.aggr != nil && p.aggr.Matches(ls)) {
 		return
 	}
 	p.cache.Set(key, ref)

@@ -533,7 +533,7 @@ exporters:
 			t.Fatalf("otelcol-loadbalancing exited: %v\n%s", p.err, tail(p.Logs(), 4000))
 		}
 		if c, err := net.DialTimeout("tcp", grpc, time.Second); err == nil {
-			c.Close()
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
