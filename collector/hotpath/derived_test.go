@@ -29,6 +29,7 @@ import (
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
+	"github.com/vigilhq/vigil/collector/streamaggr"
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/storage"
@@ -319,5 +320,47 @@ func TestDerivedWriter(t *testing.T) {
 		if len(got) != 1 || got[0] != want {
 			t.Errorf("replica %q: stored %v, want %s", replica, got, want)
 		}
+	}
+}
+
+// TestStreamAggregationOutputsNamed: on a replica, stream aggregation
+// outputs carry its name too (the input, a workload's own series, does not).
+func TestStreamAggregationOutputsNamed(t *testing.T) {
+	scfg := storage.DefaultConfig()
+	scfg.Path = t.TempDir()
+	st, err := storage.Open(scfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := hotpath.DefaultConfig()
+	cfg.Replica = "collector-3"
+	cfg.StreamAggregation = []streamaggr.RuleConfig{{Match: streamaggr.Selectors{"http_requests_total"}, Interval: model.Duration(time.Minute), Without: []string{"pod"}, Outputs: []string{"count_series"}}}
+	pipe, err := hotpath.New(cfg, st, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := pipe.AppenderV2(context.Background())
+	for _, pod := range []string{"a", "b"} {
+		if _, err := app.Append(0, labels.FromStrings(model.MetricNameLabel, "http_requests_total", "pod", pod), 0, time.Now().UnixMilli(), 1, nil, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	pipe.Run(ctx) // flushes once more on the way out
+	q, _ := st.Querier(math.MinInt64, math.MaxInt64)
+	defer q.Close()
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, "http_requests_total.+"))
+	var got []string
+	for set.Next() {
+		got = append(got, set.At().Labels().String())
+	}
+	want := `{__name__="http_requests_total:1m_without_pod_count_series", collector="collector-3"}`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("stream aggregation outputs %v, want %s", got, want)
 	}
 }
