@@ -65,10 +65,10 @@ collector:
 //     counter from three writers;
 //   - the service graph is complete: the client and the server span of each
 //     call reached the same replica through the load-balancing tier;
-//   - a replica stopped right after receiving a round (scaled in) hands its
-//     last partial counters over before it exits, and no derived series
-//     resets or goes backwards except those of that replica, once, across
-//     its restart;
+//   - a replica stopped (scaled in) hands its counters over before it
+//     exits: collector-1 flushes only on the way out, and everything it
+//     counted reaches the store; no derived series resets or goes
+//     backwards except those of that replica, once, across its restart;
 //   - `vigil verify` on the store rolls a bad checkout v2 back, quoting the
 //     error logs and trace IDs the replicas saw, as the single Vigil does.
 func TestScaledCollectorsSameNumbers(t *testing.T) {
@@ -78,10 +78,17 @@ ingest:
 `))
 	single := peers.StartVigil(t, "", "--config", writeConfig(t, scaleFlush))
 	ccfg := writeConfig(t, collectorConfig(store.Addr, ""))
+	// collector-1 first flushes its derived series only when it stops, so
+	// that what it counted reaches the store by its last flush alone.
+	lastFlushOnly := writeConfig(t, strings.ReplaceAll(collectorConfig(store.Addr, ""), "  flush_interval: 1s\n", "  flush_interval: 1h\n  expiration: 2h\n"))
 	var collectors []*peers.Vigil
 	var otlpAddrs []string
 	for i := range 3 {
-		c := peers.StartVigil(t, "", "--config", ccfg, "--collector.replica", fmt.Sprintf("collector-%d", i))
+		cfg := ccfg
+		if i == 1 {
+			cfg = lastFlushOnly
+		}
+		c := peers.StartVigil(t, "", "--config", cfg, "--collector.replica", fmt.Sprintf("collector-%d", i))
 		collectors = append(collectors, c)
 		otlpAddrs = append(otlpAddrs, c.OTLPGRPC)
 	}
@@ -94,17 +101,23 @@ ingest:
 		viaLB.round(60, []string{"v1"}, healthy)
 	}
 
-	// A round straight to collector-1, which is then stopped at once (as
-	// an HPA scale-down stops it) and started again under the same name.
+	// A round straight to collector-1, which is then stopped (as an HPA
+	// scale-down stops it) and started again under the same name.
 	c1 := collectors[1]
 	direct := newShopLoad(t, sent, c1.OTLPGRPC, single.OTLPGRPC)
 	direct.round(90, []string{"v1"}, healthy)
+	if got := vector(t, store.URL(), `count({collector="collector-1"})`, ""); len(got) != 0 {
+		t.Fatalf("collector-1 flushed before it stopped (%v): the test would not show its last flush", got)
+	}
 	if err := c1.Stop(60 * time.Second); err != nil {
 		t.Fatalf("collector-1 did not stop cleanly: %v\n%s", err, c1.Logs())
 	}
 	if !strings.Contains(c1.Logs(), "Flushed derived metrics") {
 		t.Errorf("collector-1 did not flush its derived metrics on the way out:\n%s", c1.Logs())
 	}
+	eventually(t, 30*time.Second, "collector-1's last flush on the store", func() bool {
+		return len(vector(t, store.URL(), `count({collector="collector-1"})`, "")) == 1
+	})
 	collectors[1] = peers.StartVigilAt(t, c1.Addrs(), c1.DataDir, "--config", ccfg, "--collector.replica", "collector-1")
 
 	// Checkout v2 goes out as a canary next to v1; it fails one request in three.
