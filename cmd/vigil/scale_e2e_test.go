@@ -158,15 +158,22 @@ rounds:
 	// Everything sent is counted, exactly, on the store and on the single Vigil.
 	want := sent.want()
 	var got map[string]shopTotals
-	eventually(t, 90*time.Second, "the store's and the single Vigil's counts to reach what was sent", func() bool {
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		got = map[string]shopTotals{"store": readShopTotals(t, store.URL()), "single": readShopTotals(t, single.URL())}
+		done := true
 		for _, g := range got {
-			if !equalCounts(g.spans, want.spans) || !equalCounts(g.edges, want.edges) || !equalCounts(g.logs, want.logs) {
-				return false
-			}
+			done = done && equalCounts(g.spans, want.spans) && equalCounts(g.edges, want.edges) && equalCounts(g.logs, want.logs)
 		}
-		return true
-	})
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			for name, g := range got {
+				t.Errorf("%s counted spans %v, edges %v, logs %v", name, g.spans, g.edges, g.logs)
+			}
+			t.Fatalf("sent spans %v, edges %v, logs %v", want.spans, want.edges, want.logs)
+		}
+	}
 	// ... and stays so: nothing arrives twice.
 	time.Sleep(3 * time.Second)
 	for name, v := range map[string]*peers.Vigil{"store": store, "single": single} {

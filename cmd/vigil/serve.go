@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/vigilhq/vigil/collector"
 	"github.com/vigilhq/vigil/collector/derived"
@@ -40,6 +41,7 @@ import (
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/connlimit"
+	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -345,6 +347,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 		bgCancel()
 		bg.Wait()
 		logger.Info("Flushed derived metrics")
+		// A replica being scaled in hands over what it derived since its
+		// last flush: forwarding closes only once it has read the WAL to
+		// its end (within storage.remote_flush_deadline).
+		if forwarder.Forwarding() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Storage.RemoteFlushDeadline))
+			marker := labels.FromStrings(model.MetricNameLabel, "vigil_shutdown_timestamp_seconds")
+			if replica != "" {
+				marker = labels.FromStrings(model.MetricNameLabel, "vigil_shutdown_timestamp_seconds", semconv.LabelCollector, replica)
+			}
+			if err := forwarder.Drain(ctx, store, marker); err != nil {
+				logger.Warn("Forwarding may not have sent the last samples", "err", err)
+			}
+			cancel()
+		}
 	})
 
 	ingestMetrics := collector.NewMetrics(reg)

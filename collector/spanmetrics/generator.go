@@ -408,6 +408,8 @@ type sample struct {
 	v   float64
 	h   *histogram.Histogram
 	exs []exemplar.Exemplar
+	// start marks the 0 written just before a series' first value.
+	start bool
 }
 
 // Flush writes every live series at time at, and staleness markers for
@@ -416,10 +418,10 @@ func (g *Generator) Flush(at time.Time) {
 	start := time.Now()
 	out := g.collect(at)
 	for _, s := range g.edges.Collect(at) {
-		out = append(out, sample{ls: s.Labels, v: s.Value})
+		out = append(out, sample{ls: s.Labels, v: s.Value, start: !s.At.IsZero()})
 	}
 	for _, s := range g.failed.Collect(at) {
-		out = append(out, sample{ls: s.Labels, v: s.Value})
+		out = append(out, sample{ls: s.Labels, v: s.Value, start: !s.At.IsZero()})
 	}
 	if len(out) == 0 {
 		return
@@ -427,7 +429,11 @@ func (g *Generator) Flush(at time.Time) {
 	app := g.out.AppenderV2(context.Background())
 	t := at.UnixMilli()
 	for _, s := range out {
-		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
+		ts := t
+		if s.start {
+			ts = at.Add(-derived.StartOffset).UnixMilli()
+		}
+		if _, err := app.Append(0, s.ls, 0, ts, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
 			g.logger.Debug("Span metric sample refused", "series", s.ls.String(), "err", err)
 		}
 	}
@@ -470,6 +476,23 @@ func (g *Generator) collect(at time.Time) []sample {
 			}
 			continue
 		}
+		m := &dto.Metric{}
+		if err := s.hist.Write(m); err != nil {
+			continue
+		}
+		h := m.GetHistogram()
+		if !s.written {
+			// A series this process writes for the first time starts from 0
+			// just before (see derived.Counters.Collect).
+			out = append(out, sample{ls: calls, start: true})
+			if g.cfg.NativeHistograms {
+				nh := toNative(h)
+				out = append(out, sample{ls: native, h: &histogram.Histogram{Schema: nh.Schema, ZeroThreshold: nh.ZeroThreshold, CounterResetHint: histogram.CounterReset}, start: true})
+			}
+			for _, ls := range g.classicSeries(s.ls) {
+				out = append(out, sample{ls: ls, start: true})
+			}
+		}
 		s.written = true
 		var exs []exemplar.Exemplar
 		ex := s.ex.exemplar()
@@ -477,11 +500,6 @@ func (g *Generator) collect(at time.Time) []sample {
 			exs = []exemplar.Exemplar{*ex}
 		}
 		out = append(out, sample{ls: calls, v: s.calls, exs: exs})
-		m := &dto.Metric{}
-		if err := s.hist.Write(m); err != nil {
-			continue
-		}
-		h := m.GetHistogram()
 		if g.cfg.NativeHistograms {
 			out = append(out, sample{ls: native, h: toNative(h), exs: exs})
 		}
