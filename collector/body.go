@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/klauspost/compress/snappy"
 )
 
@@ -21,6 +22,34 @@ const (
 	DefaultMaxRequestBytes      = 32 << 20
 	DefaultMaxDecompressedBytes = 128 << 20
 )
+
+// BodyLimits bound an HTTP receiver's request body: every receiver embeds
+// them under its own config key (receivers.remote_write, receivers.loki,
+// receivers.otlp.http).
+type BodyLimits struct {
+	// MaxRequestBytes is the largest body accepted as sent, compressed or
+	// not (413 beyond).
+	MaxRequestBytes units.Base2Bytes `yaml:"max_request_bytes"`
+	// MaxDecompressedBytes is the largest body accepted once decompressed
+	// (413 beyond).
+	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+}
+
+// DefaultBodyLimits are the limits every receiver starts from.
+func DefaultBodyLimits() BodyLimits {
+	return BodyLimits{MaxRequestBytes: DefaultMaxRequestBytes, MaxDecompressedBytes: DefaultMaxDecompressedBytes}
+}
+
+// Validate reports a limit that cannot work.
+func (b BodyLimits) Validate() error {
+	switch {
+	case b.MaxRequestBytes <= 0:
+		return fmt.Errorf("max_request_bytes must be positive, got %s", b.MaxRequestBytes)
+	case b.MaxDecompressedBytes <= 0:
+		return fmt.Errorf("max_decompressed_bytes must be positive, got %s", b.MaxDecompressedBytes)
+	}
+	return nil
+}
 
 // StatusError is an error that carries the HTTP status code a receiver
 // should answer with.

@@ -221,7 +221,7 @@ func walkProto(b []byte, n *protoNode, level int) error {
 		if size > uint64(len(b)) {
 			return nil
 		}
-		if child := n.child(num); child != nil && !(child == anyValue && shortString(b[:size])) {
+		if child := n.child(num); child != nil && (child != anyValue || !shortString(b[:size])) {
 			if err := walkProto(b[:size], child, level); err != nil {
 				return err
 			}

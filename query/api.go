@@ -645,7 +645,7 @@ func (a *API) tsdbStatus(r *http.Request) result {
 		}
 		limit = n
 	}
-	st := a.cfg.TSDB.HeadStats(labels.MetricName, limit)
+	st := a.cfg.TSDB.HeadStats(model.MetricNameLabel, limit)
 	conv := func(in []index.Stat) []statEntry {
 		out := make([]statEntry, 0, len(in))
 		for _, e := range in {

@@ -39,7 +39,6 @@ type Rings[T any] struct {
 type ring[T any] struct {
 	items   []stamped[T]
 	next    int
-	full    bool
 	touched time.Time
 	elem    *list.Element
 }

@@ -23,7 +23,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
@@ -38,22 +37,16 @@ const ReceiverName = "loki"
 
 // Config bounds push requests.
 type Config struct {
-	MaxRequestBytes      units.Base2Bytes `yaml:"max_request_bytes"`
-	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+	collector.BodyLimits `yaml:",inline"`
 }
 
 // DefaultConfig is the default Loki receiver configuration.
 func DefaultConfig() Config {
-	return Config{MaxRequestBytes: collector.DefaultMaxRequestBytes, MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes}
+	return Config{BodyLimits: collector.DefaultBodyLimits()}
 }
 
 // Validate reports a limit that cannot work.
-func (c Config) Validate() error {
-	if c.MaxRequestBytes <= 0 || c.MaxDecompressedBytes <= 0 {
-		return errors.New("max_request_bytes and max_decompressed_bytes must be positive")
-	}
-	return nil
-}
+func (c Config) Validate() error { return c.BodyLimits.Validate() }
 
 // Observer takes each log record.
 type Observer interface {

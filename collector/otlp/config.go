@@ -53,20 +53,15 @@ type GRPCConfig struct {
 // on Vigil's main HTTP address under /otlp/v1/*.
 type HTTPConfig struct {
 	// ListenAddress is where OTLP/HTTP is served; empty disables the listener.
-	ListenAddress        string           `yaml:"listen_address"`
-	MaxRequestBytes      units.Base2Bytes `yaml:"max_request_bytes"`
-	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+	ListenAddress        string `yaml:"listen_address"`
+	collector.BodyLimits `yaml:",inline"`
 }
 
 // DefaultConfig serves OTLP on loopback on the standard ports.
 func DefaultConfig() Config {
 	return Config{
 		GRPC: GRPCConfig{ListenAddress: "127.0.0.1:4317", MaxRecvMsgSize: 64 * units.MiB},
-		HTTP: HTTPConfig{
-			ListenAddress:        "127.0.0.1:4318",
-			MaxRequestBytes:      collector.DefaultMaxRequestBytes,
-			MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
-		},
+		HTTP: HTTPConfig{ListenAddress: "127.0.0.1:4318", BodyLimits: collector.DefaultBodyLimits()},
 	}
 }
 
@@ -85,8 +80,8 @@ func (c Config) Validate() error {
 	if c.GRPC.MaxRecvMsgSize <= 0 {
 		return fmt.Errorf("grpc.max_recv_msg_size must be positive, got %s", c.GRPC.MaxRecvMsgSize)
 	}
-	if c.HTTP.MaxRequestBytes <= 0 || c.HTTP.MaxDecompressedBytes <= 0 {
-		return errors.New("http.max_request_bytes and http.max_decompressed_bytes must be positive")
+	if err := c.HTTP.BodyLimits.Validate(); err != nil {
+		return fmt.Errorf("http.%w", err)
 	}
 	if c.MaxSampleAge != 0 {
 		return fmt.Errorf("max_sample_age: this setting moved to ingest.max_sample_age, which applies to every receiver (remote_write, OTLP, Loki push): set max_sample_age: %s under ingest: instead", c.MaxSampleAge)

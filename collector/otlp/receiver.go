@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -326,7 +327,7 @@ func (a *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 	if a.md != nil && (opts.Metadata.Type != "" || opts.Metadata.Help != "") {
 		family := opts.MetricFamilyName
 		if family == "" {
-			family = ls.Get(labels.MetricName)
+			family = ls.Get(model.MetricNameLabel)
 		}
 		a.md.Set(family, opts.Metadata)
 	}

@@ -111,7 +111,7 @@ func (f *fixture) samples(t *testing.T, name string) []float64 {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name))
 	var out []float64
 	for ss.Next() {
 		it := ss.At().Iterator(nil)

@@ -103,8 +103,6 @@ func (r *Request) NumSamples() (floats, histograms, exemplars int) {
 	return floats, histograms, exemplars
 }
 
-var errTruncated = errors.New("truncated message")
-
 // bytesToString aliases b without copying.
 func bytesToString(b []byte) string {
 	if len(b) == 0 {
@@ -542,14 +540,14 @@ func DecodeV2(b []byte, r *Request) error {
 		case 4: // symbols
 			v, n, err := consumeBytes(b, num, typ)
 			if err != nil {
-				return fmt.Errorf("Request.symbols[%d]: %w", len(r.symbols), err)
+				return fmt.Errorf("request.symbols[%d]: %w", len(r.symbols), err)
 			}
 			r.symbols = append(r.symbols, bytesToString(v))
 			b = b[n:]
 		case 5: // timeseries, decoded once all symbols are known
 			v, n, err := consumeBytes(b, num, typ)
 			if err != nil {
-				return fmt.Errorf("Request.timeseries[%d]: %w", len(r.tsRanges), err)
+				return fmt.Errorf("request.timeseries[%d]: %w", len(r.tsRanges), err)
 			}
 			r.tsRanges = append(r.tsRanges, v)
 			b = b[n:]
@@ -562,11 +560,11 @@ func DecodeV2(b []byte, r *Request) error {
 		}
 	}
 	if len(r.tsRanges) > 0 && (len(r.symbols) == 0 || r.symbols[0] != "") {
-		return errors.New("Request.symbols: the first symbol must be the empty string")
+		return errors.New("request.symbols: the first symbol must be the empty string")
 	}
 	for i, ts := range r.tsRanges {
 		if err := r.decodeSeriesV2(ts); err != nil {
-			return fmt.Errorf("Request.timeseries[%d]: %w", i, err)
+			return fmt.Errorf("request.timeseries[%d]: %w", i, err)
 		}
 	}
 	return nil

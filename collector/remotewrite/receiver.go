@@ -17,10 +17,10 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/alecthomas/units"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -35,30 +35,16 @@ const ReceiverName = "remote_write"
 // Config bounds what one request may carry. The limits on what it holds
 // (labels, timestamps) are the hot path's, shared by every receiver.
 type Config struct {
-	// MaxRequestBytes is the largest compressed body accepted (413 beyond).
-	MaxRequestBytes units.Base2Bytes `yaml:"max_request_bytes"`
-	// MaxDecompressedBytes is the largest decompressed body accepted (413 beyond).
-	MaxDecompressedBytes units.Base2Bytes `yaml:"max_decompressed_bytes"`
+	collector.BodyLimits `yaml:",inline"`
 }
 
 // DefaultConfig is the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{
-		MaxRequestBytes:      collector.DefaultMaxRequestBytes,
-		MaxDecompressedBytes: collector.DefaultMaxDecompressedBytes,
-	}
+	return Config{BodyLimits: collector.DefaultBodyLimits()}
 }
 
 // Validate reports a limit that cannot work.
-func (c Config) Validate() error {
-	switch {
-	case c.MaxRequestBytes <= 0:
-		return fmt.Errorf("max_request_bytes must be positive, got %s", c.MaxRequestBytes)
-	case c.MaxDecompressedBytes <= 0:
-		return fmt.Errorf("max_decompressed_bytes must be positive, got %s", c.MaxDecompressedBytes)
-	}
-	return nil
-}
+func (c Config) Validate() error { return c.BodyLimits.Validate() }
 
 // Storage is where the receiver writes: the hot path, which appends
 // through the ingest limits and remembers series references. Its
@@ -92,7 +78,7 @@ func New(cfg Config, app Storage, md collector.MetadataSink, metrics *collector.
 		logger = slog.New(slog.DiscardHandler)
 	}
 	rcv := &Receiver{cfg: cfg, app: app, md: md, metrics: metrics, logger: logger}
-	var h http.Handler = remoteapi.NewWriteHandler(rcv,
+	h := remoteapi.NewWriteHandler(rcv,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
 		remoteapi.WithWriteHandlerLogger(logger),
 		remoteapi.WithWriteHandlerMiddlewares(rcv.readBody),
@@ -385,7 +371,7 @@ func appendKey(dst []byte, ls []Label) []byte {
 
 func metricName(ls []Label) string {
 	for _, l := range ls {
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			return l.Value
 		}
 	}
@@ -422,13 +408,13 @@ func buildLabels(b *labels.ScratchBuilder, ls []Label) (labels.Labels, error) {
 		if l.Value == "" {
 			continue
 		}
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			hasName = true
 		}
 		b.Add(l.Name, l.Value)
 	}
 	if !hasName {
-		return labels.EmptyLabels(), fmt.Errorf("%w: no metric name: the %s label is missing or empty in {%s}", collector.ErrInvalidLabels, labels.MetricName, formatLabels(ls))
+		return labels.EmptyLabels(), fmt.Errorf("%w: no metric name: the %s label is missing or empty in {%s}", collector.ErrInvalidLabels, model.MetricNameLabel, formatLabels(ls))
 	}
 	return b.Labels(), nil
 }

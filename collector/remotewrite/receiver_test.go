@@ -121,7 +121,7 @@ func selectAll(t *testing.T, st *storage.Storage, selector string) map[string][]
 
 func parseSelector(s string) ([]*labels.Matcher, error) {
 	name, rest, _ := strings.Cut(s, "{")
-	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name)}
 	rest = strings.TrimSuffix(rest, "}")
 	if rest != "" {
 		for _, kv := range strings.Split(rest, ",") {

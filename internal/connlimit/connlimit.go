@@ -63,35 +63,33 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if l.normal == nil {
 		return l.Listener.Accept()
 	}
-	for {
-		var slot chan struct{}
+	var slot chan struct{}
+	select {
+	case l.normal <- struct{}{}:
+		slot = l.normal
+	default:
 		select {
 		case l.normal <- struct{}{}:
 			slot = l.normal
-		default:
-			select {
-			case l.normal <- struct{}{}:
-				slot = l.normal
-			case l.reserve <- struct{}{}:
-				slot = l.reserve
-			case <-l.done:
-				return nil, net.ErrClosed
-			}
+		case l.reserve <- struct{}{}:
+			slot = l.reserve
+		case <-l.done:
+			return nil, net.ErrClosed
 		}
-		c, err := l.Listener.Accept()
-		if err != nil {
-			<-slot
-			return nil, err
-		}
-		lc := &conn{Conn: c, release: func() { <-slot }}
-		if slot == l.reserve {
-			l.overflow.Inc()
-			lc.probeOnly = true
-			lc.deadline = time.Now().Add(l.cfg.ProbeTimeout)
-			_ = c.SetDeadline(lc.deadline)
-		}
-		return lc, nil
 	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-slot
+		return nil, err
+	}
+	lc := &conn{Conn: c, release: func() { <-slot }}
+	if slot == l.reserve {
+		l.overflow.Inc()
+		lc.probeOnly = true
+		lc.deadline = time.Now().Add(l.cfg.ProbeTimeout)
+		_ = c.SetDeadline(lc.deadline)
+	}
+	return lc, nil
 }
 
 // Close closes the listener.

@@ -9,11 +9,11 @@ import (
 )
 
 func TestAnnotationEvents(t *testing.T) {
-	const min = int64(60_000)
+	const minute = int64(60_000)
 	steps := func(n int, v func(i int) float64) []Point {
 		var ps []Point
 		for i := range n {
-			ps = append(ps, Point{T: int64(i) * min, V: v(i)})
+			ps = append(ps, Point{T: int64(i) * minute, V: v(i)})
 		}
 		return ps
 	}
@@ -26,19 +26,19 @@ func TestAnnotationEvents(t *testing.T) {
 	}{
 		{"a series at 1 for ten steps is one region", Annotation{TitleFormat: "{{alertname}}"},
 			steps(10, func(int) float64 { return 1 }),
-			[]Event{{Title: "HighErrors", Time: 0, TimeEnd: 9 * min}}},
+			[]Event{{Title: "HighErrors", Time: 0, TimeEnd: 9 * minute}}},
 		{"a gap longer than the step splits it", Annotation{TitleFormat: "{{alertname}}"},
 			steps(6, func(i int) float64 { return float64(1 - i/2%2) }),
-			[]Event{{Title: "HighErrors", Time: 0, TimeEnd: min}, {Title: "HighErrors", Time: 4 * min, TimeEnd: 5 * min}}},
+			[]Event{{Title: "HighErrors", Time: 0, TimeEnd: minute}, {Title: "HighErrors", Time: 4 * minute, TimeEnd: 5 * minute}}},
 		{"a constant value used for time is one marker", Annotation{TitleFormat: "Verdict {{version}}", UseValueForTime: true, TagKeys: []string{"version", "nope"}},
 			steps(10, func(int) float64 { return 123_456 }),
 			[]Event{{Title: "Verdict v2", Tags: []string{"v2"}, Time: 123_456, TimeEnd: 123_456}}},
 		{"a value that moves with each step is a region", Annotation{UseValueForTime: true},
-			steps(5, func(i int) float64 { return float64(int64(i) * min) }),
-			[]Event{{Time: 0, TimeEnd: 4 * min}}},
+			steps(5, func(i int) float64 { return float64(int64(i) * minute) }),
+			[]Event{{Time: 0, TimeEnd: 4 * minute}}},
 		{"one that moves further than the step is a marker each", Annotation{UseValueForTime: true, Step: 30 * time.Second},
-			steps(3, func(i int) float64 { return float64(int64(i) * min) }),
-			[]Event{{Time: 0, TimeEnd: 0}, {Time: min, TimeEnd: min}, {Time: 2 * min, TimeEnd: 2 * min}}},
+			steps(3, func(i int) float64 { return float64(int64(i) * minute) }),
+			[]Event{{Time: 0, TimeEnd: 0}, {Time: minute, TimeEnd: minute}, {Time: 2 * minute, TimeEnd: 2 * minute}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := AnnotationEvents(tc.a, []Series{{Labels: ls, Points: tc.s}})

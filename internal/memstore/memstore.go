@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -96,7 +97,7 @@ func (s *Store) Select(name string) map[string]Sample {
 	defer s.mu.Unlock()
 	out := map[string]Sample{}
 	for k, ls := range s.labels {
-		if ls.Get(labels.MetricName) == name {
+		if ls.Get(model.MetricNameLabel) == name {
 			ss := s.samples[k]
 			out[k] = ss[len(ss)-1]
 		}

@@ -46,7 +46,7 @@ func Load(path string) (*Config, error) {
 	}
 	// The defaults exporter-toolkit applies before decoding.
 	c := &Config{Path: path, Config: web.Config{
-		TLSConfig:  web.TLSConfig{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, PreferServerCipherSuites: true},
+		TLSConfig:  web.TLSConfig{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13},
 		HTTPConfig: web.HTTPConfig{HTTP2: true},
 	}}
 	if err := yaml.UnmarshalStrict(b, &c.Config); err != nil {

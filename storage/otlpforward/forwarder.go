@@ -110,7 +110,6 @@ type Forwarder struct {
 	logs   bool
 
 	sent, dropped, retried *prometheus.CounterVec
-	droppedFull            prometheus.CounterFunc
 
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -60,9 +60,6 @@ type ingestRep struct {
 }
 
 func (r ingestRep) samplesPerSec() float64 { return float64(r.Samples) / r.Elapsed.Seconds() }
-func (r ingestRep) newSeriesPerSec() float64 {
-	return float64(r.ActiveSeries) / r.FirstRound.Seconds()
-}
 func (r ingestRep) laterSamplesPerSec(p *loadgen.Payload) float64 {
 	if r.LaterRounds <= 0 {
 		return 0

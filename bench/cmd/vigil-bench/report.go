@@ -61,7 +61,7 @@ func describeMachine(dataDir string) machine {
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
 				var kb int64
-				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 				m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 			}
 		}
