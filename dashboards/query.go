@@ -145,7 +145,7 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-func replaceAll(s, old, new string) string { return strings.ReplaceAll(s, old, new) }
+func replaceAll(s, old, repl string) string { return strings.ReplaceAll(s, old, repl) }
 
 // footer is the table footer Grafana writes by default (hidden, no
 // reducer); set explicitly so the JSON has a reducer list, not null.

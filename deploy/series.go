@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
@@ -103,7 +104,7 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 			b.Add(k, v)
 		}
 	}
-	add(labels.MetricName, DeploymentInfo)
+	add(model.MetricNameLabel, DeploymentInfo)
 	add(semconv.LabelService, d.Service)
 	add(semconv.LabelNamespace, d.Namespace)
 	add(semconv.LabelEnvironment, d.Environment)
@@ -115,7 +116,7 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 	b.Sort()
 	info = b.Labels()
 	b.Reset()
-	add(labels.MetricName, DeploymentStarted)
+	add(model.MetricNameLabel, DeploymentStarted)
 	add(semconv.LabelService, d.Service)
 	add(semconv.LabelNamespace, d.Namespace)
 	add(semconv.LabelEnvironment, d.Environment)
@@ -132,7 +133,7 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 			b.Add(k, val)
 		}
 	}
-	add(labels.MetricName, VerdictInfo)
+	add(model.MetricNameLabel, VerdictInfo)
 	add(semconv.LabelService, v.Service)
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
@@ -141,7 +142,7 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	b.Sort()
 	info = b.Labels()
 	b.Reset()
-	add(labels.MetricName, VerdictTimestamp)
+	add(model.MetricNameLabel, VerdictTimestamp)
 	add(semconv.LabelService, v.Service)
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
@@ -187,7 +188,7 @@ func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time
 	}
 	w.mu.Lock()
 	written := w.series(current, func(ls labels.Labels, v float64) {
-		if ls.Get(labels.MetricName) == DeploymentStarted {
+		if ls.Get(model.MetricNameLabel) == DeploymentStarted {
 			if k := ls.String(); !w.started[k] {
 				w.started[k] = true
 				appendOne(ls, t-1, 0)

@@ -16,8 +16,8 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/collector"
-	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/hotpath"
+	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/storage"
 )
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 )
@@ -30,10 +31,10 @@ type counter struct {
 	written bool
 }
 
-// NewCounters holds at most max counters named name; a counter not
+// NewCounters holds at most maxSeries counters named name; a counter not
 // increased for expiry is dropped.
-func NewCounters(name string, max int, expiry time.Duration) *Counters {
-	return &Counters{name: name, max: max, expiry: expiry, series: map[string]*counter{}}
+func NewCounters(name string, maxSeries int, expiry time.Duration) *Counters {
+	return &Counters{name: name, max: maxSeries, expiry: expiry, series: map[string]*counter{}}
 }
 
 // Add increases the counter identified by key (any byte encoding unique to
@@ -47,7 +48,7 @@ func (c *Counters) Add(key []byte, mk func() labels.Labels, delta float64, at ti
 		if len(c.series) >= c.max {
 			return false
 		}
-		s = &counter{ls: labels.NewBuilder(mk()).Set(labels.MetricName, c.name).Labels()}
+		s = &counter{ls: labels.NewBuilder(mk()).Set(model.MetricNameLabel, c.name).Labels()}
 		c.series[string(key)] = s
 	}
 	s.v += delta

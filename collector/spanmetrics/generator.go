@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -460,8 +461,8 @@ func (g *Generator) collect(at time.Time) []sample {
 	stale := math.Float64frombits(value.StaleNaN)
 	var out []sample
 	for k, s := range g.series {
-		calls := labels.NewBuilder(s.ls).Set(labels.MetricName, semconv.SpanCalls).Labels()
-		native := labels.NewBuilder(s.ls).Set(labels.MetricName, semconv.SpanDuration).Labels()
+		calls := labels.NewBuilder(s.ls).Set(model.MetricNameLabel, semconv.SpanCalls).Labels()
+		native := labels.NewBuilder(s.ls).Set(model.MetricNameLabel, semconv.SpanDuration).Labels()
 		if at.Sub(s.updated) > exp {
 			delete(g.series, k)
 			if !s.written {
@@ -518,11 +519,11 @@ func (g *Generator) classicSeries(ls labels.Labels) []labels.Labels {
 	}
 	var out []labels.Labels
 	for _, b := range append(slices.Clone(g.cfg.Buckets), math.Inf(1)) {
-		out = append(out, labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", formatLe(b)).Labels())
+		out = append(out, labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", formatLe(b)).Labels())
 	}
 	return append(out,
-		labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_sum").Labels(),
-		labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_count").Labels())
+		labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_sum").Labels(),
+		labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_count").Labels())
 }
 
 // classic writes the histogram as classic _bucket/_sum/_count series; the
@@ -532,7 +533,7 @@ func (g *Generator) classic(ls labels.Labels, h *dto.Histogram, ex *exemplar.Exe
 	exPlaced := false
 	for _, b := range h.GetBucket() {
 		s := sample{
-			ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", formatLe(b.GetUpperBound())).Labels(),
+			ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", formatLe(b.GetUpperBound())).Labels(),
 			v:  float64(b.GetCumulativeCount()),
 		}
 		if ex != nil && !exPlaced && ex.Value <= b.GetUpperBound() {
@@ -540,13 +541,13 @@ func (g *Generator) classic(ls labels.Labels, h *dto.Histogram, ex *exemplar.Exe
 		}
 		out = append(out, s)
 	}
-	inf := sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", "+Inf").Labels(), v: float64(h.GetSampleCount())}
+	inf := sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", "+Inf").Labels(), v: float64(h.GetSampleCount())}
 	if ex != nil && !exPlaced {
 		inf.exs = []exemplar.Exemplar{*ex}
 	}
 	return append(out, inf,
-		sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_sum").Labels(), v: h.GetSampleSum()},
-		sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_count").Labels(), v: float64(h.GetSampleCount())},
+		sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_sum").Labels(), v: h.GetSampleSum()},
+		sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_count").Labels(), v: float64(h.GetSampleCount())},
 	)
 }
 
