@@ -48,6 +48,9 @@ type Forwarder struct {
 	rs     *remote.Storage
 	logger *slog.Logger
 	queues atomic.Int64
+	// stall is how long Drain waits for remote write to send anything at
+	// all before it gives up on an endpoint that does not answer.
+	stall atomic.Int64
 }
 
 // noScrapeManager tells remote write's metadata watcher that Vigil has no
@@ -88,6 +91,11 @@ func (f *Forwarder) ApplyConfig(cfg ForwardConfig) error {
 		return fmt.Errorf("apply remote_write config: %w", err)
 	}
 	f.queues.Store(int64(len(cfg.RemoteWrite)))
+	var deadline time.Duration
+	for _, rw := range cfg.RemoteWrite {
+		deadline = max(deadline, time.Duration(rw.QueueConfig.BatchSendDeadline))
+	}
+	f.stall.Store(int64(2*deadline + 5*time.Second))
 	if len(cfg.RemoteWrite) > 0 {
 		f.logger.Info("Forwarding by remote_write", "endpoints", len(cfg.RemoteWrite))
 	}
@@ -128,17 +136,25 @@ func (f *Forwarder) Drain(ctx context.Context, s *Storage, marker labels.Labels)
 }
 
 // waitSent waits until every remote_write endpoint has been sent a sample
-// of the second of t (Unix milliseconds) or later, or ctx is done; it
-// reports which.
+// of the second of t (Unix milliseconds) or later; it gives up when ctx is
+// done or nothing was sent for two batch_send_deadlines and 5s (an
+// endpoint that is down: Close still waits for it up to the flush
+// deadline). It reports whether everything was sent.
 func (f *Forwarder) waitSent(ctx context.Context, t int64) bool {
 	want := t / 1000 * 1000
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
-	for f.rs.LowestSentTimestamp() < want {
+	last, moved := f.rs.LowestSentTimestamp(), time.Now()
+	for last < want {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-tick.C:
+		}
+		if cur := f.rs.LowestSentTimestamp(); cur != last {
+			last, moved = cur, time.Now()
+		} else if time.Since(moved) > time.Duration(f.stall.Load()) {
+			return false
 		}
 	}
 	return true
