@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/vigilhq/vigil/internal/red"
 	"github.com/vigilhq/vigil/internal/yamlconf"
 )
 
@@ -100,8 +101,7 @@ func (s Signals) query(q string) string {
 	if sel == "" {
 		sel = "$selector"
 	}
-	v := fmt.Sprintf("%s{%s}", q, sel)
-	return fmt.Sprintf("sum((%s - %s offset $step) >= 0 or %s)", v, v, v)
+	return red.StepIncrease(q, sel, "$step")
 }
 
 func (s Signals) validate() error {
