@@ -129,7 +129,7 @@ type SLOs struct {
 	Latency      *LatencySLO      `yaml:"latency"`
 }
 
-// AvailabilitySLO: the share of server spans that do not end in an error.
+// AvailabilitySLO is the share of server spans that do not end in an error.
 type AvailabilitySLO struct {
 	// Objective in percent, e.g. 99.9.
 	Objective float64 `yaml:"objective"`
@@ -137,7 +137,7 @@ type AvailabilitySLO struct {
 	Window model.Duration `yaml:"window"`
 }
 
-// LatencySLO: the share of server spans faster than Threshold.
+// LatencySLO is the share of server spans faster than Threshold.
 type LatencySLO struct {
 	Objective float64        `yaml:"objective"`
 	Threshold model.Duration `yaml:"threshold"`

@@ -23,7 +23,7 @@ func TestEvaluate(t *testing.T) {
 		mode     string
 		reason   string
 	}
-	max := 0.05
+	bound := 0.05
 	tests := []struct {
 		name    string
 		traffic []traffic
@@ -91,7 +91,7 @@ func TestEvaluate(t *testing.T) {
 			traffic: []traffic{{version: "v1", from: before, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3},
 				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3}},
 			at: 2 * time.Minute, window: 10 * time.Minute,
-			signals: append(DefaultSignals(), sloAvailability(max)),
+			signals: append(DefaultSignals(), sloAvailability(bound)),
 			want:    want{decision: Rollback, failing: []string{"slo_availability"}},
 		},
 	}
@@ -149,9 +149,9 @@ func TestEvaluate(t *testing.T) {
 
 // sloAvailability is the error ratio with an absolute bound, as the
 // catalog's availability SLO adds it.
-func sloAvailability(max float64) Signal {
+func sloAvailability(bound float64) Signal {
 	s := DefaultSignals()[1]
-	s.Name, s.Max, s.Tolerance, s.Floor, s.Weight = "slo_availability", &max, 0, max, 1
+	s.Name, s.Max, s.Tolerance, s.Floor, s.Weight = "slo_availability", &bound, 0, bound, 1
 	return s
 }
 
