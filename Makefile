@@ -25,6 +25,14 @@ GO_PEERS  := telemetrygen:github.com/open-telemetry/opentelemetry-collector-cont
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(GOBIN)/golangci-lint
 
+# An OpenTelemetry Collector with the loadbalancing exporter, built with the
+# official builder from a pinned manifest (the scale-out tests put it in front
+# of Vigil's collector replicas). Rebuilt only when the manifest's dist.version
+# changes; a cold build takes several minutes (see docs/development.md).
+OTELCOL_BUILDER      := go.opentelemetry.io/collector/cmd/builder@v0.161.0
+OTELCOL_LB_MANIFEST  := internal/peers/otelcol/builder.yaml
+OTELCOL_LB_VERSION   := $(shell sed -n 's/^  version: //p' $(OTELCOL_LB_MANIFEST))
+
 TEST_TIMEOUT ?= 20m
 # The whole suite runs under the race detector (measured: 10.5 min on 2 busy cores).
 RACE         ?= -race
@@ -63,6 +71,15 @@ peers:
 	@if $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then echo ">> golangci-lint present"; \
 	else echo ">> go install golangci-lint $(GOLANGCI_LINT_VERSION)"; \
 		GOBIN=$(GOBIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) || exit 1; fi
+	@if "$(GOBIN)/otelcol-loadbalancing" --version 2>/dev/null | grep -qF "$(OTELCOL_LB_VERSION)"; then \
+		echo ">> otelcol-loadbalancing $(OTELCOL_LB_VERSION) present"; \
+	else \
+		echo ">> building otelcol-loadbalancing $(OTELCOL_LB_VERSION) with the OpenTelemetry Collector builder (several minutes on a cold cache)"; \
+		GOBIN=$(GOBIN) $(GO) install $(OTELCOL_BUILDER) || exit 1; \
+		dir=$$(mktemp -d) && cp $(OTELCOL_LB_MANIFEST) $$dir/ && \
+		(cd $$dir && $(GOBIN)/builder --config builder.yaml >build.log 2>&1 || { cat build.log; exit 1; }) && \
+		install -m 0755 $$dir/otelcol-loadbalancing/otelcol-loadbalancing $(GOBIN)/otelcol-loadbalancing && rm -rf $$dir; \
+	fi
 
 # The Kubernetes control plane the rollback tests run against, built from the Go module proxy
 # through the nested build module internal/peers/kubebuild (versions pinned in its go.mod):

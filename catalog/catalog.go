@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/vigilhq/vigil/internal/red"
 	"github.com/vigilhq/vigil/internal/yamlconf"
 )
 
@@ -51,6 +52,75 @@ type Service struct {
 	Operations []string `yaml:"operations"`
 	SLOs       SLOs     `yaml:"slos"`
 	Rollback   Rollback `yaml:"rollback"`
+	// Signals are the service's own request and error counts, for a
+	// service without HTTP (server span) traffic, such as a queue consumer.
+	Signals *Signals `yaml:"signals"`
+}
+
+// Signals are what a service without server spans counts instead: the
+// verdict engine uses them as its traffic signal and, errors among
+// requests, as its error ratio (and the total of its log error ratio); the
+// availability SLO bounds the same ratio.
+//
+// Requests and Errors are each either a counter's name — Vigil counts its
+// increase per step, series by series, in the series Selector selects — or
+// PromQL giving the count per step, with the placeholders of custom signals
+// ($selector, $version, $service, $step, $rate). Either must select the
+// version under test, or every version would be counted as the new one.
+type Signals struct {
+	Requests string `yaml:"requests"`
+	Errors   string `yaml:"errors"`
+	// Selector selects the version's series of counters given by name:
+	// label matchers without braces, with placeholders. Default $selector:
+	// service, environment, namespace and version as the catalog has them,
+	// and the service's matchers. Counters whose labels differ (an OTLP
+	// metric carries job rather than service) say so:
+	// 'job="mailer",version="$version"'.
+	Selector string `yaml:"selector"`
+	// Unit is what the counters count, for the verdict's texts (jobs,
+	// messages); default requests.
+	Unit string `yaml:"unit"`
+}
+
+// RequestsQuery is the PromQL counting the requests per step.
+func (s Signals) RequestsQuery() string { return s.query(s.Requests) }
+
+// ErrorsQuery is the PromQL counting the errors per step.
+func (s Signals) ErrorsQuery() string { return s.query(s.Errors) }
+
+var metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+
+// query turns a counter's name into the count of its increase per step:
+// series by series, a series that grew counts its growth, one new in the
+// step or restarted from zero its whole value; summed.
+func (s Signals) query(q string) string {
+	if !metricNameRE.MatchString(q) {
+		return q
+	}
+	sel := s.Selector
+	if sel == "" {
+		sel = "$selector"
+	}
+	return red.StepIncrease(q, sel, "$step")
+}
+
+func (s Signals) validate() error {
+	if s.Requests == "" || s.Errors == "" {
+		return errors.New("requests and errors: both required")
+	}
+	if s.Selector != "" && !metricNameRE.MatchString(s.Requests) && !metricNameRE.MatchString(s.Errors) {
+		return errors.New("selector: only for counters given by name; the PromQL of requests and errors has its own")
+	}
+	render := strings.NewReplacer("$selector", `service="x",version="v"`, "$version", "v", "$service", `service="x"`, "$step", "15s", "$rate", "1m")
+	for _, f := range []struct{ key, q string }{{"requests", s.RequestsQuery()}, {"errors", s.ErrorsQuery()}} {
+		if !strings.Contains(f.q, "$selector") && !strings.Contains(f.q, "$version") {
+			return fmt.Errorf("%s: %q selects no version: use $selector (or $version) so that only the version under test is counted", f.key, f.q)
+		}
+		if _, err := parser.NewParser(parser.Options{}).ParseExpr(render.Replace(f.q)); err != nil {
+			return fmt.Errorf("%s: %q: %w", f.key, f.q, err)
+		}
+	}
+	return nil
 }
 
 // SLOs are a service's objectives. A nil objective is not generated.
@@ -59,7 +129,7 @@ type SLOs struct {
 	Latency      *LatencySLO      `yaml:"latency"`
 }
 
-// AvailabilitySLO: the share of server spans that do not end in an error.
+// AvailabilitySLO is the share of server spans that do not end in an error.
 type AvailabilitySLO struct {
 	// Objective in percent, e.g. 99.9.
 	Objective float64 `yaml:"objective"`
@@ -67,7 +137,7 @@ type AvailabilitySLO struct {
 	Window model.Duration `yaml:"window"`
 }
 
-// LatencySLO: the share of server spans faster than Threshold.
+// LatencySLO is the share of server spans faster than Threshold.
 type LatencySLO struct {
 	Objective float64        `yaml:"objective"`
 	Threshold model.Duration `yaml:"threshold"`
@@ -75,13 +145,29 @@ type LatencySLO struct {
 }
 
 // Rollback says how Vigil rolls the service back on a rollback verdict.
-// Both are optional; with neither, Vigil only reports.
+// Both actions are optional; with neither, Vigil only reports.
 type Rollback struct {
-	// Automatic turns on rollback without a person in the loop.
-	Automatic  bool                `yaml:"automatic"`
-	Kubernetes *KubernetesRollback `yaml:"kubernetes"`
-	Webhook    *WebhookRollback    `yaml:"webhook"`
+	// Mode is what Vigil does with a rollback verdict: ModeEnforce runs the
+	// actions, ModeShadow records what they would have done (wouldAct) and
+	// calls nothing. Default: enforce where automatic is true, else shadow.
+	Mode string `yaml:"mode"`
+	// Automatic is the older spelling of mode: enforce.
+	Automatic bool `yaml:"automatic"`
+	// AfterPromotion lets a regression found by the watch after a
+	// promotion (deploy.watch) be acted on, in enforce mode.
+	AfterPromotion bool                `yaml:"after_promotion"`
+	Kubernetes     *KubernetesRollback `yaml:"kubernetes"`
+	Webhook        *WebhookRollback    `yaml:"webhook"`
 }
+
+// Rollback modes.
+const (
+	ModeEnforce = "enforce"
+	ModeShadow  = "shadow"
+)
+
+// Enforced reports whether rollback verdicts are acted on.
+func (r Rollback) Enforced() bool { return r.Mode == ModeEnforce }
 
 // KubernetesRollback names the workload Vigil rolls back in Kubernetes.
 // Before acting, Vigil checks that the workload still runs the version the
@@ -168,6 +254,12 @@ func (c *Catalog) applyDefaults() {
 		if l := s.SLOs.Latency; l != nil && l.Window == 0 {
 			l.Window = c.Defaults.SLOWindow
 		}
+		if s.Rollback.Mode == "" {
+			s.Rollback.Mode = ModeShadow
+			if s.Rollback.Automatic {
+				s.Rollback.Mode = ModeEnforce
+			}
+		}
 		if k := s.Rollback.Kubernetes; k != nil {
 			if k.Namespace == "" {
 				k.Namespace = s.Namespace
@@ -231,8 +323,20 @@ func (c *Catalog) Validate() error {
 		if w := s.Rollback.Webhook; w != nil && w.URL == "" {
 			return fmt.Errorf("%s.rollback.webhook.url: required", at)
 		}
-		if s.Rollback.Automatic && s.Rollback.Kubernetes == nil && s.Rollback.Webhook == nil {
+		switch r := s.Rollback; {
+		case r.Mode != ModeEnforce && r.Mode != ModeShadow:
+			return fmt.Errorf("%s.rollback.mode: %q is not %s or %s", at, r.Mode, ModeShadow, ModeEnforce)
+		case r.Automatic && r.Mode == ModeShadow:
+			return fmt.Errorf("%s.rollback.automatic: true means mode: enforce; drop it to run in shadow mode", at)
+		case r.Automatic && r.Kubernetes == nil && r.Webhook == nil:
 			return fmt.Errorf("%s.rollback.automatic: needs rollback.kubernetes or rollback.webhook", at)
+		case r.Mode == ModeEnforce && r.Kubernetes == nil && r.Webhook == nil:
+			return fmt.Errorf("%s.rollback.mode: enforce needs rollback.kubernetes or rollback.webhook", at)
+		}
+		if sg := s.Signals; sg != nil {
+			if err := sg.validate(); err != nil {
+				return fmt.Errorf("%s.signals.%w", at, err)
+			}
 		}
 	}
 	return nil

@@ -113,3 +113,77 @@ func TestMatchersOn(t *testing.T) {
 		t.Errorf("no matchers: %q", got)
 	}
 }
+
+func TestRollbackMode(t *testing.T) {
+	for _, tc := range []struct {
+		in, mode string
+		after    bool
+		err      string
+	}{
+		{"{}", ModeShadow, false, ""},
+		{"{webhook: {url: http://x}}", ModeShadow, false, ""},
+		{"{automatic: true, webhook: {url: http://x}}", ModeEnforce, false, ""},
+		{"{mode: enforce, after_promotion: true, webhook: {url: http://x}}", ModeEnforce, true, ""},
+		{"{mode: shadow, after_promotion: true}", ModeShadow, true, ""},
+		{"{mode: enforce}", "", false, "rollback.mode: enforce needs rollback.kubernetes or rollback.webhook"},
+		{"{mode: shadow, automatic: true, webhook: {url: http://x}}", "", false, "rollback.automatic: true means mode: enforce"},
+		{"{mode: dry-run}", "", false, `rollback.mode: "dry-run" is not shadow or enforce`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := Parse([]byte("services:\n- name: checkout\n  rollback: " + tc.in + "\n"))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := c.Services[0].Rollback
+			if r.Mode != tc.mode || r.Enforced() != (tc.mode == ModeEnforce) || r.AfterPromotion != tc.after {
+				t.Errorf("mode %q after_promotion %v, want %q %v", r.Mode, r.AfterPromotion, tc.mode, tc.after)
+			}
+		})
+	}
+}
+
+func TestServiceSignals(t *testing.T) {
+	for _, tc := range []struct {
+		in, requests, errors, err string
+	}{
+		{"{requests: jobs_processed_total, errors: jobs_failed_total, unit: jobs}",
+			"sum((jobs_processed_total{$selector} - jobs_processed_total{$selector} offset $step) >= 0 or jobs_processed_total{$selector})",
+			"sum((jobs_failed_total{$selector} - jobs_failed_total{$selector} offset $step) >= 0 or jobs_failed_total{$selector})", ""},
+		{`{requests: jobs_total, errors: jobs_failed_total, selector: 'job="mailer",version="$version"'}`,
+			`sum((jobs_total{job="mailer",version="$version"} - jobs_total{job="mailer",version="$version"} offset $step) >= 0 or jobs_total{job="mailer",version="$version"})`,
+			`sum((jobs_failed_total{job="mailer",version="$version"} - jobs_failed_total{job="mailer",version="$version"} offset $step) >= 0 or jobs_failed_total{job="mailer",version="$version"})`, ""},
+		{"{requests: 'sum(increase(jobs_total{$selector}[$step]))', errors: 'sum(increase(jobs_total{$selector,result=\"failed\"}[$step]))'}",
+			"sum(increase(jobs_total{$selector}[$step]))", `sum(increase(jobs_total{$selector,result="failed"}[$step]))`, ""},
+		{"{requests: jobs_total}", "", "", "signals.requests and errors: both required"},
+		{`{requests: jobs_total, errors: failed_total, selector: 'job="mailer"'}`, "", "", "selects no version"},
+		{"{requests: 'sum(rate(jobs_total[1m]))', errors: failed_total}", "", "", "signals.requests: \"sum(rate(jobs_total[1m]))\" selects no version"},
+		{"{requests: 'sum(jobs_total{$selector}', errors: failed_total}", "", "", "signals.requests"},
+		{`{requests: 'sum(x{$selector})', errors: 'sum(y{$selector})', selector: 'job="a"'}`, "", "", "selector: only for counters given by name"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := Parse([]byte("services:\n- name: mailer\n  signals: " + tc.in + "\n"))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.Services[0].Signals
+			if got := s.RequestsQuery(); got != tc.requests {
+				t.Errorf("requests query\n got %s\nwant %s", got, tc.requests)
+			}
+			if got := s.ErrorsQuery(); got != tc.errors {
+				t.Errorf("errors query\n got %s\nwant %s", got, tc.errors)
+			}
+		})
+	}
+}

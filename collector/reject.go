@@ -28,6 +28,10 @@ const (
 	ReasonLabelNameTooLong  = "label_name_too_long"
 	ReasonLabelValueTooLong = "label_value_too_long"
 	ReasonInvalidUTF8       = "invalid_utf8"
+	// ReasonDerivedSeries: a sample of a series Vigil derives itself (span
+	// metrics, service graph, log metrics, deployment and verdict series)
+	// from a writer not listed in ingest.accept_derived_series_from.
+	ReasonDerivedSeries = "derived_series"
 )
 
 // Reasons a whole request is refused: the "reason" label of
@@ -53,6 +57,10 @@ var (
 	ErrMaxLabelNames = errors.New("too many labels")
 	// ErrLabelNameTooLong is a label name longer than ingest.max_label_name_length.
 	ErrLabelNameTooLong = errors.New("label name too long")
+	// ErrDerivedSeries is a sample of a derived series from a writer that
+	// may not send them: the verdict and the generated rules trust these
+	// series, so a forged one could roll a good version back.
+	ErrDerivedSeries = errors.New("series derived by Vigil")
 	// ErrLabelValueTooLong is a label value longer than ingest.max_label_value_length.
 	ErrLabelValueTooLong = errors.New("label value too long")
 )
@@ -74,6 +82,8 @@ func ReasonOf(err error) string {
 		return ReasonOutOfBounds
 	case errors.Is(err, ErrSampleTooFarInFuture):
 		return ReasonFuture
+	case errors.Is(err, ErrDerivedSeries):
+		return ReasonDerivedSeries
 	case errors.Is(err, ErrSeriesLimit):
 		return ReasonSeriesLimit
 	case errors.Is(err, ErrMaxLabelNames):

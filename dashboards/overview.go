@@ -10,6 +10,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/red"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // OverviewUID is the uid of the deployments overview.
@@ -44,11 +46,11 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 		Timezone(common.TimeZoneBrowser).
 		WithVariable(datasourceVariable(cfg.DatasourceName, cfg.DatasourceUID)).
 		WithVariable(multiAll(queryVariable("environment", "Environment",
-			fmt.Sprintf(`label_values(%s, environment)`, spanCalls)))).
+			fmt.Sprintf(`label_values(%s, environment)`, semconv.SpanCalls)))).
 		WithVariable(multiAll(queryVariable("service", "Service",
-			fmt.Sprintf(`label_values(%s{environment=~"$environment"}, service)`, spanCalls)).Regex(serviceRegex))).
+			fmt.Sprintf(`label_values(%s{environment=~"$environment"}, service)`, semconv.SpanCalls)).Regex(serviceRegex))).
 		WithVariable(multiAll(queryVariable("version", "Version",
-			fmt.Sprintf(`label_values(%s{environment=~"$environment",service=~"$service"}, version)`, spanCalls)))).
+			fmt.Sprintf(`label_values(%s{environment=~"$environment",service=~"$service"}, version)`, semconv.SpanCalls)))).
 		Annotation(deployAnnotation(sel)).
 		Annotation(verdictAnnotation(sel)).
 		Annotation(alertsAnnotation(`service=~"$service"`)).
@@ -67,21 +69,21 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 		WithPanel(stat.NewPanelBuilder().
 			Title("Services deployed").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`count(%s{%s}) or vector(0)`, deployInfo, sel), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`count(%s{%s}) or vector(0)`, semconv.DeploymentInfo, sel), "").Instant()).
 			ColorMode(common.BigValueColorModeNone).
 			Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Deploys in range").
 			Description("Deployments started in the dashboard's time range.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`count(max by (service, environment, version) (max_over_time(%s{%s}[$__range])) > time() - $__range_s) or vector(0)`, deployStarted, sel), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`count(max by (service, environment, version) (max_over_time(%s{%s}[$__range])) > time() - $__range_s) or vector(0)`, semconv.DeploymentStarted, sel), "").Instant()).
 			ColorMode(common.BigValueColorModeNone).
 			Thresholds(neutral())).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Rollback verdicts").
 			Description("Service versions given a rollback verdict in the time range.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`count(last_over_time(%s{%s,decision="rollback"}[$__range])) or vector(0)`, verdictInfo, sel), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`count(last_over_time(%s{%s,decision="rollback"}[$__range])) or vector(0)`, semconv.VerdictInfo, sel), "").Instant()).
 			Thresholds(thresholds("green", step{1, "red"})).
 			ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(stat.NewPanelBuilder().
@@ -111,20 +113,20 @@ func Overview(cat *catalog.Catalog, cfg Config) (Dashboard, error) {
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Request rate by service").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (service, environment) (rate(%s{%s,%s}[$__rate_interval]))`, spanCalls, selV, serverKind), "{{service}} ({{environment}})")).
+			WithTarget(promQuery("A", red.Requests(selV, rateInterval, semconv.LabelService, semconv.LabelEnvironment), "{{service}} ({{environment}})")).
 			Unit("reqps").Min(0).
 			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio by service").
 			Span(8).Height(8).
 			Description("Share of server spans with status ERROR; a service without errors shows 0.").
-			WithTarget(promQuery("A", errorRatio("sum by (service, environment)", matchers(selV, serverKind)), "{{service}} ({{environment}})")).
+			WithTarget(promQuery("A", red.ErrorRatio(selV, rateInterval, semconv.LabelService, semconv.LabelEnvironment), "{{service}} ({{environment}})")).
 			Unit("percentunit").Min(0).
 			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("p99 latency by service").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`histogram_quantile(0.99, sum by (service, environment) (rate(%s{%s,%s}[$__rate_interval])))`, spanDuration, selV, serverKind), "{{service}} ({{environment}})")).
+			WithTarget(promQuery("A", red.Latency(0.99, selV, rateInterval, semconv.LabelService, semconv.LabelEnvironment), "{{service}} ({{environment}})")).
 			Unit("s").Min(0).
 			Legend(legend(8)).Tooltip(tooltip()))
 
@@ -144,13 +146,13 @@ func deploymentsTable(sel string) *table.PanelBuilder {
 		"title": "Open ${__data.fields.service} (${__data.fields.environment})",
 		"url":   "/d/vigil-svc-${__data.fields.service}-${__data.fields.environment}?${__url_time_range}&var-datasource=${datasource}",
 	}
-	current := fmt.Sprintf(`on (service, environment, version) %s{%s}`, deployInfo, sel)
+	current := fmt.Sprintf(`on (service, environment, version) %s{%s}`, semconv.DeploymentInfo, sel)
 	return table.NewPanelBuilder().
 		Title("Current deployments").
 		Description("vigil_deployment_info joined with the deploy start time and the latest verdict of the deployed version. Click a service to open its dashboard.").
-		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, previous_version, pipeline, commit, strategy) (%s{%s})`, deployInfo, sel))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000 and %s`, deployStarted, sel, current))).
-		WithTarget(tableQuery("C", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) and %s`, verdictInfo, sel, current))).
+		WithTarget(tableQuery("A", fmt.Sprintf(`max by (service, environment, version, previous_version, pipeline, commit, strategy) (%s{%s})`, semconv.DeploymentInfo, sel))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version) (%s{%s}) * 1000 and %s`, semconv.DeploymentStarted, sel, current))).
+		WithTarget(tableQuery("C", fmt.Sprintf(`max by (service, environment, version, decision) (%s{%s}) and %s`, semconv.VerdictInfo, sel, current))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true, "Value #A": true},

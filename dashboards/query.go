@@ -5,31 +5,27 @@ import (
 	"math"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 )
 
-// Series and label values the dashboards query. They are the names Vigil
-// writes (span and log metrics), the recording rules `vigil gen rules`
-// generates, and the deployment/verdict series of the deploy package.
+// The series the dashboards query are named in internal/semconv (what
+// Vigil derives, the rules `vigil gen rules` records, the deployment and
+// verdict series), and their RED expressions are internal/red's, the same
+// the verdict and the generated rules use. Every one sums the collector
+// replicas away.
 const (
-	spanCalls      = "traces_span_metrics_calls_total"
-	spanDuration   = "traces_span_metrics_duration_seconds"
-	logRecords     = "log_records_total"
-	deployInfo     = "vigil_deployment_info"
-	deployStarted  = "vigil_deployment_started_timestamp_seconds"
-	verdictInfo    = "vigil_verdict_info"
-	verdictTime    = "vigil_verdict_timestamp_seconds"
-	serverKind     = `span_kind="SPAN_KIND_SERVER"`
-	statusError    = `status_code="STATUS_CODE_ERROR"`
 	datasourceVar  = "datasource"
 	datasourceType = "prometheus"
+	// rateInterval is the window of every rate.
+	rateInterval = "$__rate_interval"
 )
 
 // datasource is the reference every panel, variable and annotation uses:
@@ -61,13 +57,6 @@ func tableQuery(ref, expr string) *prometheus.DataqueryBuilder {
 		Expr(expr).
 		Instant().
 		Format(prometheus.PromQueryFormatTable)
-}
-
-// errorRatio is failed over all server spans of sel, aggregated by agg
-// ("sum" or "sum by (...)"): a group without errors is 0, not missing.
-func errorRatio(agg, sel string) string {
-	total := fmt.Sprintf(`%s (rate(%s{%s}[$__rate_interval]))`, agg, spanCalls, sel)
-	return fmt.Sprintf(`(%s (rate(%s{%s,%s}[$__rate_interval])) or 0 * %s) / %s`, agg, spanCalls, sel, statusError, total, total)
 }
 
 // matchers joins non-empty label matchers with commas.
@@ -156,7 +145,7 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-func replaceAll(s, old, new string) string { return strings.ReplaceAll(s, old, new) }
+func replaceAll(s, old, repl string) string { return strings.ReplaceAll(s, old, repl) }
 
 // footer is the table footer Grafana writes by default (hidden, no
 // reducer); set explicitly so the JSON has a reducer list, not null.

@@ -15,6 +15,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/red"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // Service builds the dashboard of one catalog service in its environment:
@@ -44,14 +46,14 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 		Timezone(common.TimeZoneBrowser).
 		WithVariable(datasourceVariable(cfg.DatasourceName, cfg.DatasourceUID)).
 		WithVariable(queryVariable("environment", "Environment",
-			fmt.Sprintf(`label_values(%s{service="$service"}, environment)`, spanCalls)).
+			fmt.Sprintf(`label_values(%s{service="$service"}, environment)`, semconv.SpanCalls)).
 			Current(option(s.Environment, s.Environment))).
 		WithVariable(dashboard.NewCustomVariableBuilder("service").
 			Label("Service").
 			Values(dashboard.StringOrMap{String: ptr(s.Name)}).
 			Current(option(s.Name, s.Name))).
 		WithVariable(multiAll(queryVariable("version", "Version",
-			fmt.Sprintf(`label_values(%s{service="$service",environment="$environment"}, version)`, spanCalls)))).
+			fmt.Sprintf(`label_values(%s{service="$service",environment="$environment"}, version)`, semconv.SpanCalls)))).
 		Annotation(deployAnnotation(`service="$service",environment="$environment"`)).
 		Annotation(verdictAnnotation(`service="$service",environment="$environment"`)).
 		Annotation(alertsAnnotation(`service="$service"`)).
@@ -80,7 +82,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Current version").
 			Description("The version Vigil last recorded a deployment of (vigil_deployment_info).").
 			Span(6).Height(4).
-			WithTarget(tableQuery("A", fmt.Sprintf(`%s{service="$service",environment="$environment"}`, deployInfo))).
+			WithTarget(tableQuery("A", fmt.Sprintf(`%s{service="$service",environment="$environment"}`, semconv.DeploymentInfo))).
 			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Fields("/^version$/")).
 			TextMode(common.BigValueTextModeValue).
 			ColorMode(common.BigValueColorModeNone).
@@ -90,7 +92,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Last deploy").
 			Description("When the current version started to deploy.").
 			Span(6).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`max(max_over_time(%s{service="$service",environment="$environment"}[$__range])) * 1000`, deployStarted), "").Instant()).
+			WithTarget(promQuery("A", fmt.Sprintf(`max(max_over_time(%s{service="$service",environment="$environment"}[$__range])) * 1000`, semconv.DeploymentStarted), "").Instant()).
 			Unit("dateTimeFromNow").
 			ColorMode(common.BigValueColorModeNone).
 			Thresholds(neutral()).
@@ -98,7 +100,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 		WithPanel(stat.NewPanelBuilder().
 			Title("Request rate").
 			Span(4).Height(4).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum(rate(%s{%s}[$__rate_interval]))`, spanCalls, q.server), "")).
+			WithTarget(promQuery("A", red.Requests(q.spans, rateInterval), "")).
 			Unit("reqps").
 			GraphMode(common.BigValueGraphModeArea).
 			ColorMode(common.BigValueColorModeNone).
@@ -106,7 +108,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 		WithPanel(stat.NewPanelBuilder().
 			Title("Error ratio").
 			Span(4).Height(4).
-			WithTarget(promQuery("A", q.errorRatio(""), "")).
+			WithTarget(promQuery("A", red.ErrorRatio(q.spans, rateInterval), "")).
 			Unit("percentunit").
 			Decimals(2).
 			GraphMode(common.BigValueGraphModeArea).
@@ -115,7 +117,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 		WithPanel(stat.NewPanelBuilder().
 			Title("p99 latency").
 			Span(4).Height(4).
-			WithTarget(promQuery("A", q.quantile(0.99, ""), "")).
+			WithTarget(promQuery("A", red.Latency(0.99, q.spans, rateInterval), "")).
 			Unit("s").
 			GraphMode(common.BigValueGraphModeArea).
 			ColorMode(common.BigValueColorModeValue).
@@ -128,14 +130,14 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Request rate by version").
 			Description("Server spans per second, by the version that served them.").
 			Span(12).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval]))`, spanCalls, q.server), "{{version}}")).
+			WithTarget(promQuery("A", red.Requests(q.spans, rateInterval, semconv.LabelVersion), "{{version}}")).
 			Unit("reqps").Min(0).
 			Legend(legend(12)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio by version").
 			Description("Share of server spans with status ERROR; a version without errors shows 0. The dashed line is the error budget of the availability SLO.").
 			Span(12).Height(8).
-			WithTarget(promQuery("A", q.errorRatio("version"), "{{version}}")).
+			WithTarget(promQuery("A", red.ErrorRatio(q.spans, rateInterval, semconv.LabelVersion), "{{version}}")).
 			Unit("percentunit").Min(0).
 			Thresholds(errorThresholds(s)).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
@@ -144,9 +146,9 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Latency by version").
 			Description("p50, p95 and p99 of server span duration. The dashed line is the latency SLO threshold.").
 			Span(24).Height(9).
-			WithTarget(promQuery("A", q.quantile(0.5, "version"), "p50 {{version}}")).
-			WithTarget(promQuery("B", q.quantile(0.95, "version"), "p95 {{version}}")).
-			WithTarget(promQuery("C", q.quantile(0.99, "version"), "p99 {{version}}")).
+			WithTarget(promQuery("A", red.Latency(0.5, q.spans, rateInterval, semconv.LabelVersion), "p50 {{version}}")).
+			WithTarget(promQuery("B", red.Latency(0.95, q.spans, rateInterval, semconv.LabelVersion), "p95 {{version}}")).
+			WithTarget(promQuery("C", red.Latency(0.99, q.spans, rateInterval, semconv.LabelVersion), "p99 {{version}}")).
 			Unit("s").Min(0).
 			Thresholds(latencyThresholds(s)).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
@@ -158,24 +160,24 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Traffic split").
 			Description("Share of requests served by the version being deployed (canary) and by the one it replaces (baseline).").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", q.canary(fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval])) / scalar(sum(rate(%[1]s{%[2]s}[$__rate_interval])))`, spanCalls, q.serverAllVersions)), "canary {{version}}")).
-			WithTarget(promQuery("B", q.baseline(fmt.Sprintf(`sum by (version) (rate(%s{%s}[$__rate_interval])) / scalar(sum(rate(%[1]s{%[2]s}[$__rate_interval])))`, spanCalls, q.serverAllVersions)), "baseline {{version}}")).
+			WithTarget(promQuery("A", q.canary(q.share()), "canary {{version}}")).
+			WithTarget(promQuery("B", q.baseline(q.share()), "baseline {{version}}")).
 			Unit("percentunit").Min(0).Max(1).
 			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error ratio: canary vs baseline").
-			Description("vigil:deploy_error_ratio:rate5m, the series the verdict engine compares.").
+			Description(semconv.DeployErrorRatio + ", the error ratio per version the deploy-health alerts compare.").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", q.canary(`vigil:deploy_error_ratio:rate5m{service="$service",environment="$environment"}`), "canary {{version}}")).
-			WithTarget(promQuery("B", q.baseline(`vigil:deploy_error_ratio:rate5m{service="$service",environment="$environment"}`), "baseline {{version}}")).
+			WithTarget(promQuery("A", q.canary(semconv.DeployErrorRatio+svcEnv), "canary {{version}}")).
+			WithTarget(promQuery("B", q.baseline(semconv.DeployErrorRatio+svcEnv), "baseline {{version}}")).
 			Unit("percentunit").Min(0).
 			Legend(legend(8)).Tooltip(tooltip())).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("p99 latency: canary vs baseline").
-			Description("vigil:deploy_latency_p99_seconds:rate5m, the series the verdict engine compares.").
+			Description(semconv.DeployLatencyP99 + ", the p99 latency per version the deploy-health alerts compare.").
 			Span(8).Height(8).
-			WithTarget(promQuery("A", q.canary(`vigil:deploy_latency_p99_seconds:rate5m{service="$service",environment="$environment"}`), "canary {{version}}")).
-			WithTarget(promQuery("B", q.baseline(`vigil:deploy_latency_p99_seconds:rate5m{service="$service",environment="$environment"}`), "baseline {{version}}")).
+			WithTarget(promQuery("A", q.canary(semconv.DeployLatencyP99+svcEnv), "canary {{version}}")).
+			WithTarget(promQuery("B", q.baseline(semconv.DeployLatencyP99+svcEnv), "baseline {{version}}")).
 			Unit("s").Min(0).
 			Legend(legend(8)).Tooltip(tooltip()))
 
@@ -187,7 +189,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 				Title("Burn rate").
 				Description("How fast each SLO spends its error budget (1 = exactly the budget over the SLO window). Multi-window alerts page at 14.4 and 6, ticket at 3 and 1.").
 				Span(12).Height(8).
-				WithTarget(promQuery("A", fmt.Sprintf(`slo:current_burn_rate:ratio{%s}`, slo), "{{slo}}")).
+				WithTarget(promQuery("A", fmt.Sprintf(`%s{%s}`, semconv.SLOCurrentBurnRate, slo), "{{slo}}")).
 				Unit("x").Min(0).
 				Thresholds(thresholds("green", step{1, "yellow"}, step{6, "orange"}, step{14.4, "red"})).
 				ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
@@ -196,7 +198,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 				Title("Error budget left").
 				Description(fmt.Sprintf("Share of the error budget left over the SLO window (%s).", sloWindows(s))).
 				Span(6).Height(8).
-				WithTarget(promQuery("A", fmt.Sprintf(`slo:period_error_budget_remaining:ratio{%s}`, slo), "{{slo}}")).
+				WithTarget(promQuery("A", fmt.Sprintf(`%s{%s}`, semconv.SLOBudgetRemaining, slo), "{{slo}}")).
 				Unit("percentunit").Decimals(1).
 				Thresholds(thresholds("red", step{0.1, "orange"}, step{0.25, "green"})).
 				ColorMode(common.BigValueColorModeBackground).
@@ -206,8 +208,8 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 				Title("SLI error ratio vs budget").
 				Description("Error ratio over 1h of each SLI, against its error budget (1 - objective).").
 				Span(6).Height(8).
-				WithTarget(promQuery("A", fmt.Sprintf(`slo:sli_error:ratio_rate1h{%s}`, slo), "{{slo}} 1h")).
-				WithTarget(promQuery("B", fmt.Sprintf(`slo:error_budget:ratio{%s}`, slo), "{{slo}} budget")).
+				WithTarget(promQuery("A", fmt.Sprintf(`%s1h{%s}`, semconv.SLIErrorRatio, slo), "{{slo}} 1h")).
+				WithTarget(promQuery("B", fmt.Sprintf(`%s{%s}`, semconv.SLOErrorBudget, slo), "{{slo}} budget")).
 				Unit("percentunit").Min(0).
 				Legend(legend(6)).Tooltip(tooltip()))
 	}
@@ -216,9 +218,9 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 	b = b.WithRow(dashboard.NewRowBuilder("Logs")).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Log errors by version").
-			Description("Log records of severity error per second (log_records_total); a version that logs without errors shows 0." + q.logNote).
+			Description("Log records of severity error or fatal per second (log_records_total); a version that logs without errors shows 0." + q.logNote).
 			Span(12).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (version) (rate(%s{%s,severity="error"}[$__rate_interval])) or 0 * sum by (version) (rate(%[1]s{%[2]s}[$__rate_interval]))`, logRecords, q.logs), "{{version}}")).
+			WithTarget(promQuery("A", red.LogErrors(q.logs, rateInterval, semconv.LabelVersion)+" or 0 * "+red.Logs(q.logs, rateInterval, semconv.LabelVersion), "{{version}}")).
 			Unit("short").Min(0).Decimals(2).
 			AxisLabel("errors/s").
 			Legend(legend(12)).Tooltip(tooltip())).
@@ -226,7 +228,7 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 			Title("Log records by severity").
 			Description("Log records per second by severity (log_records_total)."+q.logNote).
 			Span(12).Height(8).
-			WithTarget(promQuery("A", fmt.Sprintf(`sum by (severity) (rate(%s{%s}[$__rate_interval]))`, logRecords, q.logs), "{{severity}}")).
+			WithTarget(promQuery("A", red.Logs(q.logs, rateInterval, semconv.LabelSeverity), "{{severity}}")).
 			Unit("short").Min(0).
 			AxisLabel("records/s").
 			Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
@@ -263,12 +265,16 @@ func Service(cat *catalog.Catalog, s catalog.Service, cfg Config) (Dashboard, er
 	return Dashboard{Folder: s.Environment, Model: d}, nil
 }
 
+// svcEnv selects the chosen service and environment.
+const svcEnv = `{service="$service",environment="$environment"}`
+
 // queries holds the label selectors of one service's series.
 type queries struct {
-	// server selects the service's server spans of the chosen versions.
-	server string
-	// serverAllVersions ignores the version variable (for shares of traffic).
-	serverAllVersions string
+	// spans selects the service's spans of the chosen versions (internal/red
+	// adds the server span kind).
+	spans string
+	// spansAllVersions ignores the version variable (for shares of traffic).
+	spansAllVersions string
 	// logs has only the catalog matchers log_records_total can carry.
 	logs     string
 	workload string
@@ -285,10 +291,10 @@ func serviceQueries(s catalog.Service, cfg Config) queries {
 	logLabels := cfg.logLabels()
 	logMatchers := s.MatchersOn(func(l string) bool { return slices.Contains(logLabels, l) })
 	q := queries{
-		server:            matchers(base, s.Matchers, serverKind, ops, `version=~"$version"`),
-		serverAllVersions: matchers(base, s.Matchers, serverKind, ops),
-		logs:              matchers(base, logMatchers, `version=~"$version"`),
-		workload:          matchers(`job=~"(.+/)?$service"`, `version=~"$version"`),
+		spans:            matchers(base, s.Matchers, ops, `version=~"$version"`),
+		spansAllVersions: matchers(base, s.Matchers, ops),
+		logs:             matchers(base, logMatchers, `version=~"$version"`),
+		workload:         matchers(`job=~"(.+/)?$service"`, `version=~"$version"`),
 	}
 	var left []string
 	for _, l := range s.MatcherLabels() {
@@ -309,34 +315,21 @@ func quoted(label, value string) string {
 	return fmt.Sprintf("%s=%q", label, value)
 }
 
-// errorRatio is failed/total server spans, summed by the given labels.
-func (q queries) errorRatio(by string) string {
-	agg := "sum"
-	if by != "" {
-		agg = "sum by (" + by + ")"
-	}
-	return errorRatio(agg, q.server)
-}
-
-// quantile is a latency quantile of the native span duration histogram.
-func (q queries) quantile(phi float64, by string) string {
-	agg := "sum"
-	if by != "" {
-		agg = "sum by (" + by + ")"
-	}
-	return fmt.Sprintf(`histogram_quantile(%v, %s (rate(%s{%s}[$__rate_interval])))`, phi, agg, spanDuration, q.server)
+// share is each version's share of the service's requests.
+func (q queries) share() string {
+	return fmt.Sprintf("%s / scalar(%s)", red.Requests(q.spansAllVersions, rateInterval, semconv.LabelVersion), red.Requests(q.spansAllVersions, rateInterval))
 }
 
 // canary keeps the series of expr (which must carry a version label) whose
 // version is the one currently deployed.
 func (q queries) canary(expr string) string {
-	return fmt.Sprintf(`%s and on (version) group by (version) (%s{service="$service",environment="$environment"})`, expr, deployInfo)
+	return fmt.Sprintf(`%s and on (version) group by (version) (%s{service="$service",environment="$environment"})`, expr, semconv.DeploymentInfo)
 }
 
 // baseline keeps the series of expr whose version is the one the current
 // deployment replaces (previous_version of vigil_deployment_info).
 func (q queries) baseline(expr string) string {
-	return fmt.Sprintf(`%s and on (version) label_replace(group by (previous_version) (%s{service="$service",environment="$environment"}), "version", "$1", "previous_version", "(.+)")`, expr, deployInfo)
+	return fmt.Sprintf(`%s and on (version) label_replace(group by (previous_version) (%s{service="$service",environment="$environment"}), "version", "$1", "previous_version", "(.+)")`, expr, semconv.DeploymentInfo)
 }
 
 // errorThresholds turn red at the availability SLO's error budget (5% when
@@ -393,7 +386,7 @@ func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("blue").
-		Expr(fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__interval])) * 1000`, deployStarted, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version) (max_over_time(%s{%s}[$__interval])) * 1000`, semconv.DeploymentStarted, sel)).
 		UseValueForTime(true).
 		Step("1m").
 		TitleFormat("Deploy {{service}} {{version}}").
@@ -401,8 +394,9 @@ func deployAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		TagKeys("service,environment,version")
 }
 
-// verdictAnnotation marks every final verdict with its decision, at the
-// time it was reached. A running verification has no
+// verdictAnnotation marks every final verdict with its decision and the
+// service's rollback mode (shadow: recorded, not acted on), at the time it
+// was reached. A running verification has no
 // vigil_verdict_timestamp_seconds series and a final one a value that never
 // changes, so each verification is one marker.
 func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
@@ -411,11 +405,11 @@ func verdictAnnotation(sel string) *dashboard.AnnotationQueryBuilder {
 		Datasource(datasource()).
 		Enable(true).
 		IconColor("purple").
-		Expr(fmt.Sprintf(`max by (service, environment, version, decision) (max_over_time(%s{%s}[$__interval])) * 1000`, verdictTime, sel)).
+		Expr(fmt.Sprintf(`max by (service, environment, version, decision, mode, stage) (max_over_time(%s{%s}[$__interval])) * 1000`, semconv.VerdictTimestamp, sel)).
 		UseValueForTime(true).
 		Step("1m").
-		TitleFormat("Verdict {{decision}}: {{service}} {{version}}").
-		TagKeys("service,version,decision")
+		TitleFormat("Verdict {{decision}} ({{mode}}): {{service}} {{version}}").
+		TagKeys("service,version,decision,mode")
 }
 
 // alertsAnnotation marks each alert that fired once, where it became
@@ -468,22 +462,33 @@ func alertTimeline(sel, by string) *statetimeline.PanelBuilder {
 
 // verdictTable lists one row per verification in the time range, newest
 // first: its final verdict (or, while it runs, its latest, with "running"
-// as its time), with the decision, score and time.
+// as its time), with the decision, the service's rollback mode — a shadow
+// verdict was recorded, not acted on — the score and time. A verdict's
+// summary (one paragraph naming the signal that decided it) is too long
+// and too varied for a label: the decision links to the verdicts of that
+// version in Vigil's API, through Grafana's data source proxy, which
+// carries the data source's credentials.
 func verdictTable(sel string) *table.PanelBuilder {
-	info := fmt.Sprintf(`max by (service, environment, version, baseline, decision) (last_over_time(%s{%s}[$__range]))`, verdictInfo, sel)
-	final := fmt.Sprintf(`last_over_time(%s{%s}[$__range])`, verdictTime, sel)
+	info := fmt.Sprintf(`max by (service, environment, version, baseline, decision, mode, stage) (last_over_time(%s{%s}[$__range]))`, semconv.VerdictInfo, sel)
+	final := fmt.Sprintf(`last_over_time(%s{%s}[$__range])`, semconv.VerdictTimestamp, sel)
+	why := map[string]any{
+		"title": "Why: the verdicts of ${__data.fields.service} ${__data.fields.version}, with their summary and evidence",
+		"url": "/api/datasources/proxy/uid/${datasource}/api/v1/verdicts?service=${__data.fields.service}" +
+			"&environment=${__data.fields.environment}&version=${__data.fields.version}",
+		"targetBlank": true,
+	}
 	return table.NewPanelBuilder().
 		Title("Recent verdicts").
-		Description("One row per verification in the time range, newest first: version, baseline, decision, score (0..1, vigil_verdict_info) and when the final verdict was reached; a verification still running shows its latest decision.").
+		Description("One row per verification in the time range, newest first: version, baseline, decision, mode (enforce: acted on; shadow: recorded only), score (0..1, vigil_verdict_info) and when the final verdict was reached; a verification still running shows its latest decision, a regression found after the promotion shows stage watch. Click a decision for the verdict's summary and evidence.").
 		// The final decision of each version, or the latest of one still
 		// running (a decision superseded by the final one is left out).
 		WithTarget(tableQuery("A", fmt.Sprintf(`(%s and on (service, environment, version, decision) %s) or (%[1]s unless on (service, environment, version) %[2]s)`, info, final))).
-		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision) (%s) * 1000`, final))).
+		WithTarget(tableQuery("B", fmt.Sprintf(`max by (service, environment, version, decision, mode, stage) (%s) * 1000`, final))).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
 		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
 			"excludeByName": map[string]any{"Time": true},
 			"indexByName": map[string]any{
-				"Value #B": 0, "service": 1, "environment": 2, "version": 3, "baseline": 4, "decision": 5, "Value #A": 6,
+				"Value #B": 0, "service": 1, "environment": 2, "version": 3, "baseline": 4, "decision": 5, "mode": 6, "stage": 7, "Value #A": 8,
 			},
 			"renameByName": map[string]any{"Value #A": "score", "Value #B": "time"},
 		}}).
@@ -496,8 +501,19 @@ func verdictTable(sel string) *table.PanelBuilder {
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "gauge", "mode": "basic"}},
 			{Id: "min", Value: 0}, {Id: "max", Value: 1},
 		}).
-		OverrideByName("decision", decisionCell()).
+		OverrideByName("decision", append(decisionCell(), dashboard.DynamicConfigValue{Id: "links", Value: []any{why}})).
+		OverrideByName("mode", modeCell()).
 		Footer(footer())
+}
+
+// modeCell shows a shadow verdict apart: recorded and counted, never acted on.
+func modeCell() []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{
+		{Id: "mappings", Value: []dashboard.ValueMapping{valueColors(map[string]string{"shadow": "blue", "enforce": "text"})}},
+		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "transparent"}},
+		{Id: "custom.cellOptions", Value: map[string]any{"type": "color-text"}},
+		{Id: "custom.width", Value: 100},
+	}
 }
 
 // decisionCell colours a verdict decision's cell; an empty cell (no

@@ -50,6 +50,18 @@ type WebhookPayload struct {
 	FailingSignals         []string `json:"failingSignals,omitempty"`
 	PipelineURL            string   `json:"pipelineUrl,omitempty"`
 	PreviousVersion        string   `json:"previousVersion,omitempty"`
+	// Summary is the verdict in plain words, naming the signal that decided
+	// it with its numbers.
+	Summary string `json:"summary,omitempty"`
+	// Stage is "verify", or "watch" for a regression found after the promotion.
+	Stage string `json:"stage,omitempty"`
+}
+
+// DryRun implements DryRunner: the webhook's target. Its safety check is
+// the receiver's, which a dry run cannot ask without calling it: in shadow
+// mode it is not called.
+func (WebhookActor) DryRun(_ context.Context, svc catalog.Service, _ Deployment, _ verdict.Verdict) (string, error) {
+	return svc.Rollback.Webhook.URL, nil
 }
 
 // Rollback implements Actor.
@@ -58,7 +70,7 @@ func (a WebhookActor) Rollback(ctx context.Context, svc catalog.Service, d Deplo
 	p := WebhookPayload{
 		Action: "rollback", Service: d.Service, Namespace: first(d.Namespace, svc.Namespace), Environment: d.Environment,
 		Version: d.Version, ExpectedCurrentVersion: first(v.Version, d.Version), RollbackTo: first(d.PreviousVersion, v.Baseline), DeploymentID: d.ID, VerdictID: v.ID,
-		Reason: v.Reason, Score: v.Score, PipelineURL: d.URL, PreviousVersion: d.PreviousVersion,
+		Reason: v.Reason, Score: v.Score, PipelineURL: d.URL, PreviousVersion: d.PreviousVersion, Summary: v.Summary, Stage: v.Stage,
 	}
 	for _, s := range v.Signals {
 		if s.Status == verdict.StatusFail {

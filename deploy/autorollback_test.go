@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
@@ -30,8 +31,8 @@ func writeCalls(t *testing.T, st *storage.Storage, service, version string, from
 	app := st.AppenderV2(context.Background())
 	base := []string{semconv.LabelService, service, semconv.LabelEnvironment, "production", semconv.LabelVersion, version,
 		semconv.LabelSpanKind, semconv.KindServer, semconv.LabelSpanName, "POST /orders"}
-	ok := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, base...)...)
-	bad := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, base...)...)
+	ok := labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, base...)...)
+	bad := labels.FromStrings(append([]string{model.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, base...)...)
 	var nOK, nBad float64
 	for ts := from; !ts.After(to); ts = ts.Add(5 * time.Second) {
 		e := float64(perFlush) * errRatio

@@ -134,6 +134,11 @@ func (c Client) Verdict(ctx context.Context, id string) (verdict.Verdict, error)
 // call sends a request and decodes the data of a success envelope into
 // out; it returns the HTTP status.
 func (c Client) call(ctx context.Context, method, path string, query url.Values, body []byte, out any) (int, error) {
+	return c.callAs(ctx, method, path, query, "application/json", body, out)
+}
+
+// callAs is call with the body's content type.
+func (c Client) callAs(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) (int, error) {
 	if c.URL == "" {
 		return 0, errors.New("no server URL")
 	}
@@ -149,8 +154,8 @@ func (c Client) call(ctx context.Context, method, path string, query url.Values,
 	if err != nil {
 		return 0, fmt.Errorf("request %s: %w", u, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if body != nil && contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -180,13 +185,14 @@ func (c Client) call(ctx context.Context, method, path string, query url.Values,
 		}
 		return resp.StatusCode, fmt.Errorf("%s %s: %s, body is not JSON: %.200s", method, u, resp.Status, b)
 	}
-	if resp.StatusCode/100 != 2 || env.Status != "success" {
-		return resp.StatusCode, &APIError{Code: resp.StatusCode, Type: env.ErrorType, Message: env.Error}
-	}
-	if out != nil && len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, out); err != nil {
+	// The data is decoded even with an error: some answers carry both.
+	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
+		if err := json.Unmarshal(env.Data, out); err != nil && resp.StatusCode/100 == 2 {
 			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, u, err)
 		}
+	}
+	if resp.StatusCode/100 != 2 || env.Status != "success" {
+		return resp.StatusCode, &APIError{Code: resp.StatusCode, Type: env.ErrorType, Message: env.Error}
 	}
 	return resp.StatusCode, nil
 }

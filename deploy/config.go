@@ -58,6 +58,12 @@ type Config struct {
 	Retention model.Duration `yaml:"retention"`
 	// MaxDeployments is the most deployments (and final verdicts) kept.
 	MaxDeployments int `yaml:"max_deployments"`
+	// Watch is how long the new version is watched after a promotion,
+	// compared with the previous version's history (0: no watch). A
+	// regression found is a new rollback verdict on the deployment, acted on
+	// only where the catalog says rollback.mode: enforce and
+	// rollback.after_promotion: true.
+	Watch model.Duration `yaml:"watch"`
 }
 
 // DefaultConfig is what `vigil serve` runs with.
@@ -75,6 +81,7 @@ func DefaultConfig() Config {
 		RollbackCooldown:    model.Duration(10 * time.Minute),
 		Retention:           model.Duration(30 * 24 * time.Hour),
 		MaxDeployments:      10000,
+		Watch:               model.Duration(30 * time.Minute),
 	}
 }
 
@@ -105,6 +112,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("retention (%s) must be at least max_window (%s)", c.Retention, c.MaxWindow)
 	case c.MaxDeployments < 1:
 		return fmt.Errorf("max_deployments must be at least 1, got %d", c.MaxDeployments)
+	case c.Watch < 0:
+		return fmt.Errorf("watch must not be negative, got %s", c.Watch)
+	case time.Duration(c.Watch)/time.Duration(c.Step) > query.MaxPointsPerSeries:
+		return fmt.Errorf("watch (%s) over step (%s) exceeds the %d points a query may return per series: raise step or shorten the watch",
+			c.Watch, c.Step, query.MaxPointsPerSeries)
 	case c.BearerTokenFile != "":
 		return fmt.Errorf("bearer_token_file is no longer supported: scoped tokens replace it. Give manual rollbacks an admin token and CI a deploy token:\n"+
 			"  auth:\n    tokens:\n      - {name: ops, token_file: %s, scopes: [admin]}\n      - {name: ci, token_file: /etc/vigil/ci.token, scopes: [deploy]}\n"+

@@ -84,7 +84,7 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"generic without service", FormatGeneric, `{"version":"v2"}`, nil, "service: missing"},
 		{"generic without version", FormatGeneric, `{"service":"checkout"}`, nil, "version: missing"},
-		{"generic with a typo", FormatGeneric, `{"service":"checkout","verison":"v2"}`, nil, `unknown field "verison"`},
+		{"generic with a typo", FormatGeneric, `{"service":"checkout","vresion":"v2"}`, nil, `unknown field "vresion"`},
 		{"generic with a number for a name", FormatGeneric, `{"service":7,"version":"v2"}`, nil, "service: want a string"},
 		{"generic with a bad strategy", FormatGeneric, `{"service":"a","version":"v2","strategy":"yolo"}`, nil, "strategy"},
 		{"generic with a bad time", FormatGeneric, `{"service":"a","version":"v2","startedAt":"yesterday"}`, nil, "generic payload"},

@@ -41,6 +41,11 @@ type Deployment struct {
 	URL string `json:"url,omitempty"`
 	// Actions are the rollback actions taken for this deployment.
 	Actions []ActionRecord `json:"actions,omitempty"`
+	// WouldAct are the rollback actions a verdict called for and Vigil did
+	// not perform — shadow mode, a regression after the promotion without
+	// rollback.after_promotion, authentication off — with what each would
+	// have done and whether it would have been refused.
+	WouldAct []ActionRecord `json:"wouldAct,omitempty"`
 }
 
 // ActionRecord is one rollback action Vigil performed (or refused to

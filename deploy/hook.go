@@ -82,6 +82,10 @@ type Hook struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	limiter *rollbackLimiter
+	// querier and seriesLabels are the engine's, for backtests.
+	querier      verdict.Querier
+	seriesLabels verdict.SeriesLabels
+	backtesting  atomic.Bool // a backtest runs (one at a time)
 
 	// ctx is the hook's life: evaluations and actions run under it, not
 	// under the request that started them.
@@ -116,8 +120,13 @@ type job struct {
 	// mayAct is false when the verdict relies on request-supplied signals
 	// the configuration does not trust: then it is never acted on.
 	mayAct bool
+	// stage is verdict.StageVerify, or StageWatch for the watch that
+	// follows a promotion.
+	stage string
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// watch is the watch that followed this verification's promotion.
+	watch     *job
 	latest    *verdict.Verdict
 	final     bool
 	lastErr   string
@@ -165,7 +174,8 @@ func New(opts Options) (*Hook, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hook{cfg: cfg, actors: opts.Actors, act: opts.AllowActions, logger: logger, now: opts.Now, jobs: map[string]*job{}}
+	h := &Hook{cfg: cfg, actors: opts.Actors, act: opts.AllowActions, logger: logger, now: opts.Now, jobs: map[string]*job{},
+		querier: opts.Querier, seriesLabels: opts.SeriesLabels}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -206,8 +216,8 @@ func New(opts Options) (*Hook, error) {
 		Name: "vigil_deploy_events_total", Help: "Deployment events received, by format and result (recorded, updated, rejected).",
 	}, []string{"format", "result"})
 	h.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_verdicts_total", Help: "Final verdicts reached, by decision.",
-	}, []string{"decision"})
+		Name: "vigil_verdicts_total", Help: "Final verdicts reached, by decision and the service's rollback mode (enforce: acted on; shadow: recorded only).",
+	}, []string{"decision", "mode"})
 	h.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_rollback_actions_total", Help: "Rollback actions, by kind and result (success, error, refused: by the rate limits, or the target no longer ran the condemned version).",
 	}, []string{"kind", "result"})
@@ -349,7 +359,15 @@ func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r Verif
 		req.Baseline = dep.PreviousVersion
 	}
 	if req.Baseline == "" {
-		return st, false, badRequest(fmt.Errorf("baseline: missing (give one, or record a deployment of %s %s with previousVersion)", r.Service, r.Version))
+		req.Baseline = h.previousVersion(r.Service, env, r.Version, dep)
+	}
+	if req.Baseline == "" {
+		// A first deploy: judged against the catalog's SLOs alone.
+		if !hasSLOs(svc, inCatalog) {
+			return st, false, badRequest(fmt.Errorf("baseline: missing (give one, or record a deployment of %s %s with previousVersion; a first deploy, with no previous version, is judged against the service's SLOs in the catalog, and %s has none)",
+				r.Service, r.Version, r.Service))
+		}
+		req.FirstDeploy = true
 	}
 	if r.Window != "" {
 		w, err := parseDuration(r.Window)
@@ -388,7 +406,7 @@ func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r Verif
 	if r.Start != nil || dep != nil {
 		startKey = strconv.FormatInt(req.Start.UnixMilli(), 10)
 	}
-	req.Signals = append(append(append(verdict.DefaultSignals(), sloSignals(svc, inCatalog)...), h.cfg.Signals...), r.Signals...)
+	req.Signals = append(ServiceSignals(svc, inCatalog, h.cfg.Signals), r.Signals...)
 	if err := req.Validate(); err != nil {
 		return st, false, badRequest(err)
 	}
@@ -408,7 +426,7 @@ func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r Verif
 			h.mu.Unlock()
 			return st, false, errTooMany
 		}
-		j = &job{id: id, req: req, created: now, principal: by.Name, mayAct: mayAct,
+		j = &job{id: id, req: req, created: now, principal: by.Name, mayAct: mayAct, stage: verdict.StageVerify,
 			expires: later(req.Start, now).Add(req.Window + expiryGrace)}
 		if dep != nil {
 			j.deploymentID = dep.ID
@@ -424,6 +442,19 @@ func (h *Hook) StartVerification(ctx context.Context, by auth.Principal, r Verif
 	}
 	err = h.advance(j)
 	return j.status(), !ok, err
+}
+
+// previousVersion is the version of the service's latest recorded
+// deployment before dep (before now without one) other than version: the
+// version a deployment recorded without previousVersion replaced.
+func (h *Hook) previousVersion(service, env, version string, dep *Deployment) string {
+	for _, d := range h.store.List(service, env, 50) {
+		if d.Version == version || (dep != nil && !d.StartedAt.Before(dep.StartedAt)) {
+			continue
+		}
+		return d.Version
+	}
+	return ""
 }
 
 // checkRequestSignals refuses the request-supplied signals that could
@@ -485,31 +516,6 @@ func (h *Hook) evictOldestFinalLocked() bool {
 	return true
 }
 
-// sloSignals turn a catalog service's SLOs into absolute bounds.
-func sloSignals(svc catalog.Service, ok bool) []verdict.Signal {
-	if !ok {
-		return nil
-	}
-	var out []verdict.Signal
-	if a := svc.SLOs.Availability; a != nil {
-		// The error ratio, failing at once when it is significantly above
-		// the error budget, and compared with the baseline for a regression
-		// of the whole budget.
-		budget := catalog.ErrorBudget(a.Objective)
-		for _, s := range verdict.DefaultSignals() {
-			if s.Name == "error_ratio" {
-				s.Name, s.Max, s.Weight, s.Tolerance, s.Floor = "slo_availability", &budget, 1, 0, budget
-				out = append(out, s)
-			}
-		}
-	}
-	if l := svc.SLOs.Latency; l != nil {
-		th := time.Duration(l.Threshold).Seconds()
-		out = append(out, verdict.Signal{Name: "slo_latency", Query: verdict.LatencyQuery(l.Objective / 100), Max: &th, Weight: 1, Tolerance: 0.25, Floor: th / 10})
-	}
-	return out
-}
-
 func (h *Hook) getJob(id string) (*job, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -566,15 +572,50 @@ func (h *Hook) advance(j *job) error {
 	default:
 		j.errs, j.lastErr = 0, ""
 	}
-	v.ID = j.id
+	h.stamp(j, &v)
 	j.latest = &v
 	j.final = v.Final
 	j.mu.Unlock()
-	h.series.setVerdict(v)
+	h.showVerdict(j, v)
 	if v.Final {
 		h.conclude(j, v)
 	}
 	return err
+}
+
+// stamp gives a job's verdict its identity: the job's ID and deployment,
+// its stage, and the service's rollback mode.
+func (h *Hook) stamp(j *job, v *verdict.Verdict) {
+	v.ID, v.DeploymentID, v.Stage = j.id, j.deploymentID, j.stage
+	v.Mode = h.mode(v.Service, v.Environment)
+	if v.Final && v.Decision == verdict.Rollback && v.Mode == catalog.ModeShadow && !strings.Contains(v.Summary, shadowNote) {
+		v.Summary += " " + shadowNote
+	}
+}
+
+// shadowNote ends the summary of a rollback verdict Vigil does not act on.
+const shadowNote = "Shadow mode: recorded, not acted on."
+
+// mode is a service's rollback mode: its catalog entry's, shadow outside
+// the catalog (Vigil never acts on those).
+func (h *Hook) mode(service, env string) string {
+	if h.catalog != nil {
+		if svc, ok := h.catalog.Service(service, env); ok {
+			return svc.Rollback.Mode
+		}
+	}
+	return catalog.ModeShadow
+}
+
+// showVerdict writes a verdict to the series: a verification's, and the
+// rollback verdict of a watch (a regression after the promotion replaces
+// the promotion); a watch's running and promote verdicts leave the
+// verification's promotion shown.
+func (h *Hook) showVerdict(j *job, v verdict.Verdict) {
+	if j.stage == verdict.StageWatch && v.Decision != verdict.Rollback {
+		return
+	}
+	h.series.setVerdict(v)
 }
 
 // errorVerdictLocked is the final verdict of a job that cannot be
@@ -585,24 +626,112 @@ func (j *job) errorVerdictLocked(now time.Time, reason string) verdict.Verdict {
 	if j.latest != nil {
 		v = *j.latest
 	}
-	v.ID, v.EvaluatedAt = j.id, now
+	v.ID, v.EvaluatedAt, v.DeploymentID, v.Stage = j.id, now, j.deploymentID, j.stage
 	v.Judgement = verdict.Judgement{Decision: verdict.Error, Final: true, Reason: reason, Signals: v.Signals}
+	verdict.Explain(&v)
 	return v
 }
 
-// conclude records a final verdict and acts on it; it runs once per job,
-// with no lock held.
+// conclude records a final verdict and acts on it (or records what it
+// would have done), and starts the watch after a promotion; it runs once
+// per job, with no lock held.
 func (h *Hook) conclude(j *job, v verdict.Verdict) {
 	h.running.Add(-1)
-	h.verdicts.WithLabelValues(string(v.Decision)).Inc()
-	h.logger.Info("Verdict reached", "id", v.ID, "service", v.Service, "version", v.Version, "baseline", v.Baseline,
-		"decision", v.Decision, "score", v.Score, "reason", v.Reason, "traffic_seconds", v.TrafficSeconds, "principal", j.principal)
+	if v.Mode == "" {
+		v.Mode = h.mode(v.Service, v.Environment)
+	}
+	h.verdicts.WithLabelValues(string(v.Decision), v.Mode).Inc()
+	h.logger.Info("Verdict reached", "id", v.ID, "service", v.Service, "version", v.Version, "baseline", v.Baseline, "stage", v.Stage, "mode", v.Mode,
+		"decision", v.Decision, "score", v.Score, "reason", v.Reason, "summary", v.Summary, "traffic_seconds", v.TrafficSeconds, "principal", j.principal)
 	if err := h.store.AddVerdict(v); err != nil {
 		h.logger.Error("Recording the verdict failed", "id", v.ID, "err", err)
 	}
-	if v.Decision == verdict.Rollback {
-		h.autoRollback(j, v)
+	switch {
+	case v.Decision == verdict.Rollback:
+		h.onRollback(j, v)
+	case v.Decision == verdict.Promote && j.stage == verdict.StageVerify:
+		h.startWatch(j, v)
 	}
+}
+
+// startWatch starts the watch that follows a promotion (deploy.watch).
+func (h *Hook) startWatch(parent *job, v verdict.Verdict) {
+	if h.cfg.Watch <= 0 {
+		return
+	}
+	req := parent.req
+	req.Watch = &verdict.Watch{From: v.EvaluatedAt, Duration: time.Duration(h.cfg.Watch)}
+	if req.Watch.From.Before(req.Start) {
+		req.Watch.From = req.Start
+	}
+	now := h.now()
+	w := &job{id: parent.id + "-watch", req: req, created: now, principal: parent.principal, mayAct: parent.mayAct,
+		deploymentID: parent.deploymentID, stage: verdict.StageWatch, expires: req.Watch.From.Add(req.Watch.Duration + expiryGrace)}
+	h.mu.Lock()
+	if h.closed || h.running.Load() >= maxRunning || h.jobs[w.id] != nil {
+		h.mu.Unlock()
+		h.logger.Warn("Not watching the promoted version: shutting down or too many verifications running", "service", v.Service, "version", v.Version)
+		return
+	}
+	h.jobs[w.id] = w
+	h.running.Add(1)
+	h.mu.Unlock()
+	parent.mu.Lock()
+	parent.watch = w
+	parent.mu.Unlock()
+	h.logger.Info("Watching the promoted version", "id", w.id, "service", v.Service, "version", v.Version, "baseline", v.Baseline,
+		"until", req.Watch.From.Add(req.Watch.Duration))
+}
+
+// onRollback acts on a rollback verdict where the catalog says so —
+// enforce mode, and for a regression found by the watch after a promotion
+// rollback.after_promotion — and requests are authenticated; elsewhere it
+// records with the deployment what it would have done (wouldAct).
+func (h *Hook) onRollback(j *job, v verdict.Verdict) {
+	var svc catalog.Service
+	inCatalog := false
+	if h.catalog != nil {
+		svc, inCatalog = h.catalog.Service(v.Service, v.Environment)
+	}
+	var why string
+	switch {
+	case !inCatalog:
+		why = "the service is not in the catalog: Vigil only reports"
+	case !svc.Rollback.Enforced():
+		why = "shadow mode (rollback.mode: shadow): nothing was called"
+	case j.stage == verdict.StageWatch && !svc.Rollback.AfterPromotion:
+		why = "a regression after the promotion, and rollback.after_promotion is off: nothing was called"
+	case !h.act:
+		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
+		why = "authentication is off (auth.tokens): Vigil acts only when requests are authenticated"
+	}
+	if why != "" {
+		h.background(v, func() { h.wouldAct(j, svc, v, why) })
+		return
+	}
+	if !j.mayAct {
+		h.refuse(h.applicable(svc), j.deploymentID, v, j.principal, RefusedRequestSignals,
+			"not acting on a verdict that relies on signals the verify request brought (that needs deploy.allow_request_signals and a caller with the deploy scope)")
+		return
+	}
+	h.background(v, func() { h.rollback(h.ctx, svc, j.deploymentID, v, j.principal) })
+}
+
+// background runs f in its own goroutine, which Close waits for, unless
+// the hook is shutting down.
+func (h *Hook) background(v verdict.Verdict, f func()) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.logger.Warn("Shutting down: not acting on the verdict", "service", v.Service, "version", v.Version, "verdict", v.ID)
+		return
+	}
+	h.acting.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.acting.Done()
+		f()
+	}()
 }
 
 // pendingJobs are the jobs without a final verdict.
@@ -670,10 +799,11 @@ func (h *Hook) expireJobs() {
 			reason += "; the last evaluation failed: " + j.lastErr
 		}
 		v := j.errorVerdictLocked(now, reason)
+		v.Mode = h.mode(v.Service, v.Environment)
 		j.latest, j.final = &v, true
 		j.mu.Unlock()
 		h.logger.Warn("Verification expired", "id", j.id, "service", j.req.Service, "version", j.req.Version)
-		h.series.setVerdict(v)
+		h.showVerdict(j, v)
 		h.conclude(j, v)
 	}
 	if len(forget) > 0 {
@@ -723,40 +853,6 @@ func (h *Hook) Verdict(id string) (verdict.Verdict, bool) {
 // environment when given.
 func (h *Hook) Deployments(service, environment string, limit int) []Deployment {
 	return h.store.List(service, environment, limit)
-}
-
-// autoRollback runs the service's rollback actions, in the background,
-// when the catalog says rollback is automatic, actions are allowed
-// (requests are authenticated) and the verdict rests on trusted signals only.
-func (h *Hook) autoRollback(j *job, v verdict.Verdict) {
-	if h.catalog == nil {
-		return
-	}
-	svc, ok := h.catalog.Service(v.Service, v.Environment)
-	if !ok || !svc.Rollback.Automatic {
-		return
-	}
-	if !h.act {
-		h.logger.Warn("Automatic rollback is configured but authentication is off (auth.tokens): not acting", "service", v.Service, "version", v.Version)
-		return
-	}
-	if !j.mayAct {
-		h.refuse(h.applicable(svc), j.deploymentID, v, j.principal, RefusedRequestSignals,
-			"not acting on a verdict that relies on signals the verify request brought (that needs deploy.allow_request_signals and a caller with the deploy scope)")
-		return
-	}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		h.logger.Warn("Shutting down: not acting on the verdict", "service", v.Service, "version", v.Version, "verdict", v.ID)
-		return
-	}
-	h.acting.Add(1)
-	h.mu.Unlock()
-	go func() {
-		defer h.acting.Done()
-		h.rollback(h.ctx, svc, j.deploymentID, v, j.principal)
-	}()
 }
 
 // applicable are the actors the service's catalog entry configures.

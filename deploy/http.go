@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vigilhq/vigil/deploy/verdict"
 	"github.com/vigilhq/vigil/internal/auth"
@@ -44,6 +45,8 @@ func (h *Hook) Register(mux Mux) {
 	mux.Handle("POST /api/v1/hooks/verdict", auth.ScopeDeploy, http.HandlerFunc(h.handleGate), auth.QueryToken())
 	mux.Handle("GET /api/v1/verdicts", auth.ScopeRead, http.HandlerFunc(h.handleVerdicts))
 	mux.Handle("GET /api/v1/verdicts/{id}", auth.ScopeRead, http.HandlerFunc(h.handleVerdict))
+	mux.Handle("GET /api/v1/backtest", auth.ScopeRead, http.HandlerFunc(h.handleBacktest))
+	mux.Handle("POST /api/v1/backtest", auth.ScopeRead, http.HandlerFunc(h.handleBacktest))
 }
 
 func (h *Hook) eventHandler(format string) http.Handler {
@@ -227,20 +230,53 @@ type VerifyStatus struct {
 	Verdict   *verdict.Verdict `json:"verdict,omitempty"`
 	// Error is why the last evaluation failed (a signal query the engine refused, ...).
 	Error string `json:"error,omitempty"`
+	// Watch is the watch that followed the promotion (deploy.watch): the
+	// verification itself is final at its promotion, and its phase stays
+	// promote whatever the watch finds.
+	Watch *WatchStatus `json:"watch,omitempty"`
 }
 
-// PhaseRunning is the phase of a verification without a final verdict.
-const PhaseRunning = "running"
+// WatchStatus is the state of the watch after a promotion.
+type WatchStatus struct {
+	// ID is the watch's own verification ID (GET /api/v1/verify/{id}).
+	ID string `json:"id"`
+	// Phase is "watching" until the watch ends, then its decision: rollback
+	// (a regression after the promotion), promote, inconclusive or error.
+	Phase     string           `json:"phase"`
+	Decision  verdict.Decision `json:"decision"`
+	Until     time.Time        `json:"until"`
+	Summary   string           `json:"summary,omitempty"`
+	StatusURL string           `json:"statusUrl"`
+}
+
+// Phases of a verification without a final verdict.
+const (
+	PhaseRunning = "running"
+	// PhaseWatching is the phase of the watch after a promotion.
+	PhaseWatching = "watching"
+)
 
 func (j *job) status() VerifyStatus {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	s := VerifyStatus{ID: j.id, Phase: PhaseRunning, Decision: verdict.Inconclusive, StatusURL: "/api/v1/verify/" + j.id, Error: j.lastErr}
+	if j.stage == verdict.StageWatch {
+		s.Phase = PhaseWatching
+	}
 	if j.latest != nil {
 		v := *j.latest
 		s.Verdict, s.Decision, s.Score, s.Final = &v, v.Decision, v.Score, v.Final
 		if v.Final {
 			s.Phase = string(v.Decision)
+		}
+	}
+	w := j.watch
+	j.mu.Unlock()
+	if w != nil {
+		ws := w.status()
+		s.Watch = &WatchStatus{ID: w.id, Phase: ws.Phase, Decision: ws.Decision, StatusURL: ws.StatusURL,
+			Until: w.req.Watch.From.Add(w.req.Watch.Duration).UTC()}
+		if ws.Verdict != nil {
+			s.Watch.Summary = ws.Verdict.Summary
 		}
 	}
 	return s
@@ -349,6 +385,9 @@ func (h *Hook) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 		h.logger.Warn("Verification evaluation failed", "id", st.ID, "err", err)
 	}
 	st.StatusURL = absURL(r, st.StatusURL)
+	if st.Watch != nil {
+		st.Watch.StatusURL = absURL(r, st.Watch.StatusURL)
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -422,7 +461,21 @@ func (h *Hook) handleVerdicts(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "bad_data", err)
 		return
 	}
-	out := h.Verdicts(r.URL.Query().Get("service"), limit)
+	q := r.URL.Query()
+	env, version := q.Get("environment"), q.Get("version")
+	var out []verdict.Verdict
+	if env == "" && version == "" {
+		out = h.Verdicts(q.Get("service"), limit)
+	} else {
+		for _, v := range h.Verdicts(q.Get("service"), 0) {
+			if (env == "" || v.Environment == env) && (version == "" || v.Version == version) {
+				out = append(out, v)
+				if len(out) == limit {
+					break
+				}
+			}
+		}
+	}
 	if out == nil {
 		out = []verdict.Verdict{}
 	}
@@ -459,8 +512,9 @@ func (h *Hook) handleRollback(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, "no_action", fmt.Errorf("service %q is not in the catalog", d.Service))
 		return
 	}
-	v := verdict.Verdict{Service: d.Service, Environment: d.Environment, Version: d.Version, Baseline: d.PreviousVersion}
+	v := verdict.Verdict{Service: d.Service, Environment: d.Environment, Version: d.Version, Baseline: d.PreviousVersion, DeploymentID: d.ID}
 	v.Decision, v.Reason = verdict.Rollback, "manual rollback through the API"
+	v.Summary = fmt.Sprintf("Rolled back by hand through the API by %s.", principal(r).Name)
 	// A client going away does not cut a rollback short: each action has
 	// its own timeout.
 	recs := h.rollback(context.WithoutCancel(r.Context()), svc, d.ID, v, principal(r).Name)

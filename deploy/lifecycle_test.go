@@ -129,6 +129,9 @@ type envOptions struct {
 	querier func(PromQL) verdict.Querier
 	dir     string // reuse a data directory (a restart)
 	clock   *clock
+	// catalog replaces the catalog's services (YAML under services:, %[1]s
+	// standing for the webhook's URL).
+	catalog string
 }
 
 func newHookEnv(t *testing.T, o envOptions) *hookEnv {
@@ -141,7 +144,17 @@ func newHookEnv(t *testing.T, o envOptions) *hookEnv {
 		e.dir = t.TempDir()
 	}
 	cfg := o.cfg
-	if o.webhook != "" {
+	if o.catalog != "" {
+		cat := filepath.Join(e.dir, "catalog.yml")
+		services := o.catalog
+		if strings.Contains(services, "%[1]") {
+			services = fmt.Sprintf(services, o.webhook)
+		}
+		if err := os.WriteFile(cat, []byte("defaults: {environment: production}\nservices:\n"+services), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Catalog = cat
+	} else if o.webhook != "" {
 		cat := filepath.Join(e.dir, "catalog.yml")
 		if err := os.WriteFile(cat, []byte(fmt.Sprintf(`
 defaults: {environment: production}
@@ -350,8 +363,8 @@ type gatedQuerier struct {
 	inflight, most   atomic.Int32
 }
 
-func (g *gatedQuerier) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
-	// The baseline traffic probe is each evaluation's first query.
+func (g *gatedQuerier) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]verdict.Point, error) {
+	// Every evaluation queries the span metrics (first the canary traffic).
 	if strings.Contains(expr, "span_kind") {
 		n := g.inflight.Add(1)
 		defer g.inflight.Add(-1)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/vigilhq/vigil/deploy/verdict"
 	"github.com/vigilhq/vigil/query"
 )
 
@@ -22,17 +23,17 @@ type PromQL struct {
 	Queryable storage.Queryable
 }
 
-// QueryRange implements verdict.Querier: the float values of every series
+// QueryRange implements verdict.Querier: the float points of every series
 // in the result, in time order per series.
-func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+func (p PromQL) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]verdict.Point, error) {
 	m, err := p.QueryMatrix(ctx, expr, start, end, step)
 	if err != nil {
 		return nil, err
 	}
-	var out []float64
+	var out []verdict.Point
 	for _, s := range m {
 		for _, p := range s.Floats {
-			out = append(out, p.F)
+			out = append(out, verdict.Point{T: p.T, V: p.F})
 		}
 	}
 	return out, nil

@@ -71,6 +71,24 @@ func (l *rollbackLimiter) reserve(d Deployment, now time.Time) (Refusal, string)
 	return "", ""
 }
 
+// check says why a rollback of d at now would be refused ("" when it
+// would not), without reserving anything: what shadow mode records.
+func (l *rollbackLimiter) check(d Deployment, now time.Time) (Refusal, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.done[d.key()]; ok && now.Sub(at) <= l.retention {
+		return RefusedAlreadyRolledBack, fmt.Sprintf("refused: %s %s was already rolled back at %s", d.Service, d.Version, at.UTC().Format(time.RFC3339))
+	}
+	if l.inflight[d.key()] {
+		return RefusedAlreadyRolledBack, fmt.Sprintf("refused: %s %s is being rolled back", d.Service, d.Version)
+	}
+	if t, ok := l.last[serviceKey(d)]; ok && now.Sub(t) < l.cooldown {
+		return RefusedCooldown, fmt.Sprintf("refused: %s was acted on at %s, less than deploy.rollback_cooldown (%s) ago",
+			d.Service, t.UTC().Format(time.RFC3339), model.Duration(l.cooldown))
+	}
+	return "", ""
+}
+
 // settle ends the rollback of d reserved earlier; ok: an action succeeded.
 func (l *rollbackLimiter) settle(d Deployment, ok bool, now time.Time) {
 	l.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
@@ -24,7 +25,7 @@ const (
 	// DeploymentStarted is the current deployment's start, in Unix seconds.
 	// A new series starts with a 0 sample just before the start value, so
 	// changes(...[1m]) > 0 marks a deployment (a Grafana annotation query).
-	DeploymentStarted = "vigil_deployment_started_timestamp_seconds"
+	DeploymentStarted = semconv.DeploymentStarted
 	// VerdictInfo is the score (0..1) of the latest verdict per
 	// service/version: while a verification runs its decision is
 	// inconclusive; when it becomes final, the series of the earlier
@@ -32,7 +33,7 @@ const (
 	VerdictInfo = semconv.VerdictInfo
 	// VerdictTimestamp is when the final verdict per service/version was
 	// reached. A running verification has none, so its value never changes.
-	VerdictTimestamp = "vigil_verdict_timestamp_seconds"
+	VerdictTimestamp = semconv.VerdictTimestamp
 )
 
 // seriesWriter re-writes the deployment and verdict series every interval
@@ -65,7 +66,7 @@ func verdictKey(v verdict.Verdict) string {
 func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.verdicts[verdictKey(v)] = v
+	w.verdicts[verdictKey(v)] = trimmed(v)
 	for w.maxVerdicts > 0 && len(w.verdicts) > w.maxVerdicts {
 		oldest := ""
 		for k, o := range w.verdicts {
@@ -77,6 +78,13 @@ func (w *seriesWriter) setVerdict(v verdict.Verdict) {
 	}
 }
 
+// trimmed is what the series need of a verdict: its labels and score, not
+// its evidence and history.
+func trimmed(v verdict.Verdict) verdict.Verdict {
+	v.Signals, v.ErrorLogs, v.ErrorTraces, v.Summary = nil, nil, nil, ""
+	return v
+}
+
 // restore takes up after a restart: the current deployments (whose started
 // series are already begun) and the final verdicts (newest first) are
 // what the last process wrote, so that a deployment recorded now marks the
@@ -85,8 +93,11 @@ func (w *seriesWriter) restore(current []Deployment, final []verdict.Verdict) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, v := range final {
+		if v.Stage == verdict.StageWatch && v.Decision != verdict.Rollback {
+			continue // as showVerdict: only a watch's regression is shown
+		}
 		if _, ok := w.verdicts[verdictKey(v)]; !ok {
-			w.verdicts[verdictKey(v)] = v
+			w.verdicts[verdictKey(v)] = trimmed(v)
 		}
 	}
 	for _, d := range current {
@@ -103,7 +114,7 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 			b.Add(k, v)
 		}
 	}
-	add(labels.MetricName, DeploymentInfo)
+	add(model.MetricNameLabel, DeploymentInfo)
 	add(semconv.LabelService, d.Service)
 	add(semconv.LabelNamespace, d.Namespace)
 	add(semconv.LabelEnvironment, d.Environment)
@@ -115,7 +126,7 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 	b.Sort()
 	info = b.Labels()
 	b.Reset()
-	add(labels.MetricName, DeploymentStarted)
+	add(model.MetricNameLabel, DeploymentStarted)
 	add(semconv.LabelService, d.Service)
 	add(semconv.LabelNamespace, d.Namespace)
 	add(semconv.LabelEnvironment, d.Environment)
@@ -125,6 +136,23 @@ func deploymentLabels(d Deployment) (info, started labels.Labels) {
 	return info, started
 }
 
+// Labels of the verdict series besides the service's.
+const (
+	// LabelMode is the service's rollback mode when the verdict was
+	// reached: shadow (recorded, never acted on) or enforce.
+	LabelMode = "mode"
+	// LabelStage is "watch" on the verdict of a regression found after the
+	// promotion; a verification's verdicts have none.
+	LabelStage = "stage"
+)
+
+func watchStage(v verdict.Verdict) string {
+	if v.Stage == verdict.StageWatch {
+		return verdict.StageWatch
+	}
+	return ""
+}
+
 func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 	b := labels.NewScratchBuilder(8)
 	add := func(k, val string) {
@@ -132,20 +160,24 @@ func verdictLabels(v verdict.Verdict) (info, ts labels.Labels) {
 			b.Add(k, val)
 		}
 	}
-	add(labels.MetricName, VerdictInfo)
+	add(model.MetricNameLabel, VerdictInfo)
 	add(semconv.LabelService, v.Service)
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
-	add("baseline", v.Baseline)
+	add(semconv.LabelBaseline, v.Baseline)
 	add(semconv.LabelDecision, string(v.Decision))
+	add(LabelMode, v.Mode)
+	add(LabelStage, watchStage(v))
 	b.Sort()
 	info = b.Labels()
 	b.Reset()
-	add(labels.MetricName, VerdictTimestamp)
+	add(model.MetricNameLabel, VerdictTimestamp)
 	add(semconv.LabelService, v.Service)
 	add(semconv.LabelEnvironment, v.Environment)
 	add(semconv.LabelVersion, v.Version)
 	add(semconv.LabelDecision, string(v.Decision))
+	add(LabelMode, v.Mode)
+	add(LabelStage, watchStage(v))
 	b.Sort()
 	ts = b.Labels()
 	return info, ts
@@ -187,7 +219,7 @@ func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time
 	}
 	w.mu.Lock()
 	written := w.series(current, func(ls labels.Labels, v float64) {
-		if ls.Get(labels.MetricName) == DeploymentStarted {
+		if ls.Get(model.MetricNameLabel) == DeploymentStarted {
 			if k := ls.String(); !w.started[k] {
 				w.started[k] = true
 				appendOne(ls, t-1, 0)

@@ -14,7 +14,7 @@ func TestSLOSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkout, _ := c.Service("checkout", "")
-	sigs := sloSignals(checkout, true)
+	sigs := sloSignals(checkout, true, verdict.DefaultSignals())
 	if len(sigs) != 2 {
 		t.Fatalf("signals = %+v", sigs)
 	}
@@ -32,10 +32,10 @@ func TestSLOSignals(t *testing.T) {
 		t.Errorf("latency SLO 99%% under 300ms → %+v (max %v)", l, *l.Max)
 	}
 	cart, _ := c.Service("cart", "")
-	if s := sloSignals(cart, true); len(s) != 1 || s[0].Name != "slo_availability" {
+	if s := sloSignals(cart, true, verdict.DefaultSignals()); len(s) != 1 || s[0].Name != "slo_availability" {
 		t.Errorf("cart (availability only) → %+v", s)
 	}
-	if s := sloSignals(catalog.Service{}, false); s != nil {
+	if s := sloSignals(catalog.Service{}, false, nil); s != nil {
 		t.Errorf("service outside the catalog → %+v", s)
 	}
 }

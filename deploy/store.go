@@ -141,13 +141,12 @@ func (s *Store) put(d *Deployment) {
 		*old = *d
 		return
 	}
-	if old, ok := s.byKey[d.key()]; ok {
-		// The same service, environment and version recorded again with
-		// another start (replayed from an older file): the later line wins.
-		s.remove(old)
+	// The same service, environment and version deployed again (a rollback
+	// to it) is another deployment; byKey points at the newest.
+	if old, ok := s.byKey[d.key()]; !ok || !old.StartedAt.After(d.StartedAt) {
+		s.byKey[d.key()] = d
 	}
 	s.byID[d.ID] = d
-	s.byKey[d.key()] = d
 	i, _ := slices.BinarySearchFunc(s.order, d, func(a, b *Deployment) int { return a.StartedAt.Compare(b.StartedAt) })
 	s.order = slices.Insert(s.order, i, d)
 	for len(s.order) > s.limits.MaxDeployments {
@@ -157,12 +156,37 @@ func (s *Store) put(d *Deployment) {
 
 func (s *Store) remove(d *Deployment) {
 	delete(s.byID, d.ID)
-	if s.byKey[d.key()] == d {
-		delete(s.byKey, d.key())
-	}
 	if i := slices.Index(s.order, d); i >= 0 {
 		s.order = slices.Delete(s.order, i, i+1)
 	}
+	if s.byKey[d.key()] == d {
+		delete(s.byKey, d.key())
+		// An older deployment of the same version (one it redeployed) is
+		// the newest of its key now.
+		for i := len(s.order) - 1; i >= 0; i-- {
+			if o := s.order[i]; o.key() == d.key() {
+				s.byKey[d.key()] = o
+				break
+			}
+		}
+	}
+}
+
+// redeployLocked reports whether an event for old's service, environment
+// and version starting at start is a new deployment of that version rather
+// than news of old: another version of the service was deployed after old
+// (so this one rolls back to it, or ships it again), and the event does not
+// name old's start. The caller holds mu.
+func (s *Store) redeployLocked(old *Deployment, start time.Time) bool {
+	if start.Equal(old.StartedAt) {
+		return false
+	}
+	for i := len(s.order) - 1; i >= 0 && s.order[i].StartedAt.After(old.StartedAt); i-- {
+		if o := s.order[i]; o.Service == old.Service && o.Environment == old.Environment && o.Version != old.Version {
+			return true
+		}
+	}
+	return false
 }
 
 // prune drops what the limits no longer allow; it reports whether it did.
@@ -186,7 +210,38 @@ func (s *Store) prune(now time.Time) bool {
 	if over := len(s.verdicts) - s.limits.MaxDeployments; over > 0 {
 		s.verdicts = slices.Clone(s.verdicts[over:])
 	}
+	s.trimHistoryLocked()
 	return len(s.order) != n || len(s.verdicts) != nv
+}
+
+// verdictsWithHistory is how many of the newest verdicts keep their
+// signals' per-step history; older ones keep the rest of their evidence
+// (a history is tens of kilobytes: 10,000 of them would be hundreds of MB).
+const verdictsWithHistory = 500
+
+// trimHistoryLocked drops the per-step history of all but the newest
+// verdictsWithHistory verdicts. The caller holds mu.
+func (s *Store) trimHistoryLocked() {
+	for i := len(s.verdicts) - verdictsWithHistory - 1; i >= 0; i-- {
+		v := &s.verdicts[i]
+		if !hasHistory(*v) {
+			continue
+		}
+		sigs := slices.Clone(v.Signals) // the slice may be shared with a job's copy
+		for j := range sigs {
+			sigs[j].History = nil
+		}
+		v.Signals = sigs
+	}
+}
+
+func hasHistory(v verdict.Verdict) bool {
+	for _, sg := range v.Signals {
+		if len(sg.History) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Compact drops the records beyond the limits and, when the file holds
@@ -279,16 +334,23 @@ func (s *Store) append(l storeLine) error {
 
 // Record stores d. An event for a service, environment and version already
 // recorded updates that deployment (a pipeline's started then finished
-// events) and keeps its ID and start; created reports a new deployment.
+// events) and keeps its ID and start — unless another version of the
+// service was deployed since and the event names another start: then it is
+// a new deployment of that version (a rollback to it). created reports a
+// new deployment.
 func (s *Store) Record(d Deployment) (rec Deployment, created bool, err error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	s.mu.Lock()
 	old, ok := s.byKey[d.key()]
+	if ok && s.redeployLocked(old, d.StartedAt) {
+		ok = false
+	}
 	var m Deployment
 	if ok {
 		m = *old
 		m.Actions = slices.Clone(m.Actions)
+		m.WouldAct = slices.Clone(m.WouldAct)
 		merge(&m, d)
 	}
 	s.mu.Unlock()
@@ -340,7 +402,13 @@ func merge(old *Deployment, n Deployment) {
 }
 
 // AddAction records an action taken (or refused) for deployment id.
-func (s *Store) AddAction(id string, a ActionRecord) error {
+func (s *Store) AddAction(id string, a ActionRecord) error { return s.addRecord(id, a, false) }
+
+// AddWouldAct records an action a verdict called for and Vigil did not
+// perform (shadow mode, ...) for deployment id.
+func (s *Store) AddWouldAct(id string, a ActionRecord) error { return s.addRecord(id, a, true) }
+
+func (s *Store) addRecord(id string, a ActionRecord, would bool) error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	s.mu.Lock()
@@ -348,7 +416,13 @@ func (s *Store) AddAction(id string, a ActionRecord) error {
 	var m Deployment
 	if ok {
 		m = *d
-		m.Actions = append(slices.Clone(m.Actions), a)
+		m.Actions = slices.Clone(m.Actions)
+		m.WouldAct = slices.Clone(m.WouldAct)
+		if would {
+			m.WouldAct = append(m.WouldAct, a)
+		} else {
+			m.Actions = append(m.Actions, a)
+		}
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -435,6 +509,7 @@ func (s *Store) AddVerdict(v verdict.Verdict) error {
 	if over := len(s.verdicts) - s.limits.MaxDeployments; over > 0 {
 		s.verdicts = slices.Clone(s.verdicts[over:])
 	}
+	s.trimHistoryLocked()
 	return nil
 }
 

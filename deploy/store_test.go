@@ -255,3 +255,105 @@ func countLines(t *testing.T, dir string) int {
 	}
 	return strings.Count(string(b), "\n")
 }
+
+// TestStoreRedeploy: v2, then v3, then v2 again (a rollback to it) are
+// three deployments; events about the current one still update it, and a
+// restart keeps all three.
+func TestStoreRedeploy(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	limits := DefaultStoreLimits()
+	limits.Now = func() time.Time { return t0.Add(time.Hour) }
+	s, err := OpenStore(dir, limits, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(ver, prev string, at time.Time) Deployment {
+		d := Deployment{Service: "checkout", Environment: "production", Version: ver, PreviousVersion: prev, StartedAt: at, Source: FormatGeneric}
+		d.assignID()
+		return d
+	}
+	first, _, _ := s.Record(mk("v2", "v1", t0))
+	if _, _, err := s.Record(mk("v3", "v2", t0.Add(10*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	// News of the first v2 deployment (its own start) updates it.
+	late := mk("v2", "", t0)
+	late.Status = "success"
+	if rec, created, _ := s.Record(late); created || rec.ID != first.ID {
+		t.Fatalf("an event naming the first v2's start made a new deployment: %+v", rec)
+	}
+	back, created, err := s.Record(mk("v2", "v3", t0.Add(25*time.Minute)))
+	if err != nil || !created || back.ID == first.ID || back.PreviousVersion != "v3" {
+		t.Fatalf("the rollback to v2: %+v created=%v err=%v", back, created, err)
+	}
+	// Its finished event (another start: now) updates the rollback, the current one.
+	fin := mk("v2", "", t0.Add(27*time.Minute))
+	fin.Status = "success"
+	if rec, created, _ := s.Record(fin); created || rec.ID != back.ID || rec.Status != "success" {
+		t.Fatalf("finishing the rollback: %+v created=%v", rec, created)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		var got []string
+		for _, d := range s.List("checkout", "", 0) {
+			got = append(got, d.Version+"<-"+d.PreviousVersion)
+		}
+		if strings.Join(got, " ") != "v2<-v3 v3<-v2 v2<-v1" {
+			t.Errorf("deployments newest first: %v", got)
+		}
+		if cur, _ := s.Latest("checkout", "production"); cur.ID != back.ID {
+			t.Errorf("current deployment %s, want the rollback %s", cur.ID, back.ID)
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenStore(dir, limits, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}
+
+// TestStoreTrimsHistory: only the newest verdicts keep their signals'
+// per-step history, in memory and after a restart; older ones keep the rest.
+func TestStoreTrimsHistory(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Now().Add(-time.Hour)
+	s, err := OpenStore(dir, DefaultStoreLimits(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := verdictsWithHistory + 20
+	for i := range n {
+		v := verdict.Verdict{ID: fmt.Sprint(i), Service: "checkout", Version: fmt.Sprintf("v%d", i), EvaluatedAt: t0.Add(time.Duration(i) * time.Second)}
+		v.Signals = []verdict.SignalResult{{Name: "error_ratio", Status: verdict.StatusPass, History: []verdict.Step{{At: t0, Status: verdict.StatusPending}, {At: t0, Status: verdict.StatusPass}}}}
+		if err := s.AddVerdict(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		vs := s.Verdicts("checkout", 0) // newest first
+		if len(vs) != n {
+			t.Fatalf("%d verdicts", len(vs))
+		}
+		for i, v := range vs {
+			if want := i < verdictsWithHistory; hasHistory(v) != want || v.Signals[0].Status != verdict.StatusPass {
+				t.Fatalf("verdict %s (newest %d): history %v, want %v", v.ID, i, hasHistory(v), want)
+			}
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenStore(dir, DefaultStoreLimits(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}

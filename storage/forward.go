@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +47,10 @@ type ForwardConfig struct {
 type Forwarder struct {
 	rs     *remote.Storage
 	logger *slog.Logger
+	queues atomic.Int64
+	// stall is how long Drain waits for remote write to send anything at
+	// all before it gives up on an endpoint that does not answer.
+	stall atomic.Int64
 }
 
 // noScrapeManager tells remote write's metadata watcher that Vigil has no
@@ -84,10 +90,74 @@ func (f *Forwarder) ApplyConfig(cfg ForwardConfig) error {
 	}); err != nil {
 		return fmt.Errorf("apply remote_write config: %w", err)
 	}
+	f.queues.Store(int64(len(cfg.RemoteWrite)))
+	var deadline time.Duration
+	for _, rw := range cfg.RemoteWrite {
+		deadline = max(deadline, time.Duration(rw.QueueConfig.BatchSendDeadline))
+	}
+	f.stall.Store(int64(2*deadline + 5*time.Second))
 	if len(cfg.RemoteWrite) > 0 {
 		f.logger.Info("Forwarding by remote_write", "endpoints", len(cfg.RemoteWrite))
 	}
 	return nil
+}
+
+// Forwarding reports whether samples are sent anywhere.
+func (f *Forwarder) Forwarding() bool { return f.queues.Load() > 0 }
+
+// Drain makes sure remote_write has taken everything s holds before it is
+// closed, when nothing writes any more (shutdown, after the receivers and
+// the last flush of derived series): a collector replica scaled in hands
+// over what it derived since its last flush. Remote write says how far it
+// got only by the second of the newest sample it sent, so Drain writes
+// one last sample, marker (Vigil's shutdown time), in a second after every
+// other, and returns once a sample of that second was sent to every
+// endpoint — the queues have then read the WAL to its end — or ctx is done.
+func (f *Forwarder) Drain(ctx context.Context, s *Storage, marker labels.Labels) error {
+	next := time.UnixMilli((s.HeadMaxTime()/1000 + 1) * 1000)
+	if d := time.Until(next); d > time.Second {
+		return fmt.Errorf("samples stamped up to %s, in the future: not waiting for them", next.Format(time.RFC3339))
+	} else if d > 0 {
+		time.Sleep(d)
+	}
+	now := time.Now()
+	app := s.AppenderV2(ctx)
+	if _, err := app.Append(0, marker, 0, now.UnixMilli(), float64(now.UnixMilli())/1000, nil, nil, promstorage.AOptions{}); err != nil {
+		_ = app.Rollback()
+		return fmt.Errorf("write %s: %w", marker, err)
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("write %s: %w", marker, err)
+	}
+	if !f.waitSent(ctx, now.UnixMilli()) {
+		return fmt.Errorf("remote_write had not sent the last samples within storage.remote_flush_deadline: %w", ctx.Err())
+	}
+	return nil
+}
+
+// waitSent waits until every remote_write endpoint has been sent a sample
+// of the second of t (Unix milliseconds) or later; it gives up when ctx is
+// done or nothing was sent for two batch_send_deadlines and 5s (an
+// endpoint that is down: Close still waits for it up to the flush
+// deadline). It reports whether everything was sent.
+func (f *Forwarder) waitSent(ctx context.Context, t int64) bool {
+	want := t / 1000 * 1000
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	last, moved := f.rs.LowestSentTimestamp(), time.Now()
+	for last < want {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		if cur := f.rs.LowestSentTimestamp(); cur != last {
+			last, moved = cur, time.Now()
+		} else if time.Since(moved) > time.Duration(f.stall.Load()) {
+			return false
+		}
+	}
+	return true
 }
 
 // Queryable is local merged with the remote_read endpoints; an endpoint

@@ -166,6 +166,10 @@ func (s *Storage) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuer
 // NumSeries is the number of series in the in-memory head.
 func (s *Storage) NumSeries() uint64 { return s.db.Head().NumSeries() }
 
+// HeadMaxTime is the newest sample timestamp appended, in milliseconds
+// (math.MinInt64 before the first).
+func (s *Storage) HeadMaxTime() int64 { return s.db.Head().MaxTime() }
+
 // Metadata is the store of metric metadata (type, help, unit) learned at ingest.
 func (s *Storage) Metadata() *MetadataStore { return s.metadata }
 

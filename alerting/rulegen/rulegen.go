@@ -31,23 +31,25 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/red"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // Series names the rules read and write.
 const (
-	CallsMetric    = "traces_span_metrics_calls_total"
-	DurationMetric = "traces_span_metrics_duration_seconds"
-	DeployInfo     = "vigil_deployment_info"
+	CallsMetric    = semconv.SpanCalls
+	DurationMetric = semconv.SpanDuration
+	DeployInfo     = semconv.DeploymentInfo
 
-	SLIErrorRatio        = "slo:sli_error:ratio_rate" // + window, e.g. slo:sli_error:ratio_rate5m
-	SLOObjective         = "slo:objective:ratio"
-	SLOErrorBudget       = "slo:error_budget:ratio"
-	SLOCurrentBurnRate   = "slo:current_burn_rate:ratio"
-	SLOPeriodBurnRate    = "slo:period_burn_rate:ratio"
-	SLOBudgetRemaining   = "slo:period_error_budget_remaining:ratio"
-	DeployErrorRatio     = "vigil:deploy_error_ratio:rate5m"
-	DeployLatencyP99     = "vigil:deploy_latency_p99_seconds:rate5m"
-	DeployRequestRate    = "vigil:deploy_requests:rate5m"
+	SLIErrorRatio        = semconv.SLIErrorRatio // + window, e.g. slo:sli_error:ratio_rate5m
+	SLOObjective         = semconv.SLOObjective
+	SLOErrorBudget       = semconv.SLOErrorBudget
+	SLOCurrentBurnRate   = semconv.SLOCurrentBurnRate
+	SLOPeriodBurnRate    = semconv.SLOPeriodBurnRate
+	SLOBudgetRemaining   = semconv.SLOBudgetRemaining
+	DeployErrorRatio     = semconv.DeployErrorRatio
+	DeployLatencyP99     = semconv.DeployLatencyP99
+	DeployRequestRate    = semconv.DeployRequestRate
 	AlertBudgetBurn      = "VigilSLOErrorBudgetBurn"
 	AlertErrorRegression = "VigilDeployErrorRatioRegression"
 	AlertLatencyRegress  = "VigilDeployLatencyRegression"
@@ -204,39 +206,31 @@ func window(w model.Duration, d catalog.Defaults) time.Duration {
 	return 30 * 24 * time.Hour
 }
 
-// server selects the service's server spans (the requests it answers).
-func server(s catalog.Service, extra string) string {
-	sel := s.Selector() + `,span_kind="SPAN_KIND_SERVER"`
+// selector selects the service's spans, and only the operations the
+// catalog names when it names some (internal/red adds the server span kind).
+func selector(s catalog.Service) string {
+	sel := s.Selector()
 	if len(s.Operations) > 0 {
 		ops := make([]string, len(s.Operations))
 		for i, op := range s.Operations {
 			ops[i] = regexp.QuoteMeta(op)
 		}
-		sel += fmt.Sprintf(",span_name=~%q", strings.Join(ops, "|"))
+		sel += fmt.Sprintf(",%s=~%q", semconv.LabelSpanName, strings.Join(ops, "|"))
 	}
-	if extra != "" {
-		sel += "," + extra
-	}
-	return "{" + sel + "}"
+	return sel
 }
 
 // availabilityErrorRatio is the share of server spans that ended in an
 // error over a window; 0 (not empty) when requests came but none failed.
+// Like every generated expression it sums over the collector replicas.
 func availabilityErrorRatio(s catalog.Service) func(w string) string {
-	return func(w string) string {
-		errs := fmt.Sprintf("sum(rate(%s%s[%s]))", CallsMetric, server(s, `status_code="STATUS_CODE_ERROR"`), w)
-		total := fmt.Sprintf("sum(rate(%s%s[%s]))", CallsMetric, server(s, ""), w)
-		return fmt.Sprintf("(%s or 0 * %s) / %s", errs, total, total)
-	}
+	return func(w string) string { return red.ErrorRatio(selector(s), w) }
 }
 
 // latencyErrorRatio is the share of server spans slower than threshold,
 // read off the native histogram of span durations.
 func latencyErrorRatio(s catalog.Service, threshold time.Duration) func(w string) string {
-	return func(w string) string {
-		return fmt.Sprintf("1 - histogram_fraction(0, %s, sum(rate(%s%s[%s])))",
-			num(threshold.Seconds()), DurationMetric, server(s, ""), w)
-	}
+	return func(w string) string { return red.SlowRatio(threshold.Seconds(), selector(s), w) }
 }
 
 func sloLabels(s catalog.Service, slo string) map[string]string {
@@ -346,27 +340,28 @@ func runbook(s catalog.Service, d catalog.Defaults) string {
 	return strings.ReplaceAll(u, "{{service}}", s.Name)
 }
 
-const byVersion = "service, environment, version"
+// byVersion are the labels the deploy-health rules keep.
+var byVersion = []string{semconv.LabelService, semconv.LabelEnvironment, semconv.LabelVersion}
 
 func deployGroup(s catalog.Service, d catalog.Defaults, o Options) Group {
 	g := Group{Name: fmt.Sprintf("vigil-deploy-health-%s-%s", s.Name, s.Environment)}
-	errs := fmt.Sprintf("sum by (%s) (rate(%s%s[5m]))", byVersion, CallsMetric, server(s, `status_code="STATUS_CODE_ERROR"`))
-	total := fmt.Sprintf("sum by (%s) (rate(%s%s[5m]))", byVersion, CallsMetric, server(s, ""))
+	sel := selector(s)
 	g.Rules = append(g.Rules,
-		Rule{Record: DeployRequestRate, Expr: pretty(total)},
-		Rule{Record: DeployErrorRatio, Expr: pretty(fmt.Sprintf("(%s or 0 * %s) / %s", errs, total, total))},
-		Rule{Record: DeployLatencyP99, Expr: pretty(fmt.Sprintf("histogram_quantile(0.99, sum by (%s) (rate(%s%s[5m])))", byVersion, DurationMetric, server(s, "")))},
+		Rule{Record: DeployRequestRate, Expr: pretty(red.Requests(sel, "5m", byVersion...))},
+		Rule{Record: DeployErrorRatio, Expr: pretty(red.ErrorRatio(sel, "5m", byVersion...))},
+		Rule{Record: DeployLatencyP99, Expr: pretty(red.Latency(0.99, sel, "5m", byVersion...))},
 	)
 	svc := fmt.Sprintf(`{service=%q,environment=%q}`, s.Name, s.Environment)
+	by := strings.Join(byVersion, ", ")
 	// regression compares each deployed version (vigil_deployment_info names
 	// it and the version it replaced) with the version it replaced: worse by
 	// factor and by margin, with enough traffic to tell.
 	regression := func(metric string, factor, margin float64) string {
 		current := fmt.Sprintf("%s%s * on (%s) group_left (previous_version) max by (%s, previous_version) (%s%s)",
-			metric, svc, byVersion, byVersion, DeployInfo, svc)
+			metric, svc, by, by, DeployInfo, svc)
 		baseline := fmt.Sprintf(`max by (service, environment, previous_version) (label_replace(%s%s, "previous_version", "$1", "version", "(.+)"))`, metric, svc)
 		return fmt.Sprintf(`(%s) > on (service, environment, previous_version) group_left () (%s * %s) > on (service, environment, previous_version) group_left () (%s + %s) and on (%s) (%s%s >= %s)`,
-			current, baseline, num(factor), baseline, num(margin), byVersion, DeployRequestRate, svc, num(o.MinRequestRate))
+			current, baseline, num(factor), baseline, num(margin), by, DeployRequestRate, svc, num(o.MinRequestRate))
 	}
 	rollback := rollbackCommand(s)
 	mk := func(alert, metric, what string, factor, margin float64, marginText string) Rule {

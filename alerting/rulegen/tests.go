@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/vigilhq/vigil/catalog"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // TestFile is a `promtool test rules` document.
@@ -73,15 +74,17 @@ func Tests(s catalog.Service, d catalog.Defaults, opts Options, ruleFile string)
 	if len(s.Operations) > 0 {
 		op = s.Operations[0]
 	}
-	calls := func(version, status string) string {
+	replicaCalls := func(version, status, replica string) string {
 		b := labels.NewBuilder(base)
 		b.Set("__name__", CallsMetric)
-		b.Set("span_kind", "SPAN_KIND_SERVER")
-		b.Set("span_name", op)
-		b.Set("status_code", status)
-		b.Set("version", version)
+		b.Set(semconv.LabelSpanKind, semconv.KindServer)
+		b.Set(semconv.LabelSpanName, op)
+		b.Set(semconv.LabelStatusCode, status)
+		b.Set(semconv.LabelVersion, version)
+		b.Set(semconv.LabelCollector, replica)
 		return b.Labels().String()
 	}
+	calls := func(version, status string) string { return replicaCalls(version, status, "") }
 	rf := Rules(s, d, opts)
 	find := func(alert, severity, slo string) Rule {
 		for _, g := range rf.Groups {
@@ -165,11 +168,32 @@ func Tests(s catalog.Service, d catalog.Defaults, opts Options, ruleFile string)
 			},
 		}
 	}
+	// The same deployment counted by two collector replicas (collector
+	// a and b share the traffic, b restarts at 20m): the rules sum the
+	// replicas, so they find what one Vigil finds.
+	scaled := func(name string, v2Errors int, want []ExpAlert) TestCase {
+		tc := deploy(name, v2Errors, want)
+		tc.InputSeries = tc.InputSeries[:1]
+		for _, c := range []struct {
+			version, status string
+			perMinute       int
+		}{{"v1", "STATUS_CODE_OK", 59}, {"v1", "STATUS_CODE_ERROR", 1}, {"v2", "STATUS_CODE_OK", 60 - v2Errors}, {"v2", "STATUS_CODE_ERROR", v2Errors}} {
+			a, b := c.perMinute-c.perMinute/2, c.perMinute/2
+			tc.InputSeries = append(tc.InputSeries,
+				InputSeries{replicaCalls(c.version, c.status, "a"), fmt.Sprintf("0+%dx40", a)},
+				InputSeries{replicaCalls(c.version, c.status, "b"), fmt.Sprintf("0+%dx20 0+%dx19", b, b)})
+		}
+		return tc
+	}
 	tf.Tests = append(tf.Tests,
 		deploy("new version fails more than the old one", 15, []ExpAlert{
 			expect(find(AlertErrorRegression, "", ""), map[string]string{"version": "v2", "previous_version": "v1"}),
 		}),
 		deploy("new version as healthy as the old one", 1, []ExpAlert{}),
+		scaled("new version fails more than the old one, seen by two collector replicas", 15, []ExpAlert{
+			expect(find(AlertErrorRegression, "", ""), map[string]string{"version": "v2", "previous_version": "v1"}),
+		}),
+		scaled("new version as healthy as the old one, seen by two collector replicas", 1, []ExpAlert{}),
 	)
 	return tf
 }

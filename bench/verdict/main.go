@@ -18,6 +18,7 @@ func main() {
 	flag.DurationVar(&cfg.Step, "step", 15*time.Second, "sample step (deploy.step)")
 	flag.DurationVar(&cfg.Window, "window", 10*time.Minute, "analysis window (deploy.window's default)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	backtest := flag.Bool("backtest", false, "also write the simulated deployments into Vigil's storage (a temporary directory) and backtest them")
 	flag.Float64Var(&cfg.Policy.Alpha, "alpha", cfg.Policy.Alpha, "policy alpha")
 	flag.Float64Var(&cfg.Policy.Beta, "beta", cfg.Policy.Beta, "policy beta (ratio signals)")
 	flag.IntVar(&cfg.Policy.MinSamples, "min-samples", cfg.Policy.MinSamples, "policy min_samples")
@@ -45,6 +46,26 @@ func main() {
 		}
 	}
 	r := Summarise(Simulate(cfg))
+	if *backtest {
+		dir, err := os.MkdirTemp("", "vigil-backtest-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+		t0 := time.Now()
+		rep, err := BacktestSimulated(cfg, dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if *asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(rep.Scores)
+		} else {
+			fmt.Print(backtestString(rep))
+			fmt.Printf("(recorded and backtested in %s)\n\n", time.Since(t0).Round(time.Second))
+		}
+	}
 	if *asJSON {
 		_ = json.NewEncoder(os.Stdout).Encode(r)
 		return

@@ -69,6 +69,8 @@ type Config struct {
 	Policy verdict.Policy
 	// Signals replaces verdict.DefaultSignals (for tuning).
 	Signals []verdict.Signal
+	// Observe, when set, sees the judgement after every step i (from 1).
+	Observe func(i int, j verdict.Judgement)
 }
 
 // Outcome of one deployment.
@@ -211,6 +213,9 @@ func Run(cfg Config, s Scenario, seed uint64) Outcome {
 		}
 		samples = append(samples, verdict.Samples{Signal: byName["critical_alerts"]})
 		j := verdict.Judge(cfg.Policy, samples, verdict.Progress{Elapsed: float64(i) * secs, Window: cfg.Window.Seconds(), Step: secs, Overlap: 1})
+		if cfg.Observe != nil {
+			cfg.Observe(i, j)
+		}
 		if j.Final {
 			return Outcome{Scenario: s, Decision: j.Decision, Seconds: float64(i) * secs, Reason: j.Reason, Signals: j.Signals}
 		}

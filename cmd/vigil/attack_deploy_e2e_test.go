@@ -148,7 +148,7 @@ func TestAttackDeploy(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"vigil_verifications_running 0", `vigil_verdicts_total{decision="error"} 1`} {
+	for _, want := range []string{"vigil_verifications_running 0", `vigil_verdicts_total{decision="error",mode="enforce"} 1`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

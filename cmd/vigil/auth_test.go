@@ -138,7 +138,10 @@ var routePolicy = map[string]struct {
 	"GET /verdicts/{id}":                     {scope: auth.ScopeRead},
 	"GET /graph":                             {scope: auth.ScopeRead, path: "/graph?g0.expr=up"},
 	"GET /static/":                           {scope: auth.ScopeRead, path: "/static/style.css"},
+	"GET /api/v1/backtest":                   {scope: auth.ScopeRead},
+	"POST /api/v1/backtest":                  {scope: auth.ScopeRead},
 	"POST /api/v1/write":                     {scope: auth.ScopeWrite},
+	"POST /api/v1/evidence":                  {scope: auth.ScopeWrite},
 	"/otlp/v1/":                              {scope: auth.ScopeWrite, method: "POST", path: "/otlp/v1/metrics"},
 	"/api/v1/otlp/v1/":                       {scope: auth.ScopeWrite, method: "POST", path: "/api/v1/otlp/v1/metrics"},
 	"/loki/api/v1/push":                      {scope: auth.ScopeWrite, method: "POST"},
@@ -164,7 +167,10 @@ var wildcard = regexp.MustCompile(`\{[^}]+\}`)
 // with a token of each other scope and with a token of its scope: 401 (with
 // WWW-Authenticate), 403, and through to the handler.
 func TestEveryRouteNeedsItsScope(t *testing.T) {
-	s := startSecured(t, nil)
+	// POST /api/v1/evidence also wants its writer in
+	// ingest.accept_derived_series_from (403 otherwise, see
+	// TestStoreTakesDerivedSeriesOnlyFromCollectors).
+	s := startSecured(t, func(c *config.Config) { c.Ingest.AcceptDerivedSeriesFrom = []string{"write-client"} })
 	registered := map[string]bool{}
 	for _, rt := range s.routes {
 		registered[rt.Pattern] = true

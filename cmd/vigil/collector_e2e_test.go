@@ -332,7 +332,7 @@ func TestTelemetrygen(t *testing.T) {
 }
 
 // selfMetric reads one sample of Vigil's own /metrics.
-func selfMetric(t *testing.T, base, series string) float64 {
+func selfMetric(t testing.TB, base, series string) float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {

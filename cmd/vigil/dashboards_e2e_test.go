@@ -365,7 +365,7 @@ deploy:
 	}
 	for name, want := range map[string][]string{
 		"Deployments": {"Deploy cart v2", "Deploy cart v3", "Deploy checkout v2"},
-		"Verdicts":    {"Verdict rollback: cart v2", "Verdict rollback: checkout v2"},
+		"Verdicts":    {"Verdict rollback (shadow): cart v2", "Verdict rollback (shadow): checkout v2"},
 		"Alerts":      {"CartErrorLogsE2E", "CheckoutErrorsE2E"},
 	} {
 		got := events[name]

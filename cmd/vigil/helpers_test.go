@@ -53,7 +53,7 @@ type queryData struct {
 }
 
 // apiGet calls a Prometheus API endpoint with GET and decodes the envelope.
-func apiGet(t *testing.T, base, path string, params url.Values) (int, apiResponse) {
+func apiGet(t testing.TB, base, path string, params url.Values) (int, apiResponse) {
 	t.Helper()
 	resp, err := http.Get(base + path + "?" + params.Encode())
 	if err != nil {
@@ -69,7 +69,7 @@ func apiGet(t *testing.T, base, path string, params url.Values) (int, apiRespons
 }
 
 // instant runs an instant query and returns its data, failing on error.
-func instant(t *testing.T, base, q string, ts time.Time) queryData {
+func instant(t testing.TB, base, q string, ts time.Time) queryData {
 	t.Helper()
 	code, r := apiGet(t, base, "/api/v1/query", url.Values{"query": {q}, "time": {fmt.Sprint(ts.Unix())}})
 	if code != 200 || r.Status != "success" {

@@ -70,6 +70,7 @@ func newApp(stdout, stderr io.Writer, withGlobalVersion bool) (*kingpin.Applicat
 		newDeployListCommand(deployCmd, stdout, stderr),
 		newVerdictsListCommand(verdicts, stdout, stderr),
 		newVerdictsShowCommand(verdicts, stdout, stderr),
+		newBacktestCommand(app, stdout, stderr),
 		newDemoCommand(app, stdout, stderr),
 		newVersionCommand(app, stdout),
 		newDocsCommand(app, stdout),

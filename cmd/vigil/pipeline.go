@@ -263,13 +263,6 @@ func actionWord(a deploy.ActionRecord) string {
 	}
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 // verdictsListCommand is `vigil verdicts list`.
 type verdictsListCommand struct {
 	stdout io.Writer

@@ -45,7 +45,9 @@ func TestGeneratedRulesDifferential(t *testing.T) {
 	// older samples below out of bounds for the TSDB head), are fed, and
 	// then load the rules by a reload.
 	rulesGlob := filepath.Join(dir, "*.rules.yml")
-	promCfg, vigilCfg := "global:\n  scrape_interval: 1h\n  evaluation_interval: 1s\n", "global:\n  evaluation_interval: 1s\n"
+	// The test writes span metrics and deployments by remote_write as
+	// Vigil's collector replicas do, so Vigil accepts them from it.
+	promCfg, vigilCfg := "global:\n  scrape_interval: 1h\n  evaluation_interval: 1s\n", "global:\n  evaluation_interval: 1s\ningest:\n  accept_derived_series_from: [anonymous]\n"
 	var promCfgPath string
 	prom := peers.StartPrometheus(t, func(string) string { return promCfg },
 		"--web.enable-remote-write-receiver", "--enable-feature=native-histograms", "--web.enable-lifecycle")

@@ -27,8 +27,11 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/derived"
+	"github.com/vigilhq/vigil/collector/evidence"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -39,6 +42,7 @@ import (
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/connlimit"
+	"github.com/vigilhq/vigil/internal/semconv"
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 )
@@ -56,8 +60,9 @@ type serveCommand struct {
 	otlpGRPC  string
 	otlpHTTP  string
 	webConfig string
+	replica   string
 
-	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP, webConfig bool }
+	set struct{ listen, storagePath, retention, otlpGRPC, otlpHTTP, webConfig, replica bool }
 }
 
 func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveCommand {
@@ -80,6 +85,8 @@ func newServeCommand(app *kingpin.Application, _, stderr io.Writer) *serveComman
 		PlaceHolder("127.0.0.1:4318").IsSetByUser(&c.set.otlpHTTP).StringVar(&c.otlpHTTP)
 	c.cmd.Flag("web.config.file", "Prometheus web configuration file: TLS, basic_auth_users, http_server_config. Overrides web.config_file.").
 		PlaceHolder("web.yml").IsSetByUser(&c.set.webConfig).StringVar(&c.webConfig)
+	c.cmd.Flag("collector.replica", "Name of this collector replica: the collector label of every series it derives, when several Vigils forward to one store. Overrides collector.replica; default $POD_NAME.").
+		PlaceHolder("NAME").IsSetByUser(&c.set.replica).StringVar(&c.replica)
 	promslogflag.AddFlags(app, &c.logConfig)
 	return c
 }
@@ -113,6 +120,10 @@ func (c *serveCommand) config() (config.Config, error) {
 	if c.set.webConfig {
 		cfg.Web.ConfigFile = c.webConfig
 	}
+	if c.set.replica {
+		cfg.Collector.Replica = c.replica
+	}
+	cfg.Collector.DefaultReplica()
 	return cfg, cfg.Validate()
 }
 
@@ -289,24 +300,44 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 
 	// The hot path sits between every receiver and storage; span and log
 	// metrics write through it too.
+	// Derived series carry the collector replica's name when it has one.
+	replica := cfg.Collector.Replica
+	if replica != "" {
+		logger.Info("Running as a collector replica: derived series carry its name", "collector", replica)
+	}
 	ingestCfg := cfg.Ingest
 	ingestCfg.StreamAggregation = cfg.StreamAggregation
+	ingestCfg.Replica = replica
 	pipeline, err := hotpath.New(ingestCfg, store, logger.With("component", "hotpath"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	spans, err := spanmetrics.New(cfg.SpanMetrics, pipeline, logger.With("component", "span_metrics"), reg)
+	spans, err := spanmetrics.New(cfg.SpanMetrics, derived.NewWriter(pipeline, replica), logger.With("component", "span_metrics"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	logs, err := logmetrics.New(cfg.LogMetrics, pipeline, logger.With("component", "log_metrics"), reg)
+	logs, err := logmetrics.New(cfg.LogMetrics, derived.NewWriter(pipeline, replica), logger.With("component", "log_metrics"), reg)
 	if err != nil {
 		return fail(err)
 	}
-	// Background work flushes once more when it is stopped, before storage closes.
+	runs := []func(context.Context){pipeline.Run, spans.Run, logs.Run}
+	if fc := cfg.Collector.EvidenceForward.ForwardConfig; fc.URL != "" {
+		out := evidence.NewOutbox(fc.MaxQueue, reg)
+		spans.ErrorTraces().Forward(out)
+		logs.ErrorLogs().Forward(out)
+		fwd, err := evidence.NewForwarder(fc, replica, out, logger.With("component", "evidence_forward"), reg)
+		if err != nil {
+			return fail(fmt.Errorf("collector.evidence_forward: %w", err))
+		}
+		runs = append(runs, fwd.Run)
+		logger.Info("Forwarding error logs and traces as evidence", "url", fc.URL)
+	}
+	// Background work flushes once more when it is stopped, before storage
+	// closes (and the evidence forwarder sends what is left), after the
+	// receivers have stopped.
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	for _, run := range []func(context.Context){pipeline.Run, spans.Run, logs.Run} {
+	for _, run := range runs {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
@@ -317,6 +348,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 		bgCancel()
 		bg.Wait()
 		logger.Info("Flushed derived metrics")
+		// A replica being scaled in hands over what it derived since its
+		// last flush: forwarding closes only once it has read the WAL to
+		// its end (within storage.remote_flush_deadline).
+		if forwarder.Forwarding() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Storage.RemoteFlushDeadline))
+			marker := labels.FromStrings(model.MetricNameLabel, "vigil_shutdown_timestamp_seconds")
+			if replica != "" {
+				marker = labels.FromStrings(model.MetricNameLabel, "vigil_shutdown_timestamp_seconds", semconv.LabelCollector, replica)
+			}
+			if err := forwarder.Drain(ctx, store, marker); err != nil {
+				logger.Warn("Forwarding may not have sent the last samples", "err", err)
+			}
+			cancel()
+		}
 	})
 
 	ingestMetrics := collector.NewMetrics(reg)
@@ -405,6 +450,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	mux.Handle("/loki/api/v1/push", auth.ScopeWrite, lokiRcv)
 	mux.Handle("GET /api/v1/logs/recent", auth.ScopeRead, logs.ErrorLogs().Handler())
 	mux.Handle("GET /api/v1/traces/recent", auth.ScopeRead, spans.ErrorTraces().Handler())
+	// Collector replicas forward their evidence here: write scope, and only
+	// the writers of ingest.accept_derived_series_from.
+	mux.Handle("POST /api/v1/evidence", auth.ScopeWrite, evidence.NewReceiver(pipeline.MayWriteDerived, time.Duration(cfg.Receivers.Limits.BodyReadTimeout), logger.With("component", "evidence"), reg, spans.ErrorTraces(), logs.ErrorLogs()))
 	hook, stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
 	if err != nil {
 		return fail(err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 )
@@ -30,10 +31,10 @@ type counter struct {
 	written bool
 }
 
-// NewCounters holds at most max counters named name; a counter not
+// NewCounters holds at most maxSeries counters named name; a counter not
 // increased for expiry is dropped.
-func NewCounters(name string, max int, expiry time.Duration) *Counters {
-	return &Counters{name: name, max: max, expiry: expiry, series: map[string]*counter{}}
+func NewCounters(name string, maxSeries int, expiry time.Duration) *Counters {
+	return &Counters{name: name, max: maxSeries, expiry: expiry, series: map[string]*counter{}}
 }
 
 // Add increases the counter identified by key (any byte encoding unique to
@@ -47,7 +48,7 @@ func (c *Counters) Add(key []byte, mk func() labels.Labels, delta float64, at ti
 		if len(c.series) >= c.max {
 			return false
 		}
-		s = &counter{ls: labels.NewBuilder(mk()).Set(labels.MetricName, c.name).Labels()}
+		s = &counter{ls: labels.NewBuilder(mk()).Set(model.MetricNameLabel, c.name).Labels()}
 		c.series[string(key)] = s
 	}
 	s.v += delta
@@ -66,10 +67,21 @@ func (c *Counters) Len() int {
 type Sample struct {
 	Labels labels.Labels
 	Value  float64
+	// At is when the value is written; zero: the time Collect was given.
+	At time.Time
 }
 
+// StartOffset is how long before its first value a counter is written
+// as 0 (see Collect).
+const StartOffset = time.Millisecond
+
 // Collect returns the current value of every live counter, and a
-// staleness marker for each counter that expired (which it forgets).
+// staleness marker for each counter that expired (which it forgets). A
+// counter written for the first time by this process is preceded by a 0
+// just before (StartOffset), as Prometheus's created-timestamp zero
+// ingestion does: a restarted Vigil, or collector replica, starts its
+// counters again from 0, and rate(), increase() and the verdict see the
+// reset even when the new value is above the old one.
 func (c *Counters) Collect(at time.Time) []Sample {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -77,13 +89,16 @@ func (c *Counters) Collect(at time.Time) []Sample {
 	for k, s := range c.series {
 		if at.Sub(s.updated) > c.expiry {
 			if s.written {
-				out = append(out, Sample{s.ls, math.Float64frombits(value.StaleNaN)})
+				out = append(out, Sample{Labels: s.ls, Value: math.Float64frombits(value.StaleNaN)})
 			}
 			delete(c.series, k)
 			continue
 		}
+		if !s.written {
+			out = append(out, Sample{Labels: s.ls, Value: 0, At: at.Add(-StartOffset)})
+		}
 		s.written = true
-		out = append(out, Sample{s.ls, s.v})
+		out = append(out, Sample{Labels: s.ls, Value: s.v})
 	}
 	return out
 }

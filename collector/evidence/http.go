@@ -15,6 +15,7 @@ type recordJSON struct {
 	Service    string    `json:"service"`
 	Version    string    `json:"version"`
 	ObservedAt time.Time `json:"observedAt"`
+	Collector  string    `json:"collector,omitempty"`
 	Record     any       `json:"record"`
 }
 
@@ -44,7 +45,7 @@ func (r *Rings[T]) Handler() http.Handler {
 		recs := r.Recent(q.Get("service"), q.Get("version"), since, limit)
 		out := make([]recordJSON, 0, len(recs))
 		for _, rec := range recs {
-			out = append(out, recordJSON{Service: rec.Key.Service, Version: rec.Key.Version, ObservedAt: rec.At.UTC(), Record: rec.Item})
+			out = append(out, recordJSON{Service: rec.Key.Service, Version: rec.Key.Version, ObservedAt: rec.At.UTC(), Collector: rec.Collector, Record: rec.Item})
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": out})

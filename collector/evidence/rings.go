@@ -28,6 +28,10 @@ type Rings[T any] struct {
 	rings map[Key]*ring[T]
 	lru   *list.List // of Key, most recently touched first
 
+	name string
+	// out, when set, receives every record added locally, for forwarding.
+	out *Outbox
+
 	evicted prometheus.Counter
 	dropped prometheus.Counter
 }
@@ -40,14 +44,15 @@ type ring[T any] struct {
 }
 
 type stamped[T any] struct {
-	at   time.Time
-	item T
+	at        time.Time
+	collector string // the replica that saw it, for records forwarded to this one
+	item      T
 }
 
 // New creates rings. name labels the self-metrics (e.g. "error_logs").
 func New[T any](name string, perKey, maxKeys int, reg prometheus.Registerer) *Rings[T] {
 	r := &Rings[T]{
-		perKey: max(perKey, 1), maxKeys: max(maxKeys, 1), rings: map[Key]*ring[T]{}, lru: list.New(),
+		name: name, perKey: max(perKey, 1), maxKeys: max(maxKeys, 1), rings: map[Key]*ring[T]{}, lru: list.New(),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_evidence_evicted_keys_total", Help: "Service versions whose recent records were evicted to make room for others.",
 			ConstLabels: prometheus.Labels{"ring": name},
@@ -63,8 +68,26 @@ func New[T any](name string, perKey, maxKeys int, reg prometheus.Registerer) *Ri
 	return r
 }
 
-// Add records item for key at time at.
+// Name is the ring's name ("error_logs", "error_traces").
+func (r *Rings[T]) Name() string { return r.name }
+
+// Forward sends every record added from now on to o as well.
+func (r *Rings[T]) Forward(o *Outbox) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out = o
+}
+
+// Add records item for key at time at (and queues it for forwarding when
+// the rings forward).
 func (r *Rings[T]) Add(key Key, at time.Time, item T) {
+	if out := r.add(key, at, "", item); out != nil {
+		out.push(r.name, key, at, item)
+	}
+}
+
+// add keeps a record and returns where the rings forward to (nil: nowhere).
+func (r *Rings[T]) add(key Key, at time.Time, collector string, item T) *Outbox {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rg, ok := r.rings[key]
@@ -77,14 +100,18 @@ func (r *Rings[T]) Add(key Key, at time.Time, item T) {
 	} else {
 		r.lru.MoveToFront(rg.elem)
 	}
-	rg.touched = at
-	if len(rg.items) < r.perKey {
-		rg.items = append(rg.items, stamped[T]{at, item})
-		return
+	if at.After(rg.touched) {
+		rg.touched = at
 	}
-	rg.items[rg.next] = stamped[T]{at, item}
+	st := stamped[T]{at: at, collector: collector, item: item}
+	if len(rg.items) < r.perKey {
+		rg.items = append(rg.items, st)
+		return r.out
+	}
+	rg.items[rg.next] = st
 	rg.next = (rg.next + 1) % r.perKey
 	r.dropped.Inc()
+	return r.out
 }
 
 // evictOldest drops the key added to least recently.
@@ -102,6 +129,9 @@ type Record[T any] struct {
 	At   time.Time
 	Key  Key
 	Item T
+	// Collector is the replica that recorded it, when it was forwarded
+	// from another Vigil ("" for a record of this one).
+	Collector string
 }
 
 // Recent returns up to limit records, newest first, of service (all
@@ -116,7 +146,7 @@ func (r *Rings[T]) Recent(service, version string, since time.Time, limit int) [
 		}
 		for _, s := range rg.items {
 			if !s.at.Before(since) {
-				out = append(out, Record[T]{At: s.at, Key: k, Item: s.item})
+				out = append(out, Record[T]{At: s.at, Key: k, Item: s.item, Collector: s.collector})
 			}
 		}
 	}

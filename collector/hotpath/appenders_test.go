@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -50,7 +51,7 @@ type step struct {
 
 func seriesLabels(s string) labels.Labels {
 	name, rest, _ := strings.Cut(s, ",")
-	kv := []string{labels.MetricName, name}
+	kv := []string{model.MetricNameLabel, name}
 	if rest != "" {
 		for _, p := range strings.Split(rest, ",") {
 			k, v, _ := strings.Cut(p, "=")
@@ -179,7 +180,7 @@ func TestIngestAppendersKeepExemplars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := eq.Select(t0-1, t0+1, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "a")})
+	res, err := eq.Select(t0-1, t0+1, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, "a")})
 	if err != nil || len(res) != 1 || len(res[0].Exemplars) != 1 {
 		t.Errorf("exemplars stored: %v, %v", res, err)
 	}

@@ -15,13 +15,16 @@ import (
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/derived"
 	"github.com/vigilhq/vigil/collector/streamaggr"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // Config configures the hot path (the `ingest:` section of vigil.yml).
@@ -33,9 +36,19 @@ type Config struct {
 	// MaxSeries is the most series storage may hold; samples of further new
 	// series are refused (0: no limit).
 	MaxSeries int `yaml:"max_series"`
+	// AcceptDerivedSeriesFrom names the writers (auth.tokens names, or
+	// "anonymous" without authentication) that may send series Vigil
+	// derives itself (span metrics, service graph, log metrics, deployment
+	// and verdict series) over remote_write and OTLP: Vigil's collector
+	// replicas. Everyone else's samples of those series are refused
+	// (reason derived_series). Default: nobody.
+	AcceptDerivedSeriesFrom []string `yaml:"accept_derived_series_from"`
 	// StreamAggregation rules aggregate samples before storage (configured
 	// at the top level of vigil.yml as stream_aggregation).
 	StreamAggregation []streamaggr.RuleConfig `yaml:"-"`
+	// Replica labels the stream aggregation outputs with the collector
+	// replica (collector.replica).
+	Replica string `yaml:"-"`
 }
 
 // DefaultConfig is the hot path's default configuration.
@@ -53,6 +66,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSeries < 0 {
 		return fmt.Errorf("max_series must not be negative, got %d", c.MaxSeries)
+	}
+	for _, w := range c.AcceptDerivedSeriesFrom {
+		if w == "" {
+			return errors.New("accept_derived_series_from: empty writer name")
+		}
 	}
 	for i, r := range c.StreamAggregation {
 		if err := r.Validate(); err != nil {
@@ -103,7 +121,7 @@ func New(cfg Config, store Storage, logger *slog.Logger, reg prometheus.Register
 		}),
 	}
 	if len(cfg.StreamAggregation) > 0 {
-		aggr, err := streamaggr.New(cfg.StreamAggregation, store, logger.With("component", "stream aggregation"), reg)
+		aggr, err := streamaggr.New(cfg.StreamAggregation, derived.NewWriter(store, cfg.Replica), logger.With("component", "stream aggregation"), reg)
 		if err != nil {
 			return nil, err
 		}
@@ -131,9 +149,10 @@ func (p *Pipeline) IngestLimits() collector.IngestLimits { return p.cfg.IngestLi
 func (p *Pipeline) CachedRef(key []byte) (storage.SeriesRef, bool) { return p.cache.Get(key) }
 
 // CacheRef remembers ref for a wire label key, unless the series needs the
-// hot path's attention on every sample (stream aggregation), which needs its labels.
+// hot path's attention on every sample, which needs its labels: stream
+// aggregation, and the check of who may write a derived series.
 func (p *Pipeline) CacheRef(key []byte, ls labels.Labels, ref storage.SeriesRef) {
-	if ref == 0 || (p.aggr != nil && p.aggr.Matches(ls)) {
+	if ref == 0 || semconv.Derived(ls.Get(model.MetricNameLabel)) || (p.aggr != nil && p.aggr.Matches(ls)) {
 		return
 	}
 	p.cache.Set(key, ref)
@@ -142,15 +161,20 @@ func (p *Pipeline) CacheRef(key []byte, ls labels.Labels, ref storage.SeriesRef)
 // ForgetRef drops a key whose reference storage no longer knows.
 func (p *Pipeline) ForgetRef(key []byte) { p.cache.Delete(key) }
 
-// AppenderV2 starts a transaction. A sample passes the label limits, the
-// time window (from now) and the in-request conflict check, then stream
-// aggregation and the series limit, then storage.
+// AppenderV2 starts a transaction. A sample passes the check of who may
+// write derived series, the label limits, the time window (from now) and
+// the in-request conflict check, then stream aggregation and the series
+// limit, then storage.
 func (p *Pipeline) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	minT, maxT := p.cfg.Window(p.now())
 	var app storage.ExemplarAppenderV2 = &appender{p: p, inner: p.store.AppenderV2(ctx)}
 	app = &batchAppender{ExemplarAppenderV2: app, states: p.batch}
 	app = &timeLimitAppender{ExemplarAppenderV2: app, minT: minT, maxT: maxT}
-	return &labelLimitAppender{ExemplarAppenderV2: app, limits: p.cfg.IngestLimits}
+	app = &labelLimitAppender{ExemplarAppenderV2: app, limits: p.cfg.IngestLimits}
+	if name, ok := p.MayWriteDerived(ctx); !ok {
+		app = &derivedGuard{ExemplarAppenderV2: app, writer: name}
+	}
+	return app
 }
 
 type appender struct {

@@ -79,7 +79,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]string{}
 	for _, l := range semconv.LogRecordLabels {
-		seen[l] = "the label " + l + " every log record has"
+		seen[l] = "the label " + l + " Vigil sets itself"
 	}
 	for _, d := range c.Dimensions {
 		if d == "" {
@@ -357,7 +357,11 @@ func (g *Generator) Flush(at time.Time) {
 	app := g.out.AppenderV2(context.Background())
 	t := at.UnixMilli()
 	for _, s := range samples {
-		if _, err := app.Append(0, s.Labels, 0, t, s.Value, nil, nil, storage.AOptions{}); err != nil {
+		ts := t
+		if !s.At.IsZero() {
+			ts = s.At.UnixMilli()
+		}
+		if _, err := app.Append(0, s.Labels, 0, ts, s.Value, nil, nil, storage.AOptions{}); err != nil {
 			g.logger.Debug("Log metric sample refused", "series", s.Labels.String(), "err", err)
 		}
 	}

@@ -3,6 +3,7 @@ package logmetrics
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/vigilhq/vigil/collector"
 	"github.com/vigilhq/vigil/internal/memstore"
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 func TestSeverity(t *testing.T) {
@@ -135,10 +138,11 @@ func TestConfigDimensions(t *testing.T) {
 		labels string
 		err    string
 	}{
-		{dims: nil, labels: "service namespace environment version severity"},
-		{dims: []string{"cluster", "k8s.cluster.name"}, labels: "service namespace environment version severity cluster k8s_cluster_name"},
+		{dims: nil, labels: "service namespace environment version severity collector"},
+		{dims: []string{"cluster", "k8s.cluster.name"}, labels: "service namespace environment version severity collector cluster k8s_cluster_name"},
+		{dims: []string{"collector"}, err: `"collector" would be the label "collector", which is already the label collector Vigil sets itself`},
 		{dims: []string{""}, err: "empty attribute name"},
-		{dims: []string{"severity"}, err: `"severity" would be the label "severity", which is already the label severity every log record has`},
+		{dims: []string{"severity"}, err: `"severity" would be the label "severity", which is already the label severity Vigil sets itself`},
 		{dims: []string{"k8s.pod", "k8s-pod"}, err: `"k8s-pod" would be the label "k8s_pod", which is already dimension "k8s.pod"`},
 	} {
 		cfg := DefaultConfig()
@@ -156,5 +160,40 @@ func TestConfigDimensions(t *testing.T) {
 		if got := strings.Join(cfg.Labels(), " "); got != tc.labels {
 			t.Errorf("dimensions %q: labels %q, want %q", tc.dims, got, tc.labels)
 		}
+	}
+}
+
+// TestCountersStartFromZero: a series is written as 0 just before its first
+// value, once per process, so that a restarted Vigil's counter (here 5
+// after 3) reads as a reset to rate() and the verdict, not as +2.
+func TestCountersStartFromZero(t *testing.T) {
+	out := memstore.New()
+	const series = `{__name__="log_records_total", service="cart", severity="error"}`
+	t0 := time.Now().Truncate(time.Second)
+	type point struct {
+		t int64
+		v float64
+	}
+	run := func(records int, at time.Time) {
+		g, err := New(DefaultConfig(), out, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range records {
+			g.Observe(Record{Identity: collector.Identity{Service: "cart"}, Severity: semconv.SeverityError, Body: "x"})
+		}
+		g.Flush(at)
+		g.Flush(at.Add(time.Second))
+	}
+	run(3, t0)
+	run(5, t0.Add(time.Minute)) // the restarted process
+	var got []point
+	for _, s := range out.Samples(series) {
+		got = append(got, point{s.T, s.V})
+	}
+	ms := t0.UnixMilli()
+	want := []point{{ms - 1, 0}, {ms, 3}, {ms + 1000, 3}, {ms + 59999, 0}, {ms + 60000, 5}, {ms + 61000, 5}}
+	if !slices.Equal(got, want) {
+		t.Errorf("samples %v, want %v", got, want)
 	}
 }

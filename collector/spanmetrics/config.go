@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/vigilhq/vigil/internal/semconv"
 )
 
 // Config configures span metrics.
@@ -92,6 +94,9 @@ func (c Config) Validate() error {
 	for _, d := range c.Dimensions {
 		if d == "" {
 			return errors.New("dimensions: empty attribute name")
+		}
+		if l := semconv.DimensionLabel(d); slices.Contains(semconv.SpanMetricLabels, l) {
+			return fmt.Errorf("dimensions: %q would be the label %q, which every span metric has already", d, l)
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -408,6 +409,8 @@ type sample struct {
 	v   float64
 	h   *histogram.Histogram
 	exs []exemplar.Exemplar
+	// start marks the 0 written just before a series' first value.
+	start bool
 }
 
 // Flush writes every live series at time at, and staleness markers for
@@ -416,10 +419,10 @@ func (g *Generator) Flush(at time.Time) {
 	start := time.Now()
 	out := g.collect(at)
 	for _, s := range g.edges.Collect(at) {
-		out = append(out, sample{ls: s.Labels, v: s.Value})
+		out = append(out, sample{ls: s.Labels, v: s.Value, start: !s.At.IsZero()})
 	}
 	for _, s := range g.failed.Collect(at) {
-		out = append(out, sample{ls: s.Labels, v: s.Value})
+		out = append(out, sample{ls: s.Labels, v: s.Value, start: !s.At.IsZero()})
 	}
 	if len(out) == 0 {
 		return
@@ -427,7 +430,11 @@ func (g *Generator) Flush(at time.Time) {
 	app := g.out.AppenderV2(context.Background())
 	t := at.UnixMilli()
 	for _, s := range out {
-		if _, err := app.Append(0, s.ls, 0, t, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
+		ts := t
+		if s.start {
+			ts = at.Add(-derived.StartOffset).UnixMilli()
+		}
+		if _, err := app.Append(0, s.ls, 0, ts, s.v, s.h, nil, storage.AOptions{Exemplars: s.exs}); err != nil && !collector.IsPartial(err) {
 			g.logger.Debug("Span metric sample refused", "series", s.ls.String(), "err", err)
 		}
 	}
@@ -454,8 +461,8 @@ func (g *Generator) collect(at time.Time) []sample {
 	stale := math.Float64frombits(value.StaleNaN)
 	var out []sample
 	for k, s := range g.series {
-		calls := labels.NewBuilder(s.ls).Set(labels.MetricName, semconv.SpanCalls).Labels()
-		native := labels.NewBuilder(s.ls).Set(labels.MetricName, semconv.SpanDuration).Labels()
+		calls := labels.NewBuilder(s.ls).Set(model.MetricNameLabel, semconv.SpanCalls).Labels()
+		native := labels.NewBuilder(s.ls).Set(model.MetricNameLabel, semconv.SpanDuration).Labels()
 		if at.Sub(s.updated) > exp {
 			delete(g.series, k)
 			if !s.written {
@@ -470,6 +477,23 @@ func (g *Generator) collect(at time.Time) []sample {
 			}
 			continue
 		}
+		m := &dto.Metric{}
+		if err := s.hist.Write(m); err != nil {
+			continue
+		}
+		h := m.GetHistogram()
+		if !s.written {
+			// A series this process writes for the first time starts from 0
+			// just before (see derived.Counters.Collect).
+			out = append(out, sample{ls: calls, start: true})
+			if g.cfg.NativeHistograms {
+				nh := toNative(h)
+				out = append(out, sample{ls: native, h: &histogram.Histogram{Schema: nh.Schema, ZeroThreshold: nh.ZeroThreshold, CounterResetHint: histogram.CounterReset}, start: true})
+			}
+			for _, ls := range g.classicSeries(s.ls) {
+				out = append(out, sample{ls: ls, start: true})
+			}
+		}
 		s.written = true
 		var exs []exemplar.Exemplar
 		ex := s.ex.exemplar()
@@ -477,11 +501,6 @@ func (g *Generator) collect(at time.Time) []sample {
 			exs = []exemplar.Exemplar{*ex}
 		}
 		out = append(out, sample{ls: calls, v: s.calls, exs: exs})
-		m := &dto.Metric{}
-		if err := s.hist.Write(m); err != nil {
-			continue
-		}
-		h := m.GetHistogram()
 		if g.cfg.NativeHistograms {
 			out = append(out, sample{ls: native, h: toNative(h), exs: exs})
 		}
@@ -500,11 +519,11 @@ func (g *Generator) classicSeries(ls labels.Labels) []labels.Labels {
 	}
 	var out []labels.Labels
 	for _, b := range append(slices.Clone(g.cfg.Buckets), math.Inf(1)) {
-		out = append(out, labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", formatLe(b)).Labels())
+		out = append(out, labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", formatLe(b)).Labels())
 	}
 	return append(out,
-		labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_sum").Labels(),
-		labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_count").Labels())
+		labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_sum").Labels(),
+		labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_count").Labels())
 }
 
 // classic writes the histogram as classic _bucket/_sum/_count series; the
@@ -514,7 +533,7 @@ func (g *Generator) classic(ls labels.Labels, h *dto.Histogram, ex *exemplar.Exe
 	exPlaced := false
 	for _, b := range h.GetBucket() {
 		s := sample{
-			ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", formatLe(b.GetUpperBound())).Labels(),
+			ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", formatLe(b.GetUpperBound())).Labels(),
 			v:  float64(b.GetCumulativeCount()),
 		}
 		if ex != nil && !exPlaced && ex.Value <= b.GetUpperBound() {
@@ -522,13 +541,13 @@ func (g *Generator) classic(ls labels.Labels, h *dto.Histogram, ex *exemplar.Exe
 		}
 		out = append(out, s)
 	}
-	inf := sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_bucket").Set("le", "+Inf").Labels(), v: float64(h.GetSampleCount())}
+	inf := sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_bucket").Set("le", "+Inf").Labels(), v: float64(h.GetSampleCount())}
 	if ex != nil && !exPlaced {
 		inf.exs = []exemplar.Exemplar{*ex}
 	}
 	return append(out, inf,
-		sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_sum").Labels(), v: h.GetSampleSum()},
-		sample{ls: labels.NewBuilder(ls).Set(labels.MetricName, semconv.SpanDuration+"_count").Labels(), v: float64(h.GetSampleCount())},
+		sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_sum").Labels(), v: h.GetSampleSum()},
+		sample{ls: labels.NewBuilder(ls).Set(model.MetricNameLabel, semconv.SpanDuration+"_count").Labels(), v: float64(h.GetSampleCount())},
 	)
 }
 

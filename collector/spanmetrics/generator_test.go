@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/value"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -175,5 +176,46 @@ func BenchmarkConsumeTraces(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "spans/s")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/span")
 		})
+	}
+}
+
+// TestSeriesStartFromZero: every series a generator writes for the first
+// time — calls, the native histogram, the classic buckets, sum and count,
+// service-graph edges — is preceded by a 0 (an empty histogram marked as a
+// counter reset) one millisecond before its first value, and only then.
+func TestSeriesStartFromZero(t *testing.T) {
+	out := memstore.New()
+	cfg := DefaultConfig()
+	cfg.Buckets = []float64{0.1}
+	g, err := New(cfg, out, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ConsumeTraces(context.Background(), traces(
+		spanSpec{"frontend", "v1", "GET /", ptrace.SpanKindClient, false, 1, 1, 0, 20 * time.Millisecond},
+		spanSpec{"cart", "v1", "GET /", ptrace.SpanKindServer, false, 1, 2, 1, 10 * time.Millisecond},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	g.Flush(at)
+	g.Flush(at.Add(time.Second))
+	series := out.Series()
+	if len(series) != 2*6+2 { // per span: calls, native, 2 buckets, sum, count; 2 edges
+		t.Fatalf("%d series: %v", len(series), series)
+	}
+	for _, name := range series {
+		ss := out.Samples(name)
+		if len(ss) != 3 {
+			t.Errorf("%s: %d samples, want the 0, the first value and the second", name, len(ss))
+			continue
+		}
+		first := ss[0]
+		if first.T != at.UnixMilli()-1 || first.V != 0 || (first.H != nil && (first.H.Count != 0 || first.H.CounterResetHint != histogram.CounterReset)) {
+			t.Errorf("%s starts with %+v, want 0 at %d", name, first, at.UnixMilli()-1)
+		}
+		if ss[1].T != at.UnixMilli() || ss[2].T != at.Add(time.Second).UnixMilli() {
+			t.Errorf("%s: then %d and %d, want the flush times", name, ss[1].T, ss[2].T)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -215,7 +216,7 @@ func (r *rule) outputLabels(ls labels.Labels) labels.Labels {
 		}
 	default:
 		ls.Range(func(l labels.Label) {
-			if l.Name == labels.MetricName {
+			if l.Name == model.MetricNameLabel {
 				return
 			}
 			if slices.Contains(r.cfg.Without, l.Name) {
@@ -229,7 +230,7 @@ func (r *rule) outputLabels(ls labels.Labels) labels.Labels {
 }
 
 func (r *rule) push(ls labels.Labels, v float64, now time.Time) bool {
-	name := ls.Get(labels.MetricName)
+	name := ls.Get(model.MetricNameLabel)
 	out := r.outputLabels(ls)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -430,7 +431,7 @@ func (g *group) value(output string) float64 {
 }
 
 func withName(name string, ls labels.Labels) labels.Labels {
-	return labels.NewBuilder(ls).Set(labels.MetricName, name).Labels()
+	return labels.NewBuilder(ls).Set(model.MetricNameLabel, name).Labels()
 }
 
 func outputSeries(name string, ls labels.Labels, o outputSpec) []labels.Labels {

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 )
@@ -111,7 +110,7 @@ func (c RuleConfig) Validate() error {
 		return errors.New("by and without cannot both be set")
 	}
 	for _, l := range append(slices.Clone(c.By), c.Without...) {
-		if !model.UTF8Validation.IsValidLabelName(l) || l == labels.MetricName {
+		if !model.UTF8Validation.IsValidLabelName(l) || l == model.MetricNameLabel {
 			return fmt.Errorf("invalid label name %q in by/without", l)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -39,12 +40,20 @@ func localize(t *testing.T, cfg vigilConfig, raw, forwardURL string, value func(
 	t.Helper()
 	dir := t.TempDir()
 	out := raw
+	files := map[string]bool{}
 	for _, tok := range cfg.Auth.Tokens {
-		local := filepath.Join(dir, filepath.Base(tok.TokenFile))
-		if err := os.WriteFile(local, []byte(value(tok.TokenFile)+"\n"), 0o400); err != nil {
+		files[tok.TokenFile] = true
+	}
+	// ... and the Secret's files it sends as a client (credentials_file).
+	for _, f := range secretFileRE.FindAllString(raw, -1) {
+		files[f] = true
+	}
+	for f := range files {
+		local := filepath.Join(dir, filepath.Base(f))
+		if err := os.WriteFile(local, []byte(value(f)+"\n"), 0o400); err != nil {
 			t.Fatal(err)
 		}
-		out = strings.ReplaceAll(out, tok.TokenFile, local)
+		out = strings.ReplaceAll(out, f, local)
 	}
 	if forwardURL != "" {
 		for _, rw := range cfg.RemoteWrite {
@@ -53,6 +62,9 @@ func localize(t *testing.T, cfg vigilConfig, raw, forwardURL string, value func(
 	}
 	return out
 }
+
+// secretFileRE matches the paths of the token Secret's files in a vigil.yml.
+var secretFileRE = regexp.MustCompile(`/etc/vigil-secrets/[A-Za-z0-9._-]+`)
 
 // localToken is the token localConfig writes for a shipped token file.
 func localToken(file string) string { return "local-" + filepath.Base(file) }

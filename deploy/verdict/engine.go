@@ -12,10 +12,26 @@ import (
 	"time"
 )
 
-// Querier runs a PromQL range query and returns the values of its result at
-// each step (all series pooled; signal queries return one series).
+// Point is one value of a range query's result at a time (Unix ms).
+type Point struct {
+	T int64
+	V float64
+}
+
+// Querier runs a PromQL range query and returns the points of its result
+// (all series pooled, in time order per series; signal queries return one
+// series).
 type Querier interface {
-	QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error)
+	QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Point, error)
+}
+
+// Values are the values of points, in order.
+func Values(ps []Point) []float64 {
+	out := make([]float64, len(ps))
+	for i, p := range ps {
+		out[i] = p.V
+	}
+	return out
 }
 
 // LogLine is an error log line quoted as evidence.
@@ -51,6 +67,10 @@ type Request struct {
 	// the analysis (a rolling update replaced it), the comparison is with the
 	// baseline before Start.
 	Baseline string `json:"baseline"`
+	// FirstDeploy: the service has no previous version (Baseline is empty);
+	// the version is judged against its signals' absolute bounds (the
+	// catalog's SLOs) and alerts alone.
+	FirstDeploy bool `json:"firstDeploy,omitempty"`
 	// Matchers are extra label matchers (catalog's matchers), without braces.
 	Matchers string `json:"matchers,omitempty"`
 	// Start is when the new version started taking traffic.
@@ -59,6 +79,21 @@ type Request struct {
 	Window time.Duration `json:"window"`
 	// Signals are the signals judged (DefaultSignals when empty).
 	Signals []Signal `json:"signals,omitempty"`
+	// Watch, when set, makes this the watch after a promotion: see Watch.
+	Watch *Watch `json:"watch,omitempty"`
+}
+
+// Watch is the analysis that goes on after a promotion: from From for
+// Duration, at every step the last Window of the new version's traffic is
+// compared with the previous version's history before the deploy
+// (baselineMode "before": [Start − Window, Start]). A regression found ends
+// it with a rollback verdict; otherwise it ends at From + Duration with
+// promote (or inconclusive, without data). Alpha is shared among the
+// watch's windows (alpha / ⌈Duration / Window⌉), as the looks of a long
+// watch are many more than those of one window.
+type Watch struct {
+	From     time.Time     `json:"from"`
+	Duration time.Duration `json:"duration"`
 }
 
 // Validate names the first problem.
@@ -68,14 +103,18 @@ func (r Request) Validate() error {
 		return errors.New("service is required")
 	case r.Version == "":
 		return errors.New("version is required")
-	case r.Baseline == "":
+	case r.Baseline == "" && !r.FirstDeploy:
 		return errors.New("baseline is required (the previous version)")
+	case r.Baseline != "" && r.FirstDeploy:
+		return fmt.Errorf("baseline %q given for a first deploy", r.Baseline)
 	case r.Baseline == r.Version:
 		return fmt.Errorf("baseline %q is the version under test", r.Baseline)
 	case r.Start.IsZero():
 		return errors.New("start is required")
 	case r.Window <= 0:
 		return errors.New("window must be positive")
+	case r.Watch != nil && (r.Watch.Duration <= 0 || r.Watch.From.Before(r.Start)):
+		return errors.New("watch: a positive duration from a time after the start is required")
 	}
 	for _, s := range r.Signals {
 		if err := s.Validate(); err != nil {
@@ -85,6 +124,24 @@ func (r Request) Validate() error {
 	return nil
 }
 
+// Baseline modes.
+const (
+	// ModeConcurrent: baseline pods run alongside the canary.
+	ModeConcurrent = "concurrent"
+	// ModeBefore: the baseline before the deploy (a rolling update replaced it).
+	ModeBefore = "before"
+	// ModeNone: no previous version (a first deploy): absolute bounds only.
+	ModeNone = "none"
+)
+
+// Stages of a verdict.
+const (
+	// StageVerify is the verification of a new version.
+	StageVerify = "verify"
+	// StageWatch is the watch after its promotion.
+	StageWatch = "watch"
+)
+
 // Verdict is the outcome of one analysis with its evidence.
 type Verdict struct {
 	ID          string `json:"id"`
@@ -92,14 +149,27 @@ type Verdict struct {
 	Environment string `json:"environment,omitempty"`
 	Version     string `json:"version"`
 	Baseline    string `json:"baseline"`
-	// BaselineMode is "concurrent" (baseline pods alongside the canary) or
-	// "before" (the baseline before the deploy).
+	// DeploymentID is the recorded deployment verified, when there is one.
+	DeploymentID string `json:"deploymentId,omitempty"`
+	// Stage is StageVerify or StageWatch (the watch after a promotion).
+	Stage string `json:"stage,omitempty"`
+	// Mode is the service's rollback mode when the verdict was reached:
+	// "enforce" (a rollback verdict is acted on) or "shadow" (recorded and
+	// counted, never acted on).
+	Mode string `json:"mode,omitempty"`
+	// BaselineMode is ModeConcurrent (baseline pods alongside the canary),
+	// ModeBefore (the baseline before the deploy) or ModeNone (a first
+	// deploy, judged against absolute bounds alone).
 	BaselineMode string    `json:"baselineMode"`
 	Start        time.Time `json:"start"`
 	EvaluatedAt  time.Time `json:"evaluatedAt"`
-	// TrafficSeconds is how much of the canary's traffic time was analysed.
+	// TrafficSeconds is how much of the canary's traffic time was analysed
+	// when the verdict was reached (of the watch: since the promotion).
 	TrafficSeconds float64 `json:"trafficSeconds"`
 	WindowSeconds  float64 `json:"windowSeconds"`
+	// Summary is one paragraph of plain English: the decision, after how
+	// much traffic, and the signal that decided it with its numbers.
+	Summary string `json:"summary"`
 	Judgement
 	ErrorLogs   []LogLine  `json:"errorLogs,omitempty"`
 	ErrorTraces []TraceRef `json:"errorTraces,omitempty"`
@@ -147,119 +217,296 @@ func New(cfg Config, q Querier, ev Evidence) (*Engine, error) {
 	return &Engine{cfg: cfg, q: q, ev: ev}, nil
 }
 
+// Step is the engine's sample step.
+func (e *Engine) Step() time.Duration { return e.cfg.Step }
+
+// maxHistory bounds the steps a live evaluation judges and keeps in each
+// signal's History: every step of a window of up to maxHistory steps (the
+// default 10m/15s has 40), evenly spaced steps beyond.
+const maxHistory = 250
+
 // Evaluate analyses the traffic from req.Start up to now (at most
-// req.Window of it) and decides.
+// req.Window of it) and decides. It judges the data as a verification
+// polled at every step would have: at each step boundary (evenly spaced
+// ones in a window of more than 250 steps) until a judgement is final, and
+// keeps each signal's judged values per step in its History.
 func (e *Engine) Evaluate(ctx context.Context, req Request, now time.Time) (Verdict, error) {
+	return e.run(ctx, req, now, false)
+}
+
+// Replay judges a past deployment as it would have been judged live, at
+// every step boundary from its start until the first final judgement (or
+// until the window's end, or until, whichever is first): the same code as
+// Evaluate, with each signal's range fetched once. EvaluatedAt is when the
+// verdict would have been reached.
+func (e *Engine) Replay(ctx context.Context, req Request, until time.Time) (Verdict, error) {
+	return e.run(ctx, req, until, true)
+}
+
+// fetched are a verification's signal data, fetched once.
+type fetched struct {
+	signals []Signal // with defaults
+	// per signal: canary and baseline points (ratio signals: the bad
+	// events) and the totals of a ratio signal.
+	canary, baseline, canaryTotal, baselineTotal [][]Point
+	traffic                                      int // the signal that tells the baseline's traffic (-1: none)
+}
+
+// span is what one run analyses.
+type span struct {
+	origin     time.Time // the traffic analysed begins here (the start, or the promotion of a watch)
+	limit      time.Time // and ends here at the latest
+	cFrom      time.Time // the first canary sample
+	bFrom, bTo time.Time // the baseline's samples
+	slide      time.Duration
+	policy     Policy
+	window     float64 // seconds: Progress.Window
+}
+
+func (e *Engine) span(req Request) span {
+	step := e.cfg.Step
+	s := span{origin: req.Start, limit: req.Start.Add(req.Window), policy: e.cfg.Policy, window: req.Window.Seconds()}
+	s.bFrom = req.Start.Add(-req.Window)
+	if w := req.Watch; w != nil {
+		s.origin, s.limit, s.slide = w.From, w.From.Add(w.Duration), req.Window
+		s.bTo = req.Start
+		looks := math.Ceil(w.Duration.Seconds() / req.Window.Seconds())
+		s.policy.Alpha /= math.Max(looks, 1)
+	}
+	// The first canary sample is one step after the start, so that every
+	// sample covers the new version only.
+	s.cFrom = s.origin.Add(step).Truncate(time.Second)
+	return s
+}
+
+func (e *Engine) run(ctx context.Context, req Request, now time.Time, everyStep bool) (Verdict, error) {
 	if err := req.Validate(); err != nil {
 		return Verdict{}, err
 	}
 	step := e.cfg.Step
-	// The first canary sample is one step after the start, so that every
-	// sample covers the new version only; samples stop at the window's end.
-	from := req.Start.Add(step).Truncate(time.Second)
+	sp := e.span(req)
 	end := now
-	if lim := req.Start.Add(req.Window); end.After(lim) {
-		end = lim
+	if end.After(sp.limit) {
+		end = sp.limit
 	}
 	v := Verdict{
 		Service: req.Service, Environment: req.Environment, Version: req.Version, Baseline: req.Baseline,
-		Start: req.Start, EvaluatedAt: now, WindowSeconds: req.Window.Seconds(), BaselineMode: "concurrent",
+		Start: req.Start, EvaluatedAt: now, WindowSeconds: sp.limit.Sub(sp.origin).Seconds(), BaselineMode: ModeConcurrent, Stage: StageVerify,
 	}
-	elapsed := end.Sub(req.Start).Seconds()
-	v.TrafficSeconds = math.Max(0, elapsed)
+	switch {
+	case req.FirstDeploy:
+		v.BaselineMode = ModeNone
+	case req.Watch != nil:
+		v.BaselineMode, v.Stage = ModeBefore, StageWatch
+	}
+	v.TrafficSeconds = math.Max(0, end.Sub(sp.origin).Seconds())
 	signals := req.Signals
 	if len(signals) == 0 {
 		signals = DefaultSignals()
 	}
-	vars := func(version string) Vars {
-		svc := fmt.Sprintf("service=%q", req.Service)
-		if req.Environment != "" {
-			svc += fmt.Sprintf(",environment=%q", req.Environment)
-		}
-		if req.Namespace != "" {
-			svc += fmt.Sprintf(",namespace=%q", req.Namespace)
-		}
-		if req.Matchers != "" {
-			svc += "," + req.Matchers
-		}
-		return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow)}
+	cv, bv := e.vars(req, req.Version), e.vars(req, req.Baseline)
+	if end.Before(sp.cFrom) {
+		v.Judgement = Judgement{Decision: Inconclusive, Reason: "the new version has not taken traffic long enough to sample", NeedSecs: math.Ceil(sp.cFrom.Sub(end).Seconds()) + step.Seconds()}
+		e.evidence(&v, req)
+		explain(&v, signals)
+		return v, nil
 	}
-	cv, bv := vars(req.Version), vars(req.Baseline)
-	catalog := catalogMatchers(req.Matchers)
-	render := func(q string, v Vars) string { return e.cfg.SeriesLabels.scope(Render(q, v), catalog) }
-	var samples []Samples
-	if !end.Before(from) {
-		// Baseline: the baseline version from one window before the deploy
-		// until now: its history and, in a canary, its pods alongside.
-		bFrom, bEnd := req.Start.Add(-req.Window), end
-		probe := render(signals[0].Query, bv)
-		if sig := findTraffic(signals); sig != nil {
-			probe = render(sig.Query, bv)
-		}
-		if got, err := e.q.QueryRange(ctx, probe, from, end, step); err != nil {
-			return v, fmt.Errorf("baseline traffic: %w", err)
-		} else if sum(got) == 0 {
-			v.BaselineMode = "before" // a rolling update replaced it
-		}
-		for _, sig := range signals {
-			sig = sig.withDefaults()
-			cq := render(sig.Query, cv)
-			s := Samples{Signal: sig}
-			var err error
-			if s.Canary, err = e.q.QueryRange(ctx, cq, from, end, step); err != nil {
-				return v, fmt.Errorf("signal %s: %w", sig.Name, err)
-			}
-			if sig.Kind != KindAlert {
-				bq := render(sig.Query, bv)
-				if s.Baseline, err = e.q.QueryRange(ctx, bq, bFrom, bEnd, step); err != nil {
-					return v, fmt.Errorf("signal %s baseline: %w", sig.Name, err)
-				}
-			}
-			if sig.Kind == KindRatio {
-				if s.CanaryTotal, err = e.q.QueryRange(ctx, render(sig.Total, cv), from, end, step); err != nil {
-					return v, fmt.Errorf("signal %s total: %w", sig.Name, err)
-				}
-				if s.BaselineTotal, err = e.q.QueryRange(ctx, render(sig.Total, bv), bFrom, bEnd, step); err != nil {
-					return v, fmt.Errorf("signal %s baseline total: %w", sig.Name, err)
-				}
-			}
-			samples = append(samples, s)
-		}
-		v.Judgement = Judge(e.cfg.Policy, samples, Progress{
-			Elapsed: elapsed, Window: req.Window.Seconds(), Step: step.Seconds(), Overlap: 1,
-		})
-		for i := range v.Judgement.Signals {
-			sig := samples[i].Signal
-			r := &v.Judgement.Signals[i]
-			q := sig.Query
-			if sig.Kind == KindRatio {
-				// Shown per step as the ratio it counts.
-				q = fmt.Sprintf("(%s) / (%s > 0)", sig.Query, sig.Total)
-			}
-			r.Query = render(q, cv)
-			if sig.Kind != KindAlert {
-				r.BaselineQuery = render(q, bv)
-			}
-			r.Link = e.link(r.Query, from, end)
-		}
-	} else {
-		v.Judgement = Judgement{Decision: Inconclusive, Reason: "the new version has not taken traffic long enough to sample", NeedSecs: math.Ceil(from.Sub(end).Seconds()) + step.Seconds()}
+	bTo := end
+	if !sp.bTo.IsZero() {
+		bTo = sp.bTo
 	}
-	if e.ev != nil {
-		since := req.Start
-		v.ErrorLogs = e.errorLogs(req, since)
-		v.ErrorTraces = e.ev.ErrorTraces(req.Service, req.Version, since, 5)
+	f, err := e.fetch(ctx, req, signals, cv, bv, sp.cFrom, end, sp.bFrom, bTo)
+	if err != nil {
+		return v, err
 	}
+	// The steps judged: every step boundary up to the end, and the end.
+	var grid []time.Time
+	for t := sp.cFrom; t.Before(end); t = t.Add(step) {
+		grid = append(grid, t)
+	}
+	grid = append(grid, end)
+	if !everyStep && len(grid) > maxHistory {
+		k := int(math.Ceil(float64(len(grid)) / maxHistory))
+		thin := make([]time.Time, 0, maxHistory+1)
+		for i := 0; i < len(grid)-1; i += k {
+			thin = append(thin, grid[i])
+		}
+		grid = append(thin, end)
+	}
+	history := make([][]Step, len(f.signals))
+	var j Judgement
+	var at time.Time
+	for _, t := range grid {
+		var mode string
+		j, mode = e.judgeAt(f, req, sp, t)
+		at = t
+		v.BaselineMode = mode
+		for i, r := range j.Signals {
+			history[i] = append(history[i], Step{At: t.UTC(), Canary: r.Canary, Baseline: r.Baseline, LogLR: r.LogLR, PValue: r.PValue, Status: r.Status})
+		}
+		if j.Final {
+			break
+		}
+	}
+	v.Judgement = j
+	v.TrafficSeconds = math.Max(0, at.Sub(sp.origin).Seconds())
+	if everyStep {
+		v.EvaluatedAt = at
+	}
+	for i := range v.Judgement.Signals {
+		sig := f.signals[i]
+		r := &v.Judgement.Signals[i]
+		r.History = history[i]
+		q := sig.Query
+		if sig.Kind == KindRatio {
+			// Shown per step as the ratio it counts.
+			q = fmt.Sprintf("(%s) / (%s > 0)", sig.Query, sig.Total)
+		}
+		r.Query = e.render(q, cv, req)
+		if sig.Kind != KindAlert && !req.FirstDeploy {
+			r.BaselineQuery = e.render(q, bv, req)
+		}
+		r.Link = e.link(r.Query, sp.cFrom, end)
+	}
+	e.evidence(&v, req)
+	explain(&v, f.signals)
 	return v, nil
 }
 
-func findTraffic(signals []Signal) *Signal {
-	for i := range signals {
-		if signals[i].Kind == KindTraffic {
-			return &signals[i]
+func (e *Engine) evidence(v *Verdict, req Request) {
+	if e.ev == nil {
+		return
+	}
+	since := req.Start
+	if req.Watch != nil {
+		since = req.Watch.From
+	}
+	v.ErrorLogs = e.errorLogs(req, since)
+	v.ErrorTraces = e.ev.ErrorTraces(req.Service, req.Version, since, 5)
+}
+
+// vars are the placeholders' values for a version of the request's service.
+func (e *Engine) vars(req Request, version string) Vars {
+	svc := fmt.Sprintf("service=%q", req.Service)
+	if req.Environment != "" {
+		svc += fmt.Sprintf(",environment=%q", req.Environment)
+	}
+	if req.Namespace != "" {
+		svc += fmt.Sprintf(",namespace=%q", req.Namespace)
+	}
+	if req.Matchers != "" {
+		svc += "," + req.Matchers
+	}
+	return Vars{Selector: svc + fmt.Sprintf(",version=%q", version), Service: svc, Step: model(e.cfg.Step), Rate: model(e.cfg.RateWindow), Version: version}
+}
+
+func (e *Engine) render(q string, v Vars, req Request) string {
+	return e.cfg.SeriesLabels.scope(Render(q, v), catalogMatchers(req.Matchers))
+}
+
+// fetch runs every signal's queries once: the canary's from cFrom to end,
+// the baseline's from bFrom to bTo.
+func (e *Engine) fetch(ctx context.Context, req Request, signals []Signal, cv, bv Vars, cFrom, end, bFrom, bTo time.Time) (*fetched, error) {
+	step := e.cfg.Step
+	n := len(signals)
+	f := &fetched{traffic: -1, canary: make([][]Point, n), baseline: make([][]Point, n), canaryTotal: make([][]Point, n), baselineTotal: make([][]Point, n)}
+	withBaseline := !req.FirstDeploy && bTo.After(bFrom)
+	for i, sig := range signals {
+		sig = sig.withDefaults()
+		f.signals = append(f.signals, sig)
+		if f.traffic < 0 && sig.Kind == KindTraffic {
+			f.traffic = i
+		}
+		var err error
+		if f.canary[i], err = e.q.QueryRange(ctx, e.render(sig.Query, cv, req), cFrom, end, step); err != nil {
+			return nil, fmt.Errorf("signal %s: %w", sig.Name, err)
+		}
+		if sig.Kind != KindAlert && withBaseline {
+			if f.baseline[i], err = e.q.QueryRange(ctx, e.render(sig.Query, bv, req), bFrom, bTo, step); err != nil {
+				return nil, fmt.Errorf("signal %s baseline: %w", sig.Name, err)
+			}
+		}
+		if sig.Kind == KindRatio {
+			if f.canaryTotal[i], err = e.q.QueryRange(ctx, e.render(sig.Total, cv, req), cFrom, end, step); err != nil {
+				return nil, fmt.Errorf("signal %s total: %w", sig.Name, err)
+			}
+			if withBaseline {
+				if f.baselineTotal[i], err = e.q.QueryRange(ctx, e.render(sig.Total, bv, req), bFrom, bTo, step); err != nil {
+					return nil, fmt.Errorf("signal %s baseline total: %w", sig.Name, err)
+				}
+			}
 		}
 	}
-	return nil
+	if f.traffic < 0 {
+		for i, sig := range f.signals {
+			if sig.Kind != KindAlert {
+				f.traffic = i
+				break
+			}
+		}
+	}
+	return f, nil
+}
+
+// judgeAt judges the data as a live evaluation at t would have: the canary's
+// samples up to t (of a watch: the last window of them), the baseline's up
+// to t (of a watch: before the start).
+func (e *Engine) judgeAt(f *fetched, req Request, sp span, t time.Time) (Judgement, string) {
+	tm := t.UnixMilli()
+	cLo := sp.cFrom.UnixMilli()
+	if sp.slide > 0 {
+		cLo = max(cLo, t.Add(-sp.slide).UnixMilli()+1)
+	}
+	within := func(ps []Point, lo, hi int64) []float64 {
+		var out []float64
+		for _, p := range ps {
+			if p.T >= lo && p.T <= hi {
+				out = append(out, p.V)
+			}
+		}
+		return out
+	}
+	mode := ModeConcurrent
+	switch {
+	case req.FirstDeploy:
+		mode = ModeNone
+	case req.Watch != nil:
+		mode = ModeBefore
+	case f.traffic < 0 || sum(within(f.baseline[f.traffic], sp.cFrom.UnixMilli(), tm)) == 0:
+		mode = ModeBefore // a rolling update replaced it
+	}
+	samples := make([]Samples, len(f.signals))
+	for i, sig := range f.signals {
+		samples[i] = Samples{Signal: sig,
+			Canary: within(f.canary[i], cLo, tm), Baseline: within(f.baseline[i], math.MinInt64, tm),
+			CanaryTotal: within(f.canaryTotal[i], cLo, tm), BaselineTotal: within(f.baselineTotal[i], math.MinInt64, tm)}
+	}
+	elapsed := t.Sub(sp.origin).Seconds()
+	prog := Progress{Elapsed: elapsed, Window: sp.window, Step: e.cfg.Step.Seconds(), Overlap: 1, BoundsOnly: req.FirstDeploy}
+	if req.Watch == nil {
+		return Judge(sp.policy, samples, prog), mode
+	}
+	// A watch: the sliding window is judged as a verification of one
+	// window; only a rollback ends it before its end.
+	prog.Elapsed = math.Min(elapsed, sp.window)
+	j := Judge(sp.policy, samples, prog)
+	over := !t.Before(sp.limit)
+	switch {
+	case j.Decision == Rollback:
+		j.Final = true
+		j.Reason = "regression after the promotion: " + j.Reason
+	case over && j.Decision == Promote:
+		j.Final = true
+		j.Reason = fmt.Sprintf("no regression during the %s watch after the promotion (%s)", model(sp.limit.Sub(sp.origin)), j.Reason)
+	case over:
+		j.Final, j.Decision = true, Inconclusive
+		j.Reason = fmt.Sprintf("watch over: %s", j.Reason)
+	default:
+		j.Final, j.Decision = false, Inconclusive
+		j.NeedSecs, j.Needed = 0, nil
+		j.Reason = fmt.Sprintf("watching: no regression so far (%s of %s)", fmtDuration(elapsed), fmtDuration(sp.limit.Sub(sp.origin).Seconds()))
+	}
+	return j, mode
 }
 
 // errorLogs groups the new version's recent error lines, most frequent

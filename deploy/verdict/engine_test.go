@@ -23,7 +23,7 @@ func TestEvaluate(t *testing.T) {
 		mode     string
 		reason   string
 	}
-	max := 0.05
+	bound := 0.05
 	tests := []struct {
 		name    string
 		traffic []traffic
@@ -91,7 +91,7 @@ func TestEvaluate(t *testing.T) {
 			traffic: []traffic{{version: "v1", from: before, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3},
 				{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.10, latBucket: -3}},
 			at: 2 * time.Minute, window: 10 * time.Minute,
-			signals: append(DefaultSignals(), sloAvailability(max)),
+			signals: append(DefaultSignals(), sloAvailability(bound)),
 			want:    want{decision: Rollback, failing: []string{"slo_availability"}},
 		},
 	}
@@ -149,9 +149,9 @@ func TestEvaluate(t *testing.T) {
 
 // sloAvailability is the error ratio with an absolute bound, as the
 // catalog's availability SLO adds it.
-func sloAvailability(max float64) Signal {
+func sloAvailability(bound float64) Signal {
 	s := DefaultSignals()[1]
-	s.Name, s.Max, s.Tolerance, s.Floor, s.Weight = "slo_availability", &max, 0, max, 1
+	s.Name, s.Max, s.Tolerance, s.Floor, s.Weight = "slo_availability", &bound, 0, bound, 1
 	return s
 }
 
@@ -174,7 +174,10 @@ func TestEvaluateCountsFirstErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	written, err := db.QueryRange(context.Background(), `sum(traces_span_metrics_calls_total{service="late",version="v2",status_code="STATUS_CODE_ERROR"})`, at, at, time.Second)
+	// The verdict is reached at the first step where it is final: every
+	// error written until then counts.
+	decided := t0.Add(time.Duration(v.TrafficSeconds) * time.Second)
+	written, err := db.values(context.Background(), `sum(traces_span_metrics_calls_total{service="late",version="v2",status_code="STATUS_CODE_ERROR"})`, decided, decided, time.Second)
 	if err != nil || len(written) != 1 || written[0] == 0 {
 		t.Fatalf("errors written: %v %v", written, err)
 	}
@@ -203,13 +206,6 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 		traffic{version: "v1", from: t0.Add(-10 * time.Minute), to: end, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.01, spanLabels: eu},
 		traffic{version: "v2", from: t0, to: end, perFlush: 50, errRatio: 0.01, latBucket: -3, logErrs: 0.2, spanLabels: eu})
 	at := t0.Add(3 * time.Minute)
-	// The canary's samples start a step after the deploy: its count is what
-	// the counter gained since its first flush, at the deploy.
-	written, err := db.QueryRange(context.Background(), `sum(log_records_total{service="cart",version="v2"})`, t0, at, at.Sub(t0))
-	if err != nil || len(written) != 2 || written[1] <= written[0] {
-		t.Fatalf("log errors written: %v %v", written, err)
-	}
-	canaryLogErrs := written[1] - written[0]
 	req := Request{Service: "cart", Environment: "production", Version: "v2", Baseline: "v1", Start: t0, Window: 10 * time.Minute, Matchers: `cluster="eu-1"`}
 	for _, tc := range []struct {
 		name   string
@@ -218,7 +214,7 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 		query  string  // in the log signal's query
 	}{
 		{"labels unknown: the matcher selects nothing", nil, 0, `cluster="eu-1"`},
-		{"log labels known", SeriesLabels{semconv.LogRecords: semconv.LogRecordLabels}, canaryLogErrs, `log_records_total{environment="production",service="cart",severity=~"error|fatal",version="v2"}`},
+		{"log labels known", SeriesLabels{semconv.LogRecords: semconv.LogRecordLabels}, -1, `log_records_total{environment="production",service="cart",severity=~"error|fatal",version="v2"}`},
 		{"log metrics with a cluster dimension", SeriesLabels{semconv.LogRecords: append([]string{"cluster"}, semconv.LogRecordLabels...)}, 0, `cluster="eu-1"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +233,17 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 			logs, calls := got["log_error_ratio"], got["error_ratio"]
 			if logs.Counts == nil || calls.Counts == nil {
 				t.Fatalf("no counts:\n%s", describe(v))
+			}
+			if tc.bad != 0 {
+				// The canary's samples start a step after the deploy: its
+				// count is what the counter gained from its first flush, at
+				// the deploy, until the verdict was reached.
+				decided := t0.Add(time.Duration(v.TrafficSeconds) * time.Second)
+				written, err := db.values(context.Background(), `sum(log_records_total{service="cart",version="v2"})`, t0, decided, decided.Sub(t0))
+				if err != nil || len(written) != 2 || written[1] <= written[0] {
+					t.Fatalf("log errors written: %v %v", written, err)
+				}
+				tc.bad = written[1] - written[0]
 			}
 			if logs.Counts[0].Bad != tc.bad {
 				t.Errorf("canary log errors counted %v, want %v\n%s", logs.Counts[0].Bad, tc.bad, describe(v))

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Decision is what the pipeline should do.
@@ -26,10 +27,22 @@ type Status string
 
 // Signal statuses.
 const (
-	StatusPass    Status = "pass"    // no worse than baseline within tolerance, shown with confidence
-	StatusPending Status = "pending" // not significantly worse, not yet shown to be fine
+	StatusPass Status = "pass" // no worse than baseline within tolerance, shown with confidence
+	// StatusPending: not significantly worse, not yet shown to be fine; or
+	// some input but fewer samples than policy.min_samples (finding
+	// few_samples), which is not judged yet.
+	StatusPending Status = "pending"
 	StatusFail    Status = "fail"
-	StatusNoData  Status = "nodata"
+	// StatusNoData: the signal had no input at all (no sample of the new
+	// version, or none of the version it is compared with).
+	StatusNoData Status = "nodata"
+)
+
+// Leanings: which way a signal not yet decided is heading.
+const (
+	LeaningPromote   = "promote"
+	LeaningRollback  = "rollback"
+	LeaningUndecided = "undecided"
 )
 
 // Finding qualifies a status with what decided it, for the judgement to
@@ -43,6 +56,12 @@ const (
 	// FindingSuspect: pending, and worse than allowed by the point
 	// estimate, but not significantly.
 	FindingSuspect Finding = "suspect"
+	// FindingFewSamples: pending because a side has fewer samples than
+	// policy.min_samples; it does not count in the score yet.
+	FindingFewSamples Finding = "few_samples"
+	// FindingNoBaseline: no data because there is no previous version to
+	// compare with (a first deploy): only absolute bounds are judged.
+	FindingNoBaseline Finding = "no_baseline"
 )
 
 // Policy holds the thresholds of a decision.
@@ -119,23 +138,63 @@ type SignalResult struct {
 	// ln(beta/(1-alpha))).
 	LogLR *float64 `json:"logLikelihoodRatio,omitempty"`
 	// Counts are a ratio signal's bad and total events, canary then baseline.
-	Counts        *[2]Counts `json:"counts,omitempty"`
-	EffectSize    *float64   `json:"effectSize,omitempty"` // relative worsening of the mean (0.5: 50% worse)
-	Samples       [2]int     `json:"samples"`              // canary, baseline
-	Reason        string     `json:"reason"`
-	Query         string     `json:"query,omitempty"`
-	BaselineQuery string     `json:"baselineQuery,omitempty"`
-	Link          string     `json:"link,omitempty"`
+	Counts     *[2]Counts `json:"counts,omitempty"`
+	EffectSize *float64   `json:"effectSize,omitempty"` // relative worsening of the mean (0.5: 50% worse)
+	Samples    [2]int     `json:"samples"`              // canary, baseline
+	Reason     string     `json:"reason"`
+	// Text says the same as Reason in plain words, with units: what a
+	// person reads ("error ratio 4.1% vs 0.9% on the previous version (38
+	// of 920 requests vs 41 of 4,500): significantly worse").
+	Text string `json:"text"`
+	// Leaning is which way a pending signal is heading (LeaningPromote,
+	// LeaningRollback, LeaningUndecided); empty once it passed or failed,
+	// and without data. A ratio signal leans once its log likelihood ratio
+	// is past half way (in log odds) to a boundary; a compare signal leans
+	// rollback when its point estimate is worse than allowed and promote
+	// when it is within half of what is allowed.
+	Leaning string `json:"leaning,omitempty"`
+	// History is the signal as judged at each step (every step, or at most
+	// maxHistory evenly spaced steps of a long window), to see when and why
+	// it crossed its line. Kept in the status API and the newest stored
+	// verdicts (deploy's store trims older ones), never in the series.
+	History       []Step `json:"history,omitempty"`
+	Query         string `json:"query,omitempty"`
+	BaselineQuery string `json:"baselineQuery,omitempty"`
+	Link          string `json:"link,omitempty"`
+}
+
+// Step is a signal as judged at one step: the values compared (for a ratio
+// signal the ratio of all the counts so far, for a compare signal the means
+// of the samples so far) and the test statistic, the log likelihood ratio
+// of a ratio signal or the p-value of a compare signal.
+type Step struct {
+	At       time.Time `json:"at"`
+	Canary   *float64  `json:"canary,omitempty"`
+	Baseline *float64  `json:"baseline,omitempty"`
+	LogLR    *float64  `json:"logLikelihoodRatio,omitempty"`
+	PValue   *float64  `json:"pValue,omitempty"`
+	Status   Status    `json:"status"`
+}
+
+// Needed is roughly how much more traffic of the new version a promotion
+// needs at the current rate: see Judge for how it is estimated.
+type Needed struct {
+	Requests int64   `json:"requests"`
+	Seconds  float64 `json:"seconds"`
 }
 
 // Judgement is the decision over a set of signal samples.
 type Judgement struct {
-	Decision Decision       `json:"decision"`
-	Score    float64        `json:"score"`
-	Reason   string         `json:"reason"`
-	Final    bool           `json:"final"`
-	NeedSecs float64        `json:"needSeconds,omitempty"`
-	Signals  []SignalResult `json:"signals"`
+	Decision Decision `json:"decision"`
+	Score    float64  `json:"score"`
+	Reason   string   `json:"reason"`
+	Final    bool     `json:"final"`
+	NeedSecs float64  `json:"needSeconds,omitempty"`
+	// Needed is roughly how much more traffic a promotion needs at the
+	// current rate, while the verdict is undecided and a promotion is in
+	// sight (nil otherwise).
+	Needed  *Needed        `json:"needed,omitempty"`
+	Signals []SignalResult `json:"signals"`
 }
 
 // Progress is how far the analysis has come.
@@ -148,6 +207,11 @@ type Progress struct {
 	// window over the step, at least 1): overlapping windows make samples
 	// correlated, so the test's variance is inflated by this factor.
 	Overlap float64
+	// BoundsOnly judges a version without a baseline (a first deploy):
+	// only absolute bounds (max, min: the catalog's SLOs) and alerts count;
+	// comparisons have no data. A bound passes early once the version is
+	// shown within it and, at the end of the window, when it was not broken.
+	BoundsOnly bool
 }
 
 // Judge decides from the samples. It is deterministic: the same samples give
@@ -155,6 +219,20 @@ type Progress struct {
 // scored signal is shown to be within tolerance, and rolls back as soon as a
 // worsening is significant; at the end of the window a signal that is not
 // significantly worse counts as passing.
+//
+// While undecided it estimates how much more traffic a promotion needs
+// (Needed), at the current request rate, if from now on the new version is
+// as good as the baseline (the hypothesis a promotion accepts): the
+// requests still missing to policy.min_requests; for each pending ratio
+// signal, the requests after which its log likelihood ratio reaches the
+// pass boundary along that path (Wald's average sample number: the
+// distance to the boundary over the drift per request), the baseline's
+// counts held as they are; for each pending compare signal, the steps
+// after which its promotion bound (difference + confidence × standard
+// error) is within what is allowed. The largest of them, in requests and
+// in seconds at the current rate; nil when none can get there.
+// TestNeededPredictsPromotion (bench/verdict) holds the estimate to the
+// simulator's actual promotion times.
 func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	final := prog.Elapsed >= prog.Window
 	var (
@@ -165,6 +243,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 		wTotal, wPass         float64
 		requests              = math.NaN()
 		reqRate               float64
+		// What each pending signal still needs before it can pass: canary
+		// requests (ratio signals) and steps (compare signals).
+		needReq, needSteps float64
 	)
 	for _, s := range samples {
 		sig := s.Signal.withDefaults()
@@ -194,31 +275,44 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 			}
 		default:
 			r.Direction, r.Weight = sig.Direction, sig.Weight
-			if sig.Kind == KindRatio {
-				judgeRatio(p, sig, s, &r, final)
-			} else {
-				judgeCompare(p, sig, s, &r, final, math.Max(prog.Overlap, 1), prog.looks())
+			var need float64
+			switch {
+			case prog.BoundsOnly:
+				need = judgeBounds(p, sig, s, &r, final)
+			case sig.Kind == KindRatio:
+				need = judgeRatio(p, sig, s, &r, final)
+			default:
+				need = judgeCompare(p, sig, s, &r, final, math.Max(prog.Overlap, 1), prog.looks())
 			}
-			if r.Status != StatusNoData {
+			unjudged := r.Status == StatusNoData || r.Finding == FindingFewSamples
+			if !unjudged {
 				wTotal += sig.Weight
 			}
-			switch r.Status {
-			case StatusPass:
+			switch {
+			case unjudged:
+				nod = append(nod, sig.Name)
+				if r.Finding == FindingFewSamples {
+					needSteps = math.Max(needSteps, float64(p.MinSamples-min(r.Samples[0], r.Samples[1])))
+				}
+			case r.Status == StatusPass:
 				wPass += sig.Weight
-			case StatusPending:
+			case r.Status == StatusPending:
 				if r.Finding == FindingSuspect {
 					suspect = append(suspect, sig.Name)
 				} else if final {
 					wPass += sig.Weight
 				}
 				pending = append(pending, sig.Name)
-			case StatusFail:
+				if sig.Kind == KindRatio {
+					needReq = math.Max(needReq, need)
+				} else {
+					needSteps = math.Max(needSteps, need)
+				}
+			case r.Status == StatusFail:
 				failing = append(failing, sig.Name)
 				if sig.Critical || r.Finding == FindingBound {
 					critical = append(critical, sig.Name)
 				}
-			case StatusNoData:
-				nod = append(nod, sig.Name)
 			}
 		}
 		j.Signals = append(j.Signals, r)
@@ -241,6 +335,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 		j.Decision, j.Reason = Rollback, fmt.Sprintf("%s significantly worse than baseline (score %.2f)", strings.Join(failing, ", "), j.Score)
 	case wTotal == 0:
 		j.Decision, j.Reason = Inconclusive, "no signal has data for both the canary and the baseline"
+		if prog.BoundsOnly {
+			j.Reason = "no signal with an absolute bound (an SLO) has data"
+		}
 		if !final {
 			j.NeedSecs = math.Max(float64(p.MinSamples)*prog.Step-prog.Elapsed, prog.Step)
 		}
@@ -253,6 +350,9 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	case j.Score >= p.PassScore && (len(pending) == 0 || final):
 		j.Decision = Promote
 		j.Reason = fmt.Sprintf("no signal worse than baseline beyond tolerance (score %.2f)", j.Score)
+		if prog.BoundsOnly {
+			j.Reason = fmt.Sprintf("no absolute bound (SLO) broken (score %.2f)", j.Score)
+		}
 		if len(nod) > 0 {
 			j.Reason += "; no data for " + strings.Join(nod, ", ")
 		}
@@ -266,6 +366,19 @@ func Judge(p Policy, samples []Samples, prog Progress) Judgement {
 	if final || j.Decision != Inconclusive {
 		j.Final = true
 		j.NeedSecs = 0
+		return j
+	}
+	// Undecided: how much more traffic a promotion needs, when one is in sight.
+	if reqRate > 0 && !math.IsInf(needReq, 1) && !math.IsInf(needSteps, 1) {
+		more := math.Max(needReq, math.Max(p.MinRequests-nanZero(requests), 0))
+		secs := math.Max(more/reqRate, needSteps*prog.Step)
+		if math.IsNaN(requests) && more == 0 {
+			secs = math.Max(secs, prog.Step) // no traffic signal: at least a step
+		}
+		if secs > 0 {
+			secs = math.Ceil(secs)
+			j.Needed = &Needed{Requests: int64(math.Ceil(math.Max(more, secs*reqRate))), Seconds: secs}
+		}
 	}
 	return j
 }
@@ -281,8 +394,10 @@ func (p Progress) looks() float64 {
 // judgeCompare judges a signal by comparing canary and baseline samples with
 // the Mann-Whitney U test. The test is re-run at every step, so each run
 // gets its share of alpha (Bonferroni: alpha / looks), which keeps the
-// chance of a false failure over the whole window within alpha.
-func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, overlap, looks float64) {
+// chance of a false failure over the whole window within alpha. It returns
+// the steps a pending signal still needs to pass (+Inf: none will do at the
+// current figures).
+func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, overlap, looks float64) float64 {
 	alpha := p.Alpha / looks
 	c, b := finite(s.Canary), finite(s.Baseline)
 	r.Samples = [2]int{len(c), len(b)}
@@ -292,21 +407,18 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 	if len(b) > 0 {
 		r.Baseline = ptr(mean(b))
 	}
-	if len(c) >= p.MinSamples {
-		mc := mean(c)
-		if sig.Max != nil && mc > *sig.Max {
-			r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g > max %.4g", mc, *sig.Max)
-			return
-		}
-		if sig.Min != nil && mc < *sig.Min {
-			r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g < min %.4g", mc, *sig.Min)
-			return
-		}
+	if brokenBound(p, sig, c, r) {
+		return 0
 	}
-	if len(c) < p.MinSamples || len(b) < p.MinSamples {
+	if len(c) == 0 || len(b) == 0 {
 		r.Status = StatusNoData
 		r.Reason = fmt.Sprintf("%d canary and %d baseline samples, %d each needed", len(c), len(b), p.MinSamples)
-		return
+		return 0
+	}
+	if len(c) < p.MinSamples || len(b) < p.MinSamples {
+		r.Status, r.Finding, r.Leaning = StatusPending, FindingFewSamples, LeaningUndecided
+		r.Reason = fmt.Sprintf("%d canary and %d baseline samples, %d each needed", len(c), len(b), p.MinSamples)
+		return float64(p.MinSamples - min(len(c), len(b)))
 	}
 	sign := 1.0
 	x, y := c, b
@@ -333,25 +445,69 @@ func judgeCompare(p Policy, sig Signal, s Samples, r *SignalResult, final bool, 
 		r.EffectSize = ptr(effect)
 	}
 	// Standard error of the difference of means, for the promotion bound.
-	se := math.Sqrt(overlap * (variance(c)/float64(len(c)) + variance(b)/float64(len(b))))
+	vc, vb := variance(c), variance(b)
+	se := math.Sqrt(overlap * (vc/float64(len(c)) + vb/float64(len(b))))
 	switch {
 	case pv < alpha:
 		r.Status = StatusFail
 		r.Reason = fmt.Sprintf("worse by %s (allowed %s), p=%.2g", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
+		return 0
 	case worse+p.Confidence*se <= allowed:
 		r.Status = StatusPass
 		r.Reason = fmt.Sprintf("within tolerance (upper bound %s, allowed %s)", fmtDelta(worse+p.Confidence*se, mb), fmtDelta(allowed, mb))
-	default:
-		r.Status = StatusPending
-		r.Reason = fmt.Sprintf("difference %s not significant (p=%.2g) but not yet bounded within %s", fmtDelta(worse, mb), pv, fmtDelta(allowed, mb))
-		if final {
-			r.Reason = fmt.Sprintf("not significantly worse (p=%.2g, difference %s)", pv, fmtDelta(worse, mb))
-		}
-		if worse > allowed {
-			r.Finding = FindingSuspect
-			r.Reason = fmt.Sprintf("suspect: worse by %s, beyond the %s allowed, but not significantly (p=%.2g)", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
-		}
+		return 0
 	}
+	r.Status = StatusPending
+	r.Reason = fmt.Sprintf("difference %s not significant (p=%.2g) but not yet bounded within %s", fmtDelta(worse, mb), pv, fmtDelta(allowed, mb))
+	if final {
+		r.Reason = fmt.Sprintf("not significantly worse (p=%.2g, difference %s)", pv, fmtDelta(worse, mb))
+	}
+	switch {
+	case worse > allowed:
+		r.Leaning = LeaningRollback
+	case worse <= allowed/2:
+		r.Leaning = LeaningPromote
+	default:
+		r.Leaning = LeaningUndecided
+	}
+	if worse > allowed {
+		r.Finding = FindingSuspect
+		r.Reason = fmt.Sprintf("suspect: worse by %s, beyond the %s allowed, but not significantly (p=%.2g)", fmtDelta(worse, mb), fmtDelta(allowed, mb), pv)
+	}
+	return compareStepsToPass(p, len(c), len(b), worse, vc, vb, allowed, overlap)
+}
+
+// compareStepsToPass is how many more steps a pending compare signal needs
+// to pass if from now on the canary's samples are as good as the
+// baseline's (their mean the baseline's, their spread the canary's so far):
+// the difference of means shrinks as n/n', the standard error as 1/√n',
+// until difference + confidence × standard error is within what is allowed.
+// +Inf when the baseline's own spread keeps the bound above it.
+func compareStepsToPass(p Policy, nc, nb int, worse, vc, vb, allowed, overlap float64) float64 {
+	ok := func(m float64) bool {
+		n := float64(nc) + m
+		w := worse * float64(nc) / n
+		return w+p.Confidence*math.Sqrt(overlap*(vc/n+vb/float64(nb))) <= allowed
+	}
+	return eventsUntil(float64(nc), ok)
+}
+
+// brokenBound fails a compare signal whose canary mean breaks an absolute
+// bound (once it has min_samples samples); it reports whether it did.
+func brokenBound(p Policy, sig Signal, c []float64, r *SignalResult) bool {
+	if len(c) < p.MinSamples {
+		return false
+	}
+	mc := mean(c)
+	if sig.Max != nil && mc > *sig.Max {
+		r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g > max %.4g", mc, *sig.Max)
+		return true
+	}
+	if sig.Min != nil && mc < *sig.Min {
+		r.Status, r.Finding, r.Reason = StatusFail, FindingBound, fmt.Sprintf("absolute bound broken: canary %.4g < min %.4g", mc, *sig.Min)
+		return true
+	}
+	return false
 }
 
 func fmtDelta(d, base float64) string {

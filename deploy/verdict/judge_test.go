@@ -18,7 +18,7 @@ func TestJudge(t *testing.T) {
 	}
 	lat := Signal{Name: "latency_p99", Tolerance: 0.25, Floor: 0.005}
 	tput := Signal{Name: "throughput", Direction: LowerIsWorse, Tolerance: 0.1}
-	max := 0.2
+	bound := 0.2
 	tests := []struct {
 		name     string
 		samples  []Samples
@@ -40,12 +40,12 @@ func TestJudge(t *testing.T) {
 			Progress{Elapsed: 90, Window: 300, Step: 15}, Promote, true, "", ""},
 		{"not enough traffic says how long to wait", []Samples{{Signal: Signal{Name: "request_rate", Kind: KindTraffic}, Canary: []float64{10, 10}},
 			{Signal: lat, Canary: steady(0.1, 2), Baseline: steady(0.1, 20)}},
-			Progress{Elapsed: 30, Window: 300, Step: 15}, Inconclusive, false, "needed", ""},
-		{"too few samples is no data", []Samples{traffic(2), {Signal: lat, Canary: steady(0.1, 2), Baseline: steady(0.1, 20)}},
-			Progress{Elapsed: 30, Window: 300, Step: 15}, Inconclusive, false, "no signal has data", ""},
+			Progress{Elapsed: 30, Window: 300, Step: 15}, Inconclusive, false, "needed", FindingFewSamples},
+		{"too few samples is not judged yet", []Samples{traffic(2), {Signal: lat, Canary: steady(0.1, 2), Baseline: steady(0.1, 20)}},
+			Progress{Elapsed: 30, Window: 300, Step: 15}, Inconclusive, false, "no signal has data", FindingFewSamples},
 		{"no data at the end of the window is inconclusive", []Samples{{Signal: lat}},
 			Progress{Elapsed: 300, Window: 300, Step: 15}, Inconclusive, true, "no signal has data", ""},
-		{"absolute bound breaks at once", []Samples{traffic(4), {Signal: Signal{Name: "slo", Max: &max}, Canary: steady(0.3, 4), Baseline: steady(0.3, 20)}},
+		{"absolute bound breaks at once", []Samples{traffic(4), {Signal: Signal{Name: "slo", Max: &bound}, Canary: steady(0.3, 4), Baseline: steady(0.3, 20)}},
 			Progress{Elapsed: 60, Window: 300, Step: 15}, Rollback, true, "critical: slo", FindingBound},
 		{"window over, worse than allowed but not significantly", []Samples{traffic(4), {Signal: lat, Canary: steady(0.13, 4), Baseline: steady(0.1, 20)}},
 			Progress{Elapsed: 300, Window: 300, Step: 15}, Inconclusive, true, "looks worse than allowed", FindingSuspect},

@@ -103,9 +103,9 @@ func binomial(rng *rand.Rand, n int, p float64) float64 {
 }
 
 func TestJudgeRatio(t *testing.T) {
-	max := 0.01
+	bound := 0.01
 	sig := Signal{Name: "error_ratio", Kind: KindRatio, Tolerance: 0.5, Floor: 0.002}
-	slo := Signal{Name: "slo_availability", Kind: KindRatio, Floor: 0.01, Max: &max}
+	slo := Signal{Name: "slo_availability", Kind: KindRatio, Floor: 0.01, Max: &bound}
 	steps := func(v float64, n int) []float64 {
 		out := make([]float64, n)
 		for i := range out {

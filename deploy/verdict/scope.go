@@ -3,6 +3,8 @@ package verdict
 import (
 	"slices"
 
+	promModel "github.com/prometheus/common/model"
+
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -40,7 +42,7 @@ func (sl SeriesLabels) scope(expr string, catalog []*labels.Matcher) string {
 		}
 		kept := vs.LabelMatchers[:0:0]
 		for _, m := range vs.LabelMatchers {
-			if !slices.Contains(carried, m.Name) && m.Name != labels.MetricName && isCatalog(m, catalog) {
+			if !slices.Contains(carried, m.Name) && m.Name != promModel.MetricNameLabel && isCatalog(m, catalog) {
 				changed = true
 				continue
 			}
@@ -60,7 +62,7 @@ func metricName(vs *parser.VectorSelector) string {
 		return vs.Name
 	}
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == promModel.MetricNameLabel && m.Type == labels.MatchEqual {
 			return m.Value
 		}
 	}

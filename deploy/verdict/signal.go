@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/vigilhq/vigil/internal/semconv"
+	"github.com/vigilhq/vigil/internal/red"
 )
 
 // Direction says which way a signal gets worse.
@@ -47,7 +47,8 @@ const (
 // Signal is one health signal. Query is PromQL in which $selector stands for
 // the label matchers of the version under test (service, environment,
 // version and the catalog's extra matchers), $service for the same without
-// the version, and $rate for the rate window; it must return one series.
+// the version, $version for the version's name, and $rate for the rate window;
+// it must return one series.
 type Signal struct {
 	Name  string `yaml:"name" json:"name"`
 	Query string `yaml:"query" json:"query"`
@@ -72,6 +73,11 @@ type Signal struct {
 	Weight float64 `yaml:"weight" json:"weight,omitempty"`
 	// Critical signals force a rollback when they fail.
 	Critical bool `yaml:"critical" json:"critical,omitempty"`
+	// Unit words the signal in verdict texts: for a ratio or traffic signal
+	// what Total counts (requests, jobs, messages); for a compare signal
+	// the unit of its value (seconds, bytes, ratio, or any word).
+	// Defaults: requests, and seconds for the latency signals.
+	Unit string `yaml:"unit" json:"unit,omitempty"`
 }
 
 // Validate checks a signal, naming it.
@@ -82,7 +88,7 @@ func (s Signal) Validate() error {
 	if s.Query == "" {
 		return fmt.Errorf("signal %s: query is required", s.Name)
 	}
-	vars := Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m"}
+	vars := Vars{Selector: `service="x",version="v"`, Service: `service="x"`, Step: "15s", Rate: "1m", Version: "v"}
 	if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Query, vars)); err != nil {
 		return fmt.Errorf("signal %s: query %q: %w", s.Name, s.Query, err)
 	}
@@ -134,48 +140,40 @@ type Vars struct {
 	Service  string // $service
 	Step     string // $step
 	Rate     string // $rate
+	Version  string // $version: the version's name
 }
 
 // Render substitutes the placeholders of a signal query.
 func Render(query string, v Vars) string {
-	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate).Replace(query)
-}
-
-// serverSelector matches the server spans of the version under test.
-func serverSelector() string {
-	return fmt.Sprintf(`$selector,%s=%q`, semconv.LabelSpanKind, semconv.KindServer)
+	return strings.NewReplacer("$selector", v.Selector, "$service", v.Service, "$step", v.Step, "$rate", v.Rate, "$version", v.Version).Replace(query)
 }
 
 // LatencyQuery is the q-quantile (0.99: p99) of the server spans' duration
 // in each step, from the span metrics' histogram: the query of the default
 // latency signals and of a catalog latency SLO.
 func LatencyQuery(q float64) string {
-	sel := serverSelector()
-	return fmt.Sprintf(`histogram_quantile(%g, (sum(%s{%s}) - sum(%s{%s} offset $step)))`, q, semconv.SpanDuration, sel, semconv.SpanDuration, sel)
+	return red.StepLatency(q, "$selector", "$step")
 }
 
 // DefaultSignals are the RED signals of the span metrics, the log error
-// ratio and firing critical alerts. Each sample is the change of the
-// counters over one step (x - x offset $step), so samples do not overlap
-// and are independent, as the tests assume; a step with no new data gives
+// ratio and firing critical alerts (internal/red writes their PromQL).
+// Each sample is the change of the counters over one step, series by
+// series (x - x offset $step; a series new in the step or restarted from
+// zero counts its whole value; one gone counts nothing), summed, so that
+// samples do not overlap and are independent, as the tests assume, and N
+// collector replicas give what one node gives; a step with no data gives
 // no sample. The error ratios are ratio signals: errors and requests are
 // counted, and a counter that first appears during a step (a version's
 // first error) counts from zero.
 func DefaultSignals() []Signal {
-	server := serverSelector()
-	count := func(metric, sel string) string {
-		return fmt.Sprintf(`(sum(%s{%s}) - (sum(%s{%s} offset $step) or vector(0)))`, metric, sel, metric, sel)
-	}
-	calls := count(semconv.SpanCalls, server)
-	errs := count(semconv.SpanCalls, fmt.Sprintf(`%s,%s=%q`, server, semconv.LabelStatusCode, semconv.StatusError))
-	quantile := LatencyQuery
-	logErrs := count(semconv.LogRecords, fmt.Sprintf(`$selector,%s=~"error|fatal"`, semconv.LabelSeverity))
+	const sel, step = "$selector", "$step"
+	calls := red.StepRequests(sel, step)
 	return []Signal{
 		{Name: "request_rate", Kind: KindTraffic, Query: calls},
-		{Name: "error_ratio", Kind: KindRatio, Query: errs, Total: calls, Tolerance: 0.5, Floor: 0.002, Weight: 2},
-		{Name: "latency_p50", Query: quantile(0.5), Tolerance: 0.1, Floor: 0.002},
-		{Name: "latency_p99", Query: quantile(0.99), Tolerance: 0.25, Floor: 0.005},
-		{Name: "log_error_ratio", Kind: KindRatio, Query: logErrs, Total: calls, Tolerance: 0.5, Floor: 0.002},
+		{Name: "error_ratio", Kind: KindRatio, Query: red.StepErrors(sel, step), Total: calls, Tolerance: 0.5, Floor: 0.002, Weight: 2},
+		{Name: "latency_p50", Query: LatencyQuery(0.5), Tolerance: 0.1, Floor: 0.002},
+		{Name: "latency_p99", Query: LatencyQuery(0.99), Tolerance: 0.25, Floor: 0.005},
+		{Name: "log_error_ratio", Kind: KindRatio, Query: red.StepLogErrors(sel, step), Total: calls, Tolerance: 0.5, Floor: 0.002},
 		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	promModel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -54,7 +55,7 @@ func newTestDB(t testing.TB) *testDB {
 	return &testDB{store: st, engine: e}
 }
 
-func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Point, error) {
 	q, err := db.engine.NewRangeQuery(ctx, db.store, nil, expr, start, end, step)
 	if err != nil {
 		return nil, err
@@ -68,13 +69,19 @@ func (db *testDB) QueryRange(ctx context.Context, expr string, start, end time.T
 	if err != nil {
 		return nil, err
 	}
-	var out []float64
+	var out []Point
 	for _, s := range m {
 		for _, p := range s.Floats {
-			out = append(out, p.F)
+			out = append(out, Point{T: p.T, V: p.F})
 		}
 	}
 	return out, nil
+}
+
+// values runs a range query and returns its values.
+func (db *testDB) values(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]float64, error) {
+	ps, err := db.QueryRange(ctx, expr, start, end, step)
+	return Values(ps), err
 }
 
 // write stores span and log metrics as the collector flushes them every 5 s:
@@ -87,10 +94,10 @@ func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic
 		base := []string{semconv.LabelService, service, semconv.LabelEnvironment, "production", semconv.LabelVersion, v.version,
 			semconv.LabelSpanKind, semconv.KindServer, semconv.LabelSpanName, "POST /orders"}
 		base = append(base, v.spanLabels...)
-		ok := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, base...)...)
-		bad := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, base...)...)
-		dur := labels.FromStrings(append([]string{labels.MetricName, semconv.SpanDuration}, base...)...)
-		logs := labels.FromStrings(labels.MetricName, semconv.LogRecords, semconv.LabelService, service, semconv.LabelEnvironment, "production",
+		ok := labels.FromStrings(append([]string{promModel.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, "STATUS_CODE_UNSET"}, base...)...)
+		bad := labels.FromStrings(append([]string{promModel.MetricNameLabel, semconv.SpanCalls, semconv.LabelStatusCode, semconv.StatusError}, base...)...)
+		dur := labels.FromStrings(append([]string{promModel.MetricNameLabel, semconv.SpanDuration}, base...)...)
+		logs := labels.FromStrings(promModel.MetricNameLabel, semconv.LogRecords, semconv.LabelService, service, semconv.LabelEnvironment, "production",
 			semconv.LabelVersion, v.version, semconv.LabelSeverity, "error")
 		var nOK, nBad, nLog float64
 		var hc uint64
@@ -135,7 +142,7 @@ func (db *testDB) write(t testing.TB, service string, seed uint64, tr ...traffic
 func (db *testDB) alert(t *testing.T, service, severity string, from, to time.Time) {
 	t.Helper()
 	app := db.store.AppenderV2(context.Background())
-	ls := labels.FromStrings(labels.MetricName, "ALERTS", "alertname", "CheckoutDown", "alertstate", "firing",
+	ls := labels.FromStrings(promModel.MetricNameLabel, "ALERTS", "alertname", "CheckoutDown", "alertstate", "firing",
 		semconv.LabelService, service, semconv.LabelEnvironment, "production", "severity", severity)
 	for ts := from; !ts.After(to); ts = ts.Add(15 * time.Second) {
 		if _, err := app.Append(0, ls, 0, ts.UnixMilli(), 1, nil, nil, promstorage.AOptions{}); err != nil {

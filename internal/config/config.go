@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigilhq/vigil/collector"
+	"github.com/vigilhq/vigil/collector/evidence"
 	"github.com/vigilhq/vigil/collector/hotpath"
 	"github.com/vigilhq/vigil/collector/logmetrics"
 	"github.com/vigilhq/vigil/collector/loki"
@@ -43,6 +45,7 @@ type Config struct {
 	Storage           storage.Config          `yaml:"storage"`
 	Query             query.Config            `yaml:"query"`
 	Receivers         ReceiversConfig         `yaml:"receivers"`
+	Collector         CollectorConfig         `yaml:"collector"`
 	Ingest            hotpath.Config          `yaml:"ingest"`
 	StreamAggregation []streamaggr.RuleConfig `yaml:"stream_aggregation"`
 	SpanMetrics       spanmetrics.Config      `yaml:"span_metrics"`
@@ -121,6 +124,7 @@ func DefaultConfig() Config {
 			Loki:        loki.DefaultConfig(),
 			Limits:      collector.DefaultLimitConfig(),
 		},
+		Collector:   CollectorConfig{EvidenceForward: EvidenceForwardSection{evidence.DefaultForwardConfig()}},
 		Ingest:      hotpath.DefaultConfig(),
 		SpanMetrics: spanmetrics.DefaultConfig(),
 		LogMetrics:  logmetrics.DefaultConfig(),
@@ -151,6 +155,7 @@ func (c Config) Validate() error {
 		{"receivers.otlp", c.Receivers.OTLP.Validate},
 		{"receivers.limits", c.Receivers.Limits.Validate},
 		{"receivers.loki", c.Receivers.Loki.Validate},
+		{"collector", c.Collector.Validate},
 		{"ingest", c.Ingest.Validate},
 		{"span_metrics", c.SpanMetrics.Validate},
 		{"log_metrics", c.LogMetrics.Validate},
@@ -170,6 +175,9 @@ func (c Config) Validate() error {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("stream_aggregation[%d]: %w", i, err))
 		}
+	}
+	if err := c.checkDerivedWriters(); err != nil {
+		errs = append(errs, err)
 	}
 	names := map[string]bool{}
 	for i, f := range c.OTLPForward {
@@ -319,4 +327,21 @@ func isSecretKey(k string) bool {
 		}
 	}
 	return false
+}
+
+// checkDerivedWriters refuses writers in ingest.accept_derived_series_from
+// that can never write: "anonymous" when tokens authenticate every
+// request, a token without the write scope.
+func (c Config) checkDerivedWriters() error {
+	for _, w := range c.Ingest.AcceptDerivedSeriesFrom {
+		if w == auth.Anonymous.Name && c.Auth.Enabled() {
+			return fmt.Errorf("ingest.accept_derived_series_from: %q is the writer only when authentication is off; with auth.tokens name the collectors' token", w)
+		}
+		for _, t := range c.Auth.Tokens {
+			if t.Name == w && !slices.Contains(t.Scopes, auth.ScopeWrite) {
+				return fmt.Errorf("ingest.accept_derived_series_from: token %q has no write scope", w)
+			}
+		}
+	}
+	return nil
 }

@@ -104,3 +104,10 @@ func (s *Store) Select(name string) map[string]Sample {
 	}
 	return out
 }
+
+// Samples returns every committed sample of the series written as ls.String(), in order.
+func (s *Store) Samples(series string) []Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sample(nil), s.samples[series]...)
+}

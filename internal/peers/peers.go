@@ -453,3 +453,93 @@ func StartVictoriaMetrics(t testing.TB, addr, dataDir string) *VictoriaMetrics {
 
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// OtelcolLB is a running OpenTelemetry Collector with the loadbalancing
+// exporter (`make peers` builds it from internal/peers/otelcol/builder.yaml).
+type OtelcolLB struct {
+	*Process
+	// OTLPGRPC is the host:port its OTLP/gRPC receiver listens on.
+	OTLPGRPC string
+}
+
+// StartOtelcolLB runs the collector with an OTLP/gRPC receiver on a free
+// port and the loadbalancing exporter routing traces and logs by trace ID
+// over backends (OTLP/gRPC host:port) with the static resolver, as the
+// OpenTelemetry documentation recommends in front of span-metrics and
+// service-graph processors. Failed sends to a backend are retried quickly,
+// so that a backend restarting for a few seconds loses nothing.
+func StartOtelcolLB(t testing.TB, backends []string) *OtelcolLB {
+	t.Helper()
+	bin := GoBinary(t, "otelcol-loadbalancing")
+	dir := t.TempDir()
+	grpc := FreeAddr(t)
+	var hosts strings.Builder
+	for _, b := range backends {
+		fmt.Fprintf(&hosts, "          - %s\n", b)
+	}
+	cfg := fmt.Sprintf(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+exporters:
+  load_balancing:
+    routing_key: traceID
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+        timeout: 5s
+        # The exporter splits every batch it receives across the backends;
+        # batching per backend again keeps requests as large as they came.
+        sending_queue:
+          enabled: true
+          sizer: items
+          queue_size: 100000
+          batch:
+            flush_timeout: 200ms
+            min_size: 2000
+        retry_on_failure:
+          enabled: true
+          initial_interval: 100ms
+          max_interval: 1s
+          max_elapsed_time: 120s
+    resolver:
+      static:
+        hostnames:
+%sservice:
+  telemetry:
+    logs:
+      level: info
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [load_balancing]
+    logs:
+      receivers: [otlp]
+      exporters: [load_balancing]
+`, grpc, hosts.String())
+	path := filepath.Join(dir, "otelcol.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := StartIn(t, dir, "otelcol-loadbalancing", bin, "--config", path)
+	p.Addr = grpc
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if p.Exited() {
+			t.Fatalf("otelcol-loadbalancing exited: %v\n%s", p.err, tail(p.Logs(), 4000))
+		}
+		if c, err := net.DialTimeout("tcp", grpc, time.Second); err == nil {
+			_ = c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("otelcol-loadbalancing did not listen on %s within 60s\n%s", grpc, tail(p.Logs(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &OtelcolLB{Process: p, OTLPGRPC: grpc}
+}

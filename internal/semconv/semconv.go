@@ -15,6 +15,12 @@ const (
 	LabelNamespace   = "namespace"
 	LabelEnvironment = "environment"
 	LabelVersion     = "version"
+	// LabelCollector names the collector replica that derived a series
+	// (collector.replica). It is set only when Vigil runs as several
+	// collector replicas; everything that reads derived series aggregates
+	// it away (sum, sum by), so one node and N replicas give the same
+	// numbers.
+	LabelCollector = "collector"
 )
 
 // Span metrics: request rate, errors and duration (RED) per service,
@@ -65,11 +71,11 @@ const (
 
 // SpanMetricLabels are the labels every span metric series may carry,
 // besides those of the configured span_metrics.dimensions.
-var SpanMetricLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSpanName, LabelSpanKind, LabelStatusCode}
+var SpanMetricLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSpanName, LabelSpanKind, LabelStatusCode, LabelCollector}
 
 // LogRecordLabels are the labels a LogRecords series may carry, besides
 // those of the configured log_metrics.dimensions.
-var LogRecordLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSeverity}
+var LogRecordLabels = []string{LabelService, LabelNamespace, LabelEnvironment, LabelVersion, LabelSeverity, LabelCollector}
 
 // DimensionLabel is the label name of a dimension (an attribute name such
 // as http.route or k8s.cluster.name): dots, dashes and slashes become
@@ -100,10 +106,17 @@ const (
 	// Labels: service, namespace, environment, version, previous_version,
 	// strategy, pipeline, commit.
 	DeploymentInfo = "vigil_deployment_info"
+	// DeploymentStarted is the current deployment's start, in Unix
+	// seconds. Labels: service, namespace, environment, version.
+	DeploymentStarted = "vigil_deployment_started_timestamp_seconds"
 	// VerdictInfo is the score (0..1) of the latest verdict per service and
 	// version. Labels: service, environment, version, baseline, decision
 	// (promote, rollback, inconclusive).
 	VerdictInfo = "vigil_verdict_info"
+	// VerdictTimestamp is when the final verdict per service and version
+	// was reached, in Unix seconds. Labels: service, environment, version,
+	// decision.
+	VerdictTimestamp = "vigil_verdict_timestamp_seconds"
 
 	LabelPreviousVersion = "previous_version"
 	LabelStrategy        = "strategy"
@@ -112,3 +125,37 @@ const (
 	LabelBaseline        = "baseline"
 	LabelDecision        = "decision"
 )
+
+// Series the generated rules record (`vigil gen rules`), which the
+// dashboards read.
+const (
+	// SLIErrorRatio is an SLI's error ratio over a window: the name is
+	// followed by the window, e.g. slo:sli_error:ratio_rate5m. Labels:
+	// service, environment, slo.
+	SLIErrorRatio      = "slo:sli_error:ratio_rate"
+	SLOObjective       = "slo:objective:ratio"
+	SLOErrorBudget     = "slo:error_budget:ratio"
+	SLOCurrentBurnRate = "slo:current_burn_rate:ratio"
+	SLOPeriodBurnRate  = "slo:period_burn_rate:ratio"
+	SLOBudgetRemaining = "slo:period_error_budget_remaining:ratio"
+	// The deploy-health series, per service, environment and version.
+	DeployErrorRatio  = "vigil:deploy_error_ratio:rate5m"
+	DeployLatencyP99  = "vigil:deploy_latency_p99_seconds:rate5m"
+	DeployRequestRate = "vigil:deploy_requests:rate5m"
+)
+
+// Derived reports whether a metric name is one Vigil derives itself: the
+// span metrics (with the classic histogram's _bucket, _sum and _count), the
+// service graph, the log metrics and the deployment and verdict series.
+// The verdict and the generated rules trust these series, so only writers
+// listed in ingest.accept_derived_series_from (Vigil's own collector
+// replicas) may send them over remote_write or OTLP.
+func Derived(name string) bool {
+	switch name {
+	case SpanCalls, SpanDuration, SpanDuration + "_bucket", SpanDuration + "_sum", SpanDuration + "_count",
+		ServiceGraphRequests, ServiceGraphFailed, LogRecords,
+		DeploymentInfo, DeploymentStarted, VerdictInfo, VerdictTimestamp:
+		return true
+	}
+	return false
+}
