@@ -67,9 +67,9 @@ func (u *UI) verdictRow(v *verdict.Verdict) verdictRow {
 	}
 }
 
-// summaryOf is the verdict in one sentence.
+// summaryOf is the verdict in plain words.
 func summaryOf(v *verdict.Verdict) string {
-	return v.Reason
+	return plain.Summary(v)
 }
 
 // deployments is the home page: recorded deployments with the verdict of

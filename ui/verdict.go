@@ -47,6 +47,8 @@ type signalRow struct {
 	GraphURL             string
 	BaselineGraphURL     string
 	Chart                *svgChart
+	History              *svgChart
+	Crossed              string
 	Query, BaselineQuery string
 }
 
@@ -88,7 +90,7 @@ func (u *UI) verdict(r *http.Request) (string, any, int) {
 	decision, class := decisionOf(&v)
 	p := verdictPage{
 		ID: v.ID, Service: v.Service, Environment: v.Environment, Version: v.Version, Baseline: v.Baseline,
-		Decision: decision, Class: class, Final: v.Final, Headline: summaryOf(&v), Analysed: plain.Analysed(&v),
+		Decision: decision, Class: class, Final: v.Final, Headline: plain.Summary(&v), Analysed: plain.Analysed(&v),
 		Evaluated: v.EvaluatedAt.UTC().Format(time.RFC3339), Started: v.Start.UTC().Format(time.RFC3339),
 		WindowOver: plain.WindowOver(&v) && plain.HasUndecided(&v),
 		TraceLinks: u.cfg.TraceURLTemplate != "",
@@ -114,6 +116,9 @@ func (u *UI) verdict(r *http.Request) (string, any, int) {
 		if s.Kind != verdict.KindAlert && s.Query != "" {
 			c := u.signalChart(ctx, &v, s, start, end)
 			row.Chart = &c
+		}
+		if h, crossed, ok := historyChart(&v, s); ok {
+			row.History, row.Crossed = &h, crossed
 		}
 		p.Signals = append(p.Signals, row)
 	}
@@ -244,4 +249,39 @@ func short(s string, n int) string {
 		return s
 	}
 	return strings.TrimSpace(s[:n-1]) + "…"
+}
+
+// historyChart draws a signal as the verdict judged it at each step: the
+// new version's and the baseline's values so far (for a ratio signal the
+// ratio of all the counts so far), and says when it crossed its line.
+func historyChart(v *verdict.Verdict, s verdict.SignalResult) (svgChart, string, bool) {
+	if len(s.History) < 2 || s.Kind == verdict.KindTraffic || s.Kind == verdict.KindAlert {
+		return svgChart{}, "", false
+	}
+	format, _, _ := valueFormat(s)
+	c := chart{Title: "as judged at each step (all the data so far)", Format: format,
+		Start: s.History[0].At, End: s.History[len(s.History)-1].At}
+	canary, baseline := Series{Name: v.Version + " (new)"}, Series{Name: v.Baseline + " (baseline)"}
+	crossed := ""
+	for _, st := range s.History {
+		if st.Canary != nil {
+			canary.Points = append(canary.Points, Point{T: st.At, V: *st.Canary})
+		}
+		if st.Baseline != nil {
+			baseline.Points = append(baseline.Points, Point{T: st.At, V: *st.Baseline})
+		}
+		if crossed == "" && (st.Status == verdict.StatusFail || st.Status == verdict.StatusPass) {
+			what := "failed"
+			if st.Status == verdict.StatusPass {
+				what = "passed"
+			}
+			crossed = fmt.Sprintf("%s at %s, %s after the first sample", what, st.At.UTC().Format("15:04:05"), plain.Duration(st.At.Sub(s.History[0].At)))
+			c.Marker, c.MarkerLabel = st.At, what
+		}
+	}
+	if d := c.End.Sub(c.Start); d > 0 {
+		c.Step = d / time.Duration(len(s.History)-1)
+	}
+	c.Series = []Series{canary, baseline}
+	return c.layout(), crossed, true
 }

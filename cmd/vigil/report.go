@@ -43,7 +43,9 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 		env = " in " + v.Environment
 	}
 	fmt.Fprintf(w, "%s %s%s: %s\n", v.Service, v.Version, env, decision)
-	fmt.Fprintf(w, "  %s\n", headline(v))
+	for _, l := range wrap(plain.Summary(v), 100) {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 	fmt.Fprintf(w, "  %s\n", plain.Analysed(v))
 	if plain.WindowOver(v) && plain.HasUndecided(v) {
 		fmt.Fprintln(w, "  signals marked \"ok at window end\" were not shown to be within tolerance early, and were not worse when the window ended")
@@ -59,13 +61,29 @@ func (r report) write(w io.Writer, v *verdict.Verdict, timedOut bool) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(v.Signals) > 0 {
-		fmt.Fprintf(tw, "SIGNAL\tSTATUS\t%s (BASELINE)\t%s (NEW)\tCHANGE\tDETAIL\n", strings.ToUpper(v.Baseline), strings.ToUpper(v.Version))
+		fmt.Fprintf(tw, "SIGNAL\tSTATUS\t%s (BASELINE)\t%s (NEW)\tCHANGE\n", strings.ToUpper(v.Baseline), strings.ToUpper(v.Version))
 	}
 	for _, s := range v.Signals {
 		b, c := plain.SignalValues(v, s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, plain.Status(v, s), b, c, plain.ChangeOf(s), plain.Detail(v, s))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, plain.Status(v, s), b, c, plain.ChangeOf(s))
 	}
 	_ = tw.Flush()
+	if len(v.Signals) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, s := range v.Signals {
+		text := s.Text
+		if text == "" {
+			text = s.Name + ": " + plain.Detail(v, s)
+		}
+		for i, l := range wrap(text, 96) {
+			mark := "-"
+			if i > 0 {
+				mark = " "
+			}
+			fmt.Fprintf(w, "  %s %s\n", mark, l)
+		}
+	}
 	if len(v.ErrorLogs) > 0 {
 		fmt.Fprintf(w, "\nTop error logs of %s:\n", v.Version)
 		for _, l := range v.ErrorLogs {
@@ -148,11 +166,6 @@ func graphQuery(expr string, start, end time.Time) string {
 	return q.Encode()
 }
 
-// headline is the verdict in one sentence.
-func headline(v *verdict.Verdict) string {
-	return v.Reason
-}
-
 func kindWord(k verdict.Kind) string {
 	switch k {
 	case verdict.KindRatio:
@@ -163,4 +176,25 @@ func kindWord(k verdict.Kind) string {
 		return "firing alerts"
 	}
 	return "compared per step, Mann-Whitney U test"
+}
+
+// wrap breaks text into lines of at most width bytes, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) > width:
+			lines = append(lines, line)
+			line = word
+		default:
+			line += " " + word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }

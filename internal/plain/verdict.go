@@ -2,7 +2,6 @@ package plain
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -74,6 +73,8 @@ func Status(v *verdict.Verdict, s verdict.SignalResult) string {
 		switch {
 		case s.Finding == verdict.FindingSuspect:
 			return "suspect"
+		case s.Finding == verdict.FindingFewSamples:
+			return "too few samples"
 		case WindowOver(v):
 			return "ok at window end"
 		}
@@ -194,7 +195,8 @@ func Progress(v *verdict.Verdict) string {
 	return strings.Join(parts, "; ")
 }
 
-// Leaning is which way a scored signal points so far ("" for the traffic).
+// Leaning is which way a scored signal points so far ("" for the traffic):
+// the engine's leaning of a pending signal (verdict.SignalResult.Leaning).
 func Leaning(s verdict.SignalResult) string {
 	if s.Kind == verdict.KindTraffic {
 		return ""
@@ -205,34 +207,44 @@ func Leaning(s verdict.SignalResult) string {
 	case verdict.StatusFail:
 		return "failing"
 	case verdict.StatusNoData:
-		return "no data yet"
+		return "no data"
 	}
-	if s.Finding == verdict.FindingSuspect {
-		return "leaning rollback"
-	}
-	if s.EffectSize != nil && *s.EffectSize <= 0 {
+	switch {
+	case s.Finding == verdict.FindingFewSamples:
+		return "too few samples yet"
+	case s.Leaning == verdict.LeaningPromote:
 		return "leaning promote"
+	case s.Leaning == verdict.LeaningRollback, s.Finding == verdict.FindingSuspect:
+		return "leaning rollback"
 	}
 	return "undecided"
 }
 
-// Needed says how much more traffic a decision needs, at the current rate.
+// Needed says how much more traffic a promotion needs at the current rate
+// (the engine's estimate, verdict.Judgement.Needed); without one, how long
+// until the next decision can be taken.
 func Needed(v *verdict.Verdict) string {
-	if v.NeedSecs <= 0 {
+	if n := v.Needed; n != nil && !v.Final {
+		s := fmt.Sprintf("a promotion needs about %s more (about %s at the current rate", Plural(float64(n.Requests), "request"), secs(n.Seconds))
+		if left := v.WindowSeconds - v.TrafficSeconds; n.Seconds > left && left > 0 {
+			s += ", more than the " + secs(left) + " left in the window"
+		}
+		return s + ")"
+	}
+	if v.NeedSecs <= 0 || v.Final {
 		return ""
 	}
-	s := "needs about " + secs(v.NeedSecs) + " more traffic"
-	if req, ok := CanaryRequests(v); ok && v.TrafficSeconds > 0 && req > 0 {
-		s += fmt.Sprintf(" (about %s at the current rate)", Plural(math.Ceil(v.NeedSecs*req/v.TrafficSeconds), "request"))
-	}
-	return s
+	return "needs about " + secs(v.NeedSecs) + " more traffic"
 }
 
 // Analysed says what was compared and how much traffic time it took.
 func Analysed(v *verdict.Verdict) string {
 	mode := "running alongside"
-	if v.BaselineMode == "before" {
+	switch v.BaselineMode {
+	case verdict.ModeBefore:
 		mode = "before the deploy"
+	case verdict.ModeNone:
+		return "a first deploy, judged against its absolute bounds (SLOs) alone: " + secs(v.TrafficSeconds) + " of traffic analysed, of a " + secs(v.WindowSeconds) + " window"
 	}
 	s := fmt.Sprintf("compared with %s (%s): %s of traffic analysed, of a %s window",
 		v.Baseline, mode, secs(v.TrafficSeconds), secs(v.WindowSeconds))
@@ -242,9 +254,13 @@ func Analysed(v *verdict.Verdict) string {
 	return s
 }
 
-// Detail says in a few plain words why a signal has its status, for a
-// table cell; the engine's full reason is for --explain.
+// Detail says in plain words why a signal has its status: the engine's
+// text (verdict.SignalResult.Text), or a few words from its status for a
+// verdict stored without one.
 func Detail(v *verdict.Verdict, s verdict.SignalResult) string {
+	if s.Text != "" {
+		return s.Text
+	}
 	base := v.Baseline
 	switch {
 	case s.Kind == verdict.KindTraffic:
@@ -273,4 +289,13 @@ func Detail(v *verdict.Verdict, s verdict.SignalResult) string {
 		return "not significantly worse when the window ended"
 	}
 	return "not decided yet"
+}
+
+// Summary is the verdict in plain words: the engine's summary
+// (verdict.Verdict.Summary), or its reason for a verdict stored without one.
+func Summary(v *verdict.Verdict) string {
+	if v.Summary != "" {
+		return v.Summary
+	}
+	return v.Reason
 }
