@@ -2,6 +2,7 @@ package plain
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -225,7 +226,11 @@ func Leaning(s verdict.SignalResult) string {
 // until the next decision can be taken.
 func Needed(v *verdict.Verdict) string {
 	if n := v.Needed; n != nil && !v.Final {
-		s := fmt.Sprintf("a promotion needs about %s more (about %s at the current rate", Plural(float64(n.Requests), "request"), secs(n.Seconds))
+		noun := "requests"
+		if n.Requests == 1 {
+			noun = "request"
+		}
+		s := fmt.Sprintf("a promotion needs about %s more %s (about %s at the current rate", Count(rough(float64(n.Requests))), noun, secs(rough(n.Seconds)))
 		if left := v.WindowSeconds - v.TrafficSeconds; n.Seconds > left && left > 0 {
 			s += ", more than the " + secs(left) + " left in the window"
 		}
@@ -298,4 +303,13 @@ func Summary(v *verdict.Verdict) string {
 		return v.Summary
 	}
 	return v.Reason
+}
+
+// rough keeps two significant digits of an estimate: 2,147 → 2,100.
+func rough(v float64) float64 {
+	if v < 100 {
+		return math.Round(v)
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v))-1)
+	return math.Round(v/p) * p
 }

@@ -11,9 +11,9 @@ func fp(v float64) *float64 { return &v }
 func TestVerdictWords(t *testing.T) {
 	counts := &[2]verdict.Counts{{Bad: 38, Total: 920}, {Bad: 41, Total: 4500}}
 	running := &verdict.Verdict{Service: "checkout", Version: "v2", Baseline: "v1", TrafficSeconds: 180, WindowSeconds: 600,
-		Judgement: verdict.Judgement{Decision: verdict.Inconclusive, NeedSecs: 420, Signals: []verdict.SignalResult{
+		Judgement: verdict.Judgement{Decision: verdict.Inconclusive, NeedSecs: 420, Needed: &verdict.Needed{Requests: 2147, Seconds: 420}, Signals: []verdict.SignalResult{
 			{Name: "request_rate", Kind: verdict.KindTraffic, Status: verdict.StatusPass},
-			{Name: "error_ratio", Kind: verdict.KindRatio, Status: verdict.StatusPending, Counts: counts, EffectSize: fp(-0.1)},
+			{Name: "error_ratio", Kind: verdict.KindRatio, Status: verdict.StatusPending, Counts: counts, EffectSize: fp(-0.1), Leaning: verdict.LeaningPromote},
 			{Name: "latency_p99", Kind: verdict.KindCompare, Status: verdict.StatusPending, Finding: verdict.FindingSuspect, Baseline: fp(0.085), Canary: fp(0.12)},
 			{Name: "log_error_ratio", Kind: verdict.KindRatio, Status: verdict.StatusNoData},
 		}}}
@@ -23,7 +23,7 @@ func TestVerdictWords(t *testing.T) {
 	early.Judgement.Final, early.Judgement.Decision = true, verdict.Rollback
 
 	for _, tc := range []struct{ name, got, want string }{
-		{"progress", Progress(running), "checkout v2 vs v1: 3 min of 10 min analysed, 920 requests; leaning promote: error_ratio; leaning rollback: latency_p99; no data yet: log_error_ratio; needs about 7 min more traffic (about 2,147 requests at the current rate)"},
+		{"progress", Progress(running), "checkout v2 vs v1: 3 min of 10 min analysed, 920 requests; leaning promote: error_ratio; leaning rollback: latency_p99; no data: log_error_ratio; a promotion needs about 2,100 more requests (about 7 min at the current rate)"},
 		{"pending while running", Status(running, running.Signals[1]), "undecided"},
 		{"pending in a final verdict", Status(&final, final.Signals[1]), "ok at window end"},
 		{"pending in a verdict reached early", Status(&early, early.Signals[1]), "undecided"},
