@@ -175,6 +175,16 @@ var commandRows = map[string]struct {
 			}
 		},
 	},
+	"backtest": {
+		args: []string{"backtest"},
+		check: func(t *testing.T, c command, env map[string]string) {
+			b := c.(*backtestCommand)
+			if b.from != "30d" || b.output != "table" {
+				t.Errorf("backtest: from %q output %q", b.from, b.output)
+			}
+			checkServer(t, serverFlags{server: b.server, auth: b.auth}, env)
+		},
+	},
 	"demo":                {args: []string{"demo"}},
 	"version":             {args: []string{"version"}},
 	"write-documentation": {args: []string{"write-documentation"}},
