@@ -131,7 +131,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 ## test: install peers, then vet and run every test with the race detector (CI=true makes a missing peer fail; RACE= runs without it)
-test: peers vet
+test: peers vet lint
 	$(GO) test $(RACE) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-unit: the quick loop: every test that needs no real peer (go test -short)

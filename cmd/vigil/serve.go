@@ -201,7 +201,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	}
 	// The response headers and rate_limit of the web config apply to
 	// everything but the probes, which must answer whatever the load.
-	var handler http.Handler = probesFirst(root, sec.headers.Wrap(root))
+	handler := probesFirst(root, sec.headers.Wrap(root))
 	if cfg.Web.MaxConnections > 0 {
 		limited := connlimit.Listen(ln, connlimit.Config{
 			Max: cfg.Web.MaxConnections, Reserve: probeReserve, ProbeTimeout: 5 * time.Second, ProbePaths: probePaths,
