@@ -146,11 +146,18 @@ func judgeRatio(p Policy, sig Signal, s Samples, r *SignalResult, final bool) fl
 	if s.CanaryAbsent || s.BaselineAbsent {
 		// The bad events' source sent nothing: not zero bad events.
 		r.Status = StatusNoData
-		side := "the new version"
-		if !s.CanaryAbsent {
+		side := "either version"
+		switch {
+		case !s.CanaryAbsent:
 			side = "the baseline"
-		} else {
+		case !s.BaselineAbsent:
+			side = "the new version"
+		}
+		if s.CanaryAbsent {
 			r.Canary, r.Counts = nil, nil
+		}
+		if s.BaselineAbsent {
+			r.Baseline = nil
 		}
 		r.Reason = "no input from " + side + " (its presence query has no data)"
 		return 0
