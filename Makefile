@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages of the real peers the tests run against, and the command each provides.
-DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager victoria-metrics:victoria-metrics
+DEB_PEERS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager victoria-metrics:victoria-metrics chromium:chromium
 
 # Go tools the tests run as real clients, pinned: name:module/cmd@version.
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
@@ -131,7 +131,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 ## test: install peers, then vet and run every test with the race detector (CI=true makes a missing peer fail; RACE= runs without it)
-test: peers vet
+test: peers vet lint
 	$(GO) test $(RACE) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-unit: the quick loop: every test that needs no real peer (go test -short)

@@ -180,15 +180,8 @@ func (h *Hook) backtestOptions(f url.Values) (BacktestOptions, error) {
 // Backtest asks the server for a backtest: POST /api/v1/backtest.
 func (c Client) Backtest(ctx context.Context, q BacktestQuery) (BacktestReport, error) {
 	var rep BacktestReport
-	err := c.call(ctx, http.MethodPost, "/api/v1/backtest", "application/x-www-form-urlencoded", []byte(q.Values().Encode()), &rep)
+	_, err := c.callAs(ctx, http.MethodPost, "/api/v1/backtest", nil, "application/x-www-form-urlencoded", []byte(q.Values().Encode()), &rep)
 	return rep, err
-}
-
-// Deployments lists the recorded deployments: GET /api/v1/deployments.
-func (c Client) Deployments(ctx context.Context, limit int) ([]Deployment, error) {
-	var out []Deployment
-	err := c.call(ctx, http.MethodGet, "/api/v1/deployments?limit="+strconv.Itoa(limit), "", nil, &out)
-	return out, err
 }
 
 var _ verdict.Querier = PromQL{}

@@ -104,23 +104,25 @@ func unmarshal(format string, body []byte, v any, strict bool) error {
 	return nil
 }
 
-type genericEvent struct {
+// Event is a deployment event in the generic format (POST
+// /api/v1/deployments): what a pipeline sends, and what Client.Record sends.
+type Event struct {
 	Service         string     `json:"service"`
-	Namespace       string     `json:"namespace"`
-	Environment     string     `json:"environment"`
+	Namespace       string     `json:"namespace,omitempty"`
+	Environment     string     `json:"environment,omitempty"`
 	Version         string     `json:"version"`
-	PreviousVersion string     `json:"previousVersion"`
-	Pipeline        string     `json:"pipeline"`
-	Commit          string     `json:"commit"`
-	Strategy        string     `json:"strategy"`
-	StartedAt       *time.Time `json:"startedAt"`
-	FinishedAt      *time.Time `json:"finishedAt"`
-	Status          string     `json:"status"`
-	URL             string     `json:"url"`
+	PreviousVersion string     `json:"previousVersion,omitempty"`
+	Pipeline        string     `json:"pipeline,omitempty"`
+	Commit          string     `json:"commit,omitempty"`
+	Strategy        string     `json:"strategy,omitempty"`
+	StartedAt       *time.Time `json:"startedAt,omitempty"`
+	FinishedAt      *time.Time `json:"finishedAt,omitempty"`
+	Status          string     `json:"status,omitempty"`
+	URL             string     `json:"url,omitempty"`
 }
 
 func decodeGeneric(body []byte) (Deployment, error) {
-	var e genericEvent
+	var e Event
 	if err := unmarshal(FormatGeneric, body, &e, true); err != nil {
 		return Deployment{}, err
 	}

@@ -237,6 +237,9 @@ func New(opts Options) (*Hook, error) {
 // Store is the deployment store.
 func (h *Hook) Store() *Store { return h.store }
 
+// Catalog is the service catalog (nil without deploy.catalog).
+func (h *Hook) Catalog() *catalog.Catalog { return h.catalog }
+
 // Close waits for the rollback actions in flight, stops the evaluations
 // and closes the store.
 func (h *Hook) Close() error {
@@ -830,6 +833,26 @@ func (h *Hook) Verdicts(service string, limit int) []verdict.Verdict {
 		out = out[:limit]
 	}
 	return out
+}
+
+// Verdict returns the verdict with the given ID: the latest of a running
+// verification, or a final one.
+func (h *Hook) Verdict(id string) (verdict.Verdict, bool) {
+	if j, ok := h.getJob(id); ok {
+		j.mu.Lock()
+		latest := j.latest
+		j.mu.Unlock()
+		if latest != nil {
+			return *latest, true
+		}
+	}
+	return h.store.Verdict(id)
+}
+
+// Deployments lists the recorded deployments, newest first, of service and
+// environment when given.
+func (h *Hook) Deployments(service, environment string, limit int) []Deployment {
+	return h.store.List(service, environment, limit)
 }
 
 // applicable are the actors the service's catalog entry configures.

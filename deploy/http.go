@@ -44,6 +44,7 @@ func (h *Hook) Register(mux Mux) {
 	mux.Handle("GET /api/v1/verify/{id}", auth.ScopeDeploy, http.HandlerFunc(h.handleVerifyStatus))
 	mux.Handle("POST /api/v1/hooks/verdict", auth.ScopeDeploy, http.HandlerFunc(h.handleGate), auth.QueryToken())
 	mux.Handle("GET /api/v1/verdicts", auth.ScopeRead, http.HandlerFunc(h.handleVerdicts))
+	mux.Handle("GET /api/v1/verdicts/{id}", auth.ScopeRead, http.HandlerFunc(h.handleVerdict))
 	mux.Handle("GET /api/v1/backtest", auth.ScopeRead, http.HandlerFunc(h.handleBacktest))
 	mux.Handle("POST /api/v1/backtest", auth.ScopeRead, http.HandlerFunc(h.handleBacktest))
 }
@@ -479,6 +480,15 @@ func (h *Hook) handleVerdicts(w http.ResponseWriter, r *http.Request) {
 		out = []verdict.Verdict{}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Hook) handleVerdict(w http.ResponseWriter, r *http.Request) {
+	v, ok := h.Verdict(r.PathValue("id"))
+	if !ok {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Errorf("no verdict %q", r.PathValue("id")))
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // handleRollback performs the service's rollback actions for a deployment

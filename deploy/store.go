@@ -529,3 +529,15 @@ func (s *Store) Verdicts(service string, limit int) []verdict.Verdict {
 	}
 	return out
 }
+
+// Verdict returns the final verdict with the given ID.
+func (s *Store) Verdict(id string) (verdict.Verdict, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.verdicts) - 1; i >= 0; i-- {
+		if s.verdicts[i].ID == id {
+			return s.verdicts[i], true
+		}
+	}
+	return verdict.Verdict{}, false
+}

@@ -26,7 +26,12 @@ func main() {
 	flag.Float64Var(&cfg.Policy.Confidence, "confidence", cfg.Policy.Confidence, "policy confidence (z)")
 	errTol := flag.Float64("error-tolerance", -1, "override the error ratio signals' tolerance")
 	errFloor := flag.Float64("error-floor", -1, "override the error ratio signals' floor")
+	grid := flag.Int("grid", 0, "instead: the time-to-decision grid (traffic × baseline error ratio) with this many deployments of each kind per row")
 	flag.Parse()
+	if *grid > 0 {
+		writeGrid(os.Stdout, cfg, runGrid(cfg, *grid))
+		return
+	}
 	if *errTol >= 0 || *errFloor >= 0 {
 		cfg.Signals = verdict.DefaultSignals()
 		for i, s := range cfg.Signals {

@@ -49,7 +49,7 @@ func newBacktestCommand(app *kingpin.Application, stdout, stderr io.Writer) *bac
 	cmd := app.Command("backtest", "Replay the recorded deployments of a time range through the verdict engine over the data already stored, "+
 		"and compare each verdict with what happened next (a human rollback, a critical alert, or your labels): precision, recall, "+
 		"false rollbacks and time to decision, per service and overall. Run by the server (read scope), or here over a remote_read source.")
-	cmd.Flag("server", "URL of the Vigil server.").Default("http://127.0.0.1:9400").Envar("VIGIL_SERVER").StringVar(&c.server)
+	cmd.Flag("server", "URL of the Vigil server.").Default(defaultServer).Envar("VIGIL_SERVER").StringVar(&c.server)
 	cmd.Flag("service", "Only this service's deployments.").StringVar(&c.service)
 	cmd.Flag("environment", "Only this environment's deployments.").StringVar(&c.environment)
 	cmd.Flag("from", "Replay deployments started from this time: RFC 3339, or a duration ago such as 30d.").Default("30d").StringVar(&c.from)
@@ -186,7 +186,7 @@ func (c *backtestCommand) local(ctx context.Context, client deploy.Client, q dep
 		if deps, err = readDeployments(c.deployments); err != nil {
 			return deploy.BacktestReport{}, err
 		}
-	} else if deps, err = client.Deployments(ctx, dcfg.MaxDeployments); err != nil {
+	} else if deps, err = client.Deployments(ctx, deploy.ListOptions{Limit: dcfg.MaxDeployments}); err != nil {
 		return deploy.BacktestReport{}, fmt.Errorf("list the deployments (or give --deployments): %w", err)
 	}
 	current := deploy.BacktestPolicy{Name: "current", Window: dcfg.Window, Policy: dcfg.Policy, Signals: dcfg.Signals}

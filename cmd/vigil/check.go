@@ -1,22 +1,28 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 
 	"github.com/vigilhq/vigil/alerting"
 	"github.com/vigilhq/vigil/catalog"
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/semconv"
+	"github.com/vigilhq/vigil/query"
 )
 
 type checkCommand struct {
 	stdout io.Writer
 	files  []string
+	server string
+	auth   clientAuth
 }
 
 func newCheckCommand(app *kingpin.Application, stdout, _ io.Writer) *checkCommand {
@@ -24,6 +30,9 @@ func newCheckCommand(app *kingpin.Application, stdout, _ io.Writer) *checkComman
 	check := app.Command("check", "Check files before they are deployed.")
 	cfg := check.Command("config", "Check Vigil configuration files and the catalog they name; exits 1 naming the first problem of each invalid file, warns about catalog matchers the derived series cannot carry.")
 	cfg.Arg("config-files", "The configuration files to check.").Required().ExistingFilesVar(&c.files)
+	cfg.Flag("server", "A running Vigil (URL): also check that each catalog service's selector matches the span metrics its service sends there (a namespace or environment no sender sets).").PlaceHolder("http://127.0.0.1:9400").StringVar(&c.server)
+	c.auth.addBearerTokenFlag(cfg)
+	c.auth.addHTTPConfigFlag(cfg)
 	return c
 }
 
@@ -65,6 +74,13 @@ func (c *checkCommand) run() error {
 				continue
 			}
 			warnings = matcherWarnings(cat, cfg)
+			if c.server != "" {
+				live, err := c.selectorWarnings(cat)
+				if err != nil {
+					return exitWith(exitInternal, err)
+				}
+				warnings = append(warnings, live...)
+			}
 		}
 		for _, w := range warnings {
 			fmt.Fprintf(c.stdout, "  WARNING: %s\n", w)
@@ -102,4 +118,51 @@ func matcherWarnings(cat *catalog.Catalog, cfg config.Config) []string {
 		}
 	}
 	return out
+}
+
+// selectorWarnings asks the server at --server whether each catalog
+// service's selector matches the span metrics its service sends.
+func (c *checkCommand) selectorWarnings(cat *catalog.Catalog) ([]string, error) {
+	rt, err := c.auth.roundTripper()
+	if err != nil {
+		return nil, err
+	}
+	client, err := query.NewClient(c.server, rt)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	found, err := catalog.CheckSelectors(ctx, cat, serverLabelSets{client})
+	if err != nil {
+		return nil, fmt.Errorf("--server %s: %w", c.server, err)
+	}
+	var out []string
+	for _, m := range found {
+		out = append(out, m.String())
+	}
+	return out, nil
+}
+
+// serverLabelSets runs catalog checks on a server's query API.
+type serverLabelSets struct{ c *query.Client }
+
+func (s serverLabelSets) LabelSets(ctx context.Context, expr string) ([]map[string]string, error) {
+	res, err := s.c.Instant(ctx, expr, time.Now(), 0)
+	if err != nil {
+		return nil, err
+	}
+	vec, ok := res.Value.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a vector, got %s", expr, res.Value.Type())
+	}
+	out := make([]map[string]string, 0, len(vec))
+	for _, smp := range vec {
+		m := map[string]string{}
+		for k, v := range smp.Metric {
+			m[string(k)] = string(v)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -32,6 +31,7 @@ import (
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
 	"github.com/vigilhq/vigil/internal/config"
+	"github.com/vigilhq/vigil/internal/plain"
 )
 
 // simService is a simulated service version that sends its server spans
@@ -44,6 +44,9 @@ type simService struct {
 	ErrorMessage     string        // status message and error log line of a failure
 	Seed             uint64
 	Token            string // a write token, when Vigil authenticates (auth.tokens)
+	// ErrorCall, when set, names a client span under each failing request
+	// that fails too (the call that broke it): two error spans of one trace.
+	ErrorCall string
 }
 
 // run sends traffic to the OTLP/HTTP endpoint (host:port) until ctx ends.
@@ -92,8 +95,13 @@ func (s simService) run(ctx context.Context, endpoint string) error {
 		for ; carry >= 1; carry-- {
 			end := time.Now()
 			d := time.Duration(float64(s.Latency) * math.Exp(0.3*rng.NormFloat64()))
-			_, span := tracer.Start(bg, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(end.Add(-d)))
+			sctx, span := tracer.Start(bg, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(end.Add(-d)))
 			if rng.Float64() < s.ErrorRatio {
+				if s.ErrorCall != "" {
+					_, call := tracer.Start(sctx, s.ErrorCall, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(end.Add(-d/2)))
+					call.SetStatus(codes.Error, s.ErrorMessage)
+					call.End(trace.WithTimestamp(end))
+				}
 				span.SetStatus(codes.Error, s.ErrorMessage)
 				var r otellog.Record
 				r.SetTimestamp(end)
@@ -127,12 +135,11 @@ deploy:
 type demoCommand struct {
 	stdout, stderr io.Writer
 	keep           bool
-	window         model.Duration
 }
 
 func newDemoCommand(app *kingpin.Application, stdout, stderr io.Writer) *demoCommand {
 	c := &demoCommand{stdout: stdout, stderr: stderr}
-	cmd := app.Command("demo", "Start Vigil with two simulated services, ship a healthy and a bad version, and print both verdicts (about a minute).")
+	cmd := app.Command("demo", "Start Vigil with two simulated services, ship a healthy and a bad version, and print each verdict as soon as it is final (about a minute).")
 	cmd.Flag("keep-running", "Keep the server and the simulated traffic running after the verdicts (Ctrl-C to stop).").BoolVar(&c.keep)
 	return c
 }
@@ -179,7 +186,7 @@ func (c *demoCommand) run() error {
 	if err := waitReady(ctx, base); err != nil {
 		return exitWith(exitInternal, err)
 	}
-	fmt.Fprintf(c.stdout, "Vigil is running on %s (OTLP/HTTP on %s).\n", base, otlpAddr)
+	fmt.Fprintf(c.stdout, "Vigil is running on %s (OTLP/HTTP on %s): open it in a browser to follow the verdicts.\n", base, otlpAddr)
 	err = runDemo(ctx, c.stdout, base, otlpAddr, 15*time.Second)
 	if err == nil && c.keep {
 		fmt.Fprintln(c.stdout, "\nStill running: try `vigil query --server "+base+" 'sum by (version) (rate(traces_span_metrics_calls_total[1m]))'`. Ctrl-C to stop.")
@@ -219,48 +226,97 @@ func runDemo(ctx context.Context, w io.Writer, base, otlp string, warmup time.Du
 		return err
 	case <-time.After(warmup):
 	}
-	for _, d := range []string{
-		`{"service":"checkout","namespace":"shop","environment":"production","version":"v2","previousVersion":"v1","strategy":"canary","pipeline":"demo"}`,
-		`{"service":"payments","namespace":"shop","environment":"production","version":"v2","previousVersion":"v1","strategy":"canary","pipeline":"demo"}`,
-	} {
-		resp, err := http.Post(base+"/api/v1/deployments", "application/json", strings.NewReader(d))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("record deployment: %s", resp.Status)
+	client := deploy.Client{URL: base}
+	for _, svc := range []string{"checkout", "payments"} {
+		e := deploy.Event{Service: svc, Namespace: "shop", Environment: "production", Version: "v2", PreviousVersion: "v1", Strategy: deploy.StrategyCanary, Pipeline: "demo"}
+		if _, _, err := client.Record(ctx, e); err != nil {
+			return fmt.Errorf("record deployment of %s: %w", svc, err)
 		}
 	}
 	start(simService{Service: "checkout", Version: "v2", RPS: 40, ErrorRatio: 0.005, Latency: 40 * time.Millisecond, ErrorMessage: "card declined", Seed: 3})
 	start(simService{Service: "payments", Version: "v2", RPS: 40, ErrorRatio: 0.08, Latency: 150 * time.Millisecond, ErrorMessage: "ledger write timed out after 100ms", Seed: 4})
 	fmt.Fprintln(w, "Shipped checkout v2 (healthy) and payments v2 (more errors, slower) as canaries; verifying both...")
 
+	return streamVerdicts(ctx, w, base, []string{"checkout", "payments"}, "v2")
+}
+
+// streamVerdicts verifies each service's version at once and prints each
+// verdict as soon as it is final — the first decided first — with a
+// progress line while it waits: in place on a terminal, every few seconds
+// otherwise.
+func streamVerdicts(ctx context.Context, w io.Writer, base string, services []string, version string) error {
+	term := detectTerminal(w)
 	type result struct {
 		v   *verdict.Verdict
 		err error
 	}
-	results := make([]result, 2)
-	var vw sync.WaitGroup
-	for i, svc := range []string{"checkout", "payments"} {
-		vw.Go(func() {
-			v, err := pollVerdict(ctx, base, svc, "v2", 2*time.Minute)
-			results[i] = result{v, err}
+	done := make(chan result, len(services))
+	var mu sync.Mutex
+	latest := map[string]*verdict.Verdict{}
+	var pw sync.WaitGroup
+	defer pw.Wait()
+	for _, svc := range services {
+		pw.Go(func() {
+			v, err := pollVerdict(ctx, base, svc, version, 2*time.Minute, func(v *verdict.Verdict) {
+				mu.Lock()
+				latest[svc] = v
+				mu.Unlock()
+			})
+			done <- result{v, err}
 		})
 	}
-	vw.Wait()
-	for _, r := range results {
-		if r.err != nil {
-			return r.err
+	every := 5 * time.Second
+	if term.tty {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	clearLine := func() {
+		if term.tty {
+			fmt.Fprint(w, "\r\033[K")
 		}
-		fmt.Fprintln(w)
-		renderVerdict(w, r.v, false)
+	}
+	for left := len(services); left > 0; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-done:
+			left--
+			clearLine()
+			if r.err != nil {
+				return r.err
+			}
+			mu.Lock()
+			delete(latest, r.v.Service)
+			mu.Unlock()
+			fmt.Fprintln(w)
+			renderVerdict(w, r.v, !r.v.Final)
+		case <-tick.C:
+			mu.Lock()
+			var lines []string
+			for _, svc := range services {
+				if v := latest[svc]; v != nil {
+					lines = append(lines, plain.Progress(v))
+				}
+			}
+			mu.Unlock()
+			if len(lines) == 0 {
+				continue
+			}
+			line := "waiting: " + strings.Join(lines, " | ")
+			if term.tty {
+				fmt.Fprintf(w, "\r\033[K%s", truncate(line, max(term.width-1, 20)))
+			} else {
+				fmt.Fprintln(w, line)
+			}
+		}
 	}
 	return nil
 }
 
-// pollVerdict starts a verification and polls it until it is final.
-func pollVerdict(ctx context.Context, base, service, version string, limit time.Duration) (*verdict.Verdict, error) {
+// pollVerdict starts a verification and polls it until it is final (or
+// limit passes), telling progress about each verdict on the way.
+func pollVerdict(ctx context.Context, base, service, version string, limit time.Duration, progress func(*verdict.Verdict)) (*verdict.Verdict, error) {
 	client := deploy.Client{URL: base}
 	deadline := time.Now().Add(limit)
 	st, err := client.Verify(ctx, deploy.VerifyRequest{Service: service, Version: version})
@@ -268,13 +324,19 @@ func pollVerdict(ctx context.Context, base, service, version string, limit time.
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", service, err)
 		}
+		if st.Verdict != nil && progress != nil {
+			progress(st.Verdict)
+		}
 		if st.Final || time.Now().After(deadline) {
+			if st.Verdict == nil {
+				return nil, fmt.Errorf("verify %s: no verdict within %s", service, limit)
+			}
 			return st.Verdict, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Second):
 		}
 		st, err = client.Status(ctx, st.ID)
 	}

@@ -20,17 +20,17 @@ import (
 
 // startDeploy wires the deploy component: deployment records and the
 // verdict hook on the embedded PromQL engine, with the collector's error
-// rings as evidence. It registers the routes and returns the function that
-// stops it.
+// rings as evidence. It registers the routes and returns the hook and the
+// function that stops it.
 func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine, spans *spanmetrics.Generator, logs *logmetrics.Generator,
 	mux deploy.Mux, authenticated bool, logger *slog.Logger, reg prometheus.Registerer,
-) (stop func(), err error) {
+) (hook *deploy.Hook, stop func(), err error) {
 	dcfg := cfg.DeployConfig()
 	actors := []deploy.Actor{deploy.WebhookActor{}}
 	if dcfg.Kubernetes.Enabled {
 		k, err := deploy.NewKubernetesActor(dcfg.Kubernetes)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		actors = append(actors, k)
 	}
@@ -51,13 +51,16 @@ func startDeploy(cfg config.Config, store *storage.Storage, engine *query.Engine
 		SeriesLabels: verdict.SeriesLabels{semconv.LogRecords: cfg.LogMetrics.Labels()},
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h.Register(mux)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { h.Run(ctx) })
-	return func() {
+	wg.Go(func() {
+		deploy.WatchSelectors(ctx, h.Catalog(), deploy.PromQL{Engine: engine, Queryable: store}, time.Duration(dcfg.SeriesInterval), logger.With("component", "deploy"))
+	})
+	return h, func() {
 		cancel()
 		wg.Wait()
 		if err := h.Close(); err != nil {
@@ -80,10 +83,20 @@ func (r ringEvidence) ErrorLogs(service, version string, since time.Time, limit 
 	return out
 }
 
+// ErrorTraces are up to limit example error traces, one span each: the
+// client and the server span of one trace are one example.
 func (r ringEvidence) ErrorTraces(service, version string, since time.Time, limit int) []verdict.TraceRef {
 	var out []verdict.TraceRef
-	for _, rec := range r.spans.ErrorTraces().Recent(service, version, since, limit) {
+	seen := map[string]bool{}
+	for _, rec := range r.spans.ErrorTraces().Recent(service, version, since, 4*limit) {
+		if seen[rec.Item.TraceID] {
+			continue
+		}
+		seen[rec.Item.TraceID] = true
 		out = append(out, verdict.TraceRef{TraceID: rec.Item.TraceID, Span: rec.Item.SpanName, Message: rec.Item.StatusMessage, At: rec.At})
+		if len(out) == limit {
+			break
+		}
 	}
 	return out
 }

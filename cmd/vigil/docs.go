@@ -24,11 +24,16 @@ func (c *docsCommand) run() error {
 }
 
 // writeCommandLineDoc renders every visible command with its flags and
-// arguments. `vigil verify` takes --version as the deployment's version, so
-// its command is rendered from the application built for it.
+// arguments. `vigil verify` and `vigil deploy record` take --version as the
+// deployment's version, so they are rendered from the application built for
+// them.
 func writeCommandLineDoc(w io.Writer) error {
 	app, _ := newApp(io.Discard, io.Discard, true)
-	verifyApp, _ := newApp(io.Discard, io.Discard, false)
+	ownApp, _ := newApp(io.Discard, io.Discard, false)
+	own := map[string]*kingpin.CmdModel{}
+	for _, c := range visibleCommands(ownApp.Model().Commands) {
+		own[c.FullCommand] = c
+	}
 	m := app.Model()
 	var b strings.Builder
 	b.WriteString("# Command-line reference\n\n")
@@ -37,16 +42,14 @@ func writeCommandLineDoc(w io.Writer) error {
 	b.WriteString("Exit codes of the client commands, for pipelines: 0 success; 1 the server refused (bad query, " +
 		"execution error) or a config file is invalid; 2 the command line is wrong; 3 the server could not be " +
 		"reached, or another failure. `vigil verify` has its own: 0 promote, 1 rollback, 2 inconclusive when " +
-		"`--wait` runs out, 3 error.\n\n")
+		"`--wait` runs out, 3 error.\n\n" +
+		"The client commands (`query`, `verify`, `deploy`, `verdicts`) reach Vigil at `--server`, by default " +
+		"`VIGIL_SERVER` or else " + defaultServer + ", `vigil serve`'s default address.\n\n")
 	b.WriteString("## Global flags\n\n")
 	writeFlags(&b, m.Flags)
 	for _, cmd := range visibleCommands(m.Commands) {
-		if cmd.FullCommand == "verify" {
-			for _, vc := range verifyApp.Model().Commands {
-				if vc.FullCommand == "verify" {
-					cmd = vc
-				}
-			}
+		if oc := own[cmd.FullCommand]; oc != nil && len(oc.Flags) > len(cmd.Flags) {
+			cmd = oc
 		}
 		fmt.Fprintf(&b, "## `vigil %s`\n\n%s\n\n", cmd.FullCommand, cmd.Help)
 		if len(cmd.Args) > 0 {

@@ -31,6 +31,12 @@ func addGenFlags(cmd *kingpin.CmdClause, f *genFlags, defaultOut string) {
 type genRulesCommand struct {
 	stdout io.Writer
 	flags  genFlags
+	rules  rulegen.Options
+}
+
+// addRuleFlags adds the deploy-health rule settings to cmd.
+func addRuleFlags(cmd *kingpin.CmdClause, o *rulegen.Options) {
+	cmd.Flag("deploy-alerts.for", "How long a deploy-health regression must hold before its alert fires (the rules' for:).").Default("2m").DurationVar(&o.For)
 }
 
 func newGenCommand(app *kingpin.Application) *kingpin.CmdClause {
@@ -41,6 +47,7 @@ func newGenRulesCommand(gen *kingpin.CmdClause, stdout io.Writer) *genRulesComma
 	c := &genRulesCommand{stdout: stdout}
 	cmd := gen.Command("rules", "Write SLO (multi-window, multi-burn-rate) and deploy-health rule files, with promtool unit tests, for every service of the catalog.")
 	addGenFlags(cmd, &c.flags, "rules")
+	addRuleFlags(cmd, &c.rules)
 	return c
 }
 
@@ -51,7 +58,7 @@ func (c *genRulesCommand) run() error {
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}
-	written, err := writeRules(cat, c.flags.out)
+	written, err := writeRules(cat, c.flags.out, c.rules)
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}
@@ -59,8 +66,8 @@ func (c *genRulesCommand) run() error {
 }
 
 // writeRules generates the rule files into dir.
-func writeRules(cat *catalog.Catalog, dir string) ([]writtenFile, error) {
-	files, err := rulegen.Generate(cat, rulegen.Options{})
+func writeRules(cat *catalog.Catalog, dir string, opts rulegen.Options) ([]writtenFile, error) {
+	files, err := rulegen.Generate(cat, opts)
 	if err != nil {
 		return nil, fmt.Errorf("generate rules: %w", err)
 	}
@@ -107,6 +114,7 @@ func printWritten(w io.Writer, format string, files []writtenFile) error {
 type genAllCommand struct {
 	stdout     io.Writer
 	flags      genFlags
+	rules      rulegen.Options
 	cfg        dashboards.Config
 	configFile string
 }
@@ -115,6 +123,7 @@ func newGenAllCommand(gen *kingpin.CmdClause, stdout io.Writer) *genAllCommand {
 	c := &genAllCommand{stdout: stdout, cfg: dashboards.DefaultConfig()}
 	cmd := gen.Command("all", "Write rules (<output-dir>/rules) and Grafana dashboards with provisioning (<output-dir>/grafana) for the catalog.")
 	addGenFlags(cmd, &c.flags, "out")
+	addRuleFlags(cmd, &c.rules)
 	addDashboardsFlags(cmd, &c.cfg, &c.configFile)
 	return c
 }
@@ -129,7 +138,7 @@ func (c *genAllCommand) run() error {
 	if err := readLogDimensions(&c.cfg, c.configFile); err != nil {
 		return exitWith(exitFailure, err)
 	}
-	rules, err := writeRules(cat, filepath.Join(c.flags.out, "rules"))
+	rules, err := writeRules(cat, filepath.Join(c.flags.out, "rules"), c.rules)
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
@@ -40,22 +38,25 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
 
-// ownVersionFlag lists the commands that take --version as the version of a
-// deployment; for them the global --version (print Vigil's version) is left
-// out of the parse.
-var ownVersionFlag = []string{"verify"}
-
 // newApp builds the command line: the kingpin application and its commands.
-// withGlobalVersion adds the global --version flag.
+// Kingpin allows one flag of a name per command path, so the commands that
+// take --version as the version of a deployment (verify, deploy record) and
+// the global --version (print Vigil's version) cannot live in one
+// application: withGlobalVersion builds the one with the global flag, where
+// those commands have no --version; parse picks the right one.
 func newApp(stdout, stderr io.Writer, withGlobalVersion bool) (*kingpin.Application, []command) {
 	app := kingpin.New("vigil", "Vigil: an observability gateway that ingests, aggregates and queries telemetry, and tells pipelines whether to promote or roll back a deployment.")
 	app.UsageWriter(stderr)
 	app.ErrorWriter(stderr)
 	app.HelpFlag.Short('h')
+	// --help and --version end the program through run, not os.Exit.
+	app.Terminate(func(code int) { panic(terminated{code}) })
 	if withGlobalVersion {
 		app.Version(version.Print("vigil"))
 	}
 	gen := newGenCommand(app)
+	deployCmd := app.Command("deploy", "Record deployments and list them, for pipelines.")
+	verdicts := app.Command("verdicts", "List verdicts and show one with its evidence.")
 	var commands []command
 	commands = append(commands,
 		newGenRulesCommand(gen, stdout),
@@ -65,6 +66,10 @@ func newApp(stdout, stderr io.Writer, withGlobalVersion bool) (*kingpin.Applicat
 		newQueryCommand(app, stdout, stderr),
 		newCheckCommand(app, stdout, stderr),
 		newVerifyCommand(app, stdout, stderr, !withGlobalVersion),
+		newDeployRecordCommand(deployCmd, stdout, stderr, !withGlobalVersion),
+		newDeployListCommand(deployCmd, stdout, stderr),
+		newVerdictsListCommand(verdicts, stdout, stderr),
+		newVerdictsShowCommand(verdicts, stdout, stderr),
 		newBacktestCommand(app, stdout, stderr),
 		newDemoCommand(app, stdout, stderr),
 		newVersionCommand(app, stdout),
@@ -77,22 +82,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if version.Version == "" {
 		version.Version = defaultVersion
 	}
-	app, commands := newApp(stdout, stderr, !slices.Contains(ownVersionFlag, commandName(args)))
-	selected, err := app.Parse(args)
-	if err == nil {
-		err = applyDefaults(app, args)
+	selected, cmd, err := parse(args, stdout, stderr)
+	var done terminated
+	if errors.As(err, &done) {
+		return done.code
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil: %v\n", err)
 		return exitUsage
 	}
-	for _, c := range commands {
-		if c.name() == selected {
-			err = c.run()
-			break
-		}
-	}
-	if err == nil {
+	if err = cmd.run(); err == nil {
 		return exitOK
 	}
 	var ee *exitError
@@ -106,19 +105,64 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitFailure
 }
 
-// commandName is the first argument that is not a flag: the command being
-// run. Flags that take a separate value before the command are the global
-// log flags, which are always written --flag=value in Vigil's docs.
-func commandName(args []string) string {
-	for _, a := range args {
-		if a == "--" {
-			return ""
+// parse parses the command line and returns the command to run, with every
+// flag the command line left out at its default or environment variable.
+//
+// The command is found first by the application without the global
+// --version: when it is one that takes --version itself, that application
+// parses (and reports its errors, so `vigil verify --version` with an empty
+// shell variable is a usage error, never a promote). Anything else — `vigil
+// --version`, `vigil query verify --version` — is parsed by the application
+// with the global --version, which prints Vigil's version.
+func parse(args []string, stdout, stderr io.Writer) (selected string, cmd command, err error) {
+	_, selected, cmd, err = parseApp(args, stdout, stderr)
+	return selected, cmd, err
+}
+
+// parseApp is parse, returning the application that parsed too.
+func parseApp(args []string, stdout, stderr io.Writer) (app *kingpin.Application, selected string, cmd command, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, ok := r.(terminated)
+			if !ok {
+				panic(r)
+			}
+			err = t
 		}
-		if !strings.HasPrefix(a, "-") {
-			return a
+	}()
+	app, commands := newApp(stdout, stderr, false)
+	ctx, _ := app.ParseContext(args)
+	if ctx == nil || ctx.SelectedCommand == nil || !hasFlag(ctx.SelectedCommand, "version") {
+		app, commands = newApp(stdout, stderr, true)
+	}
+	selected, err = app.Parse(args)
+	if err == nil {
+		err = applyDefaults(app, args)
+	}
+	if err != nil {
+		return app, selected, nil, err
+	}
+	for _, c := range commands {
+		if c.name() == selected {
+			return app, selected, c, nil
 		}
 	}
-	return ""
+	return app, selected, nil, fmt.Errorf("unknown command %q", selected)
+}
+
+// terminated is kingpin ending the program (--help, --version) with a code.
+type terminated struct{ code int }
+
+func (t terminated) Error() string { return fmt.Sprintf("exit %d", t.code) }
+
+// hasFlag reports whether cmd has its own flag called name.
+func hasFlag(cmd *kingpin.CmdClause, name string) bool {
+	for _, f := range cmd.Model().Flags {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // applyDefaults sets the defaults and environment variables of the flags

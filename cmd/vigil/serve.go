@@ -38,6 +38,7 @@ import (
 	"github.com/vigilhq/vigil/collector/otlp"
 	"github.com/vigilhq/vigil/collector/remotewrite"
 	"github.com/vigilhq/vigil/collector/spanmetrics"
+	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/internal/auth"
 	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/connlimit"
@@ -200,7 +201,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	}
 	// The response headers and rate_limit of the web config apply to
 	// everything but the probes, which must answer whatever the load.
-	var handler http.Handler = probesFirst(root, sec.headers.Wrap(root))
+	handler := probesFirst(root, sec.headers.Wrap(root))
 	if cfg.Web.MaxConnections > 0 {
 		limited := connlimit.Listen(ln, connlimit.Config{
 			Max: cfg.Web.MaxConnections, Reserve: probeReserve, ProbeTimeout: 5 * time.Second, ProbePaths: probePaths,
@@ -452,11 +453,17 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, flags ma
 	// Collector replicas forward their evidence here: write scope, and only
 	// the writers of ingest.accept_derived_series_from.
 	mux.Handle("POST /api/v1/evidence", auth.ScopeWrite, evidence.NewReceiver(pipeline.MayWriteDerived, time.Duration(cfg.Receivers.Limits.BodyReadTimeout), logger.With("component", "evidence"), reg, spans.ErrorTraces(), logs.ErrorLogs()))
-	stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
+	hook, stopDeploy, err := startDeploy(cfg, store, engine, spans, logs, mux, sec.authenticated(), logger, reg)
 	if err != nil {
 		return fail(err)
 	}
 	stack = append(stack, stopDeploy)
+	stopUI, err := startUI(cfg, hook, deploy.PromQL{Engine: engine, Queryable: queryStorage{Queryable: forwarder.Queryable(store), ExemplarQueryable: store}},
+		uiListeners(ln.Addr(), otlpServers, sec.tls != nil), reg, mux, logger)
+	if err != nil {
+		return fail(err)
+	}
+	stack = append(stack, stopUI)
 	app.Store(mux)
 	if testHookRoutes != nil {
 		testHookRoutes(append(root.Routes(), mux.Routes()...))

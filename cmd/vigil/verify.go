@@ -1,17 +1,9 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -19,6 +11,7 @@ import (
 
 	"github.com/vigilhq/vigil/deploy"
 	"github.com/vigilhq/vigil/deploy/verdict"
+	"github.com/vigilhq/vigil/internal/plain"
 )
 
 // Exit codes of `vigil verify`, for pipelines.
@@ -32,19 +25,23 @@ const (
 type verifyCommand struct {
 	stdout, stderr io.Writer
 
-	server, service, version, baseline, environment string
-	window, wait, interval                          model.Duration
-	output                                          string
-	auth                                            clientAuth
+	flags                                   serverFlags
+	service, version, baseline, environment string
+	window, wait, interval                  model.Duration
+	output                                  string
 }
+
+// minPollInterval is the shortest --poll-interval: a verification is
+// re-evaluated at most every half step anyway.
+const minPollInterval = 250 * time.Millisecond
 
 // newVerifyCommand registers `vigil verify`. Its --version flag clashes with
 // the global one, so it exists only when verify is the command being run
 // (withVersion).
 func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVersion bool) *verifyCommand {
 	c := &verifyCommand{stdout: stdout, stderr: stderr}
-	cmd := app.Command("verify", "Verify a deployment: poll Vigil until it decides promote or rollback. Exit codes: 0 promote, 1 rollback, 2 inconclusive when --wait runs out, 3 error.")
-	cmd.Flag("server", "URL of the Vigil server.").Default("http://127.0.0.1:9400").Envar("VIGIL_SERVER").StringVar(&c.server)
+	cmd := app.Command("verify", "Verify a deployment: poll Vigil until it decides promote or rollback, printing a progress line each poll (in place on a terminal). Exit codes: 0 promote, 1 rollback, 2 inconclusive when --wait runs out, 3 error.")
+	cmd.Flag("server", "URL of the Vigil server.").Default(defaultServer).Envar("VIGIL_SERVER").StringVar(&c.flags.server)
 	cmd.Flag("service", "Service to verify.").Required().StringVar(&c.service)
 	if withVersion {
 		cmd.Flag("version", "Version just shipped.").Required().StringVar(&c.version)
@@ -53,9 +50,9 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 	cmd.Flag("environment", "Environment of the deployment.").StringVar(&c.environment)
 	cmd.Flag("window", "Most traffic time analysed before a final decision (default: the server's deploy.window).").SetValue(&c.window)
 	cmd.Flag("wait", "How long to wait for a decision before giving up as inconclusive (longer than the window).").Default("15m").SetValue(&c.wait)
-	cmd.Flag("poll-interval", "How often to ask for the verdict.").Default("5s").Hidden().SetValue(&c.interval)
-	c.auth.addBearerTokenFlag(cmd)
-	c.auth.addHTTPConfigFlag(cmd)
+	cmd.Flag("poll-interval", "How often to ask for the verdict (at least 250ms).").Default("5s").SetValue(&c.interval)
+	c.flags.auth.addBearerTokenFlag(cmd)
+	c.flags.auth.addHTTPConfigFlag(cmd)
 	cmd.Flag("output", "Output format: text or json (the final verdict).").Short('o').Default("text").EnumVar(&c.output, "text", "json")
 	return c
 }
@@ -63,29 +60,36 @@ func newVerifyCommand(app *kingpin.Application, stdout, stderr io.Writer, withVe
 func (*verifyCommand) name() string { return "verify" }
 
 func (c *verifyCommand) run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if time.Duration(c.interval) < minPollInterval {
+		return exitWith(verifyError, fmt.Errorf("--poll-interval %s: at least %s", c.interval, model.Duration(minPollInterval)))
+	}
+	if c.wait <= 0 {
+		return exitWith(verifyError, fmt.Errorf("--wait %s: must be positive", c.wait))
+	}
+	ctx, stop := interruptible()
 	defer stop()
 	term := detectTerminal(c.stderr)
-	rt, err := c.auth.roundTripper()
+	client, err := c.flags.client()
 	if err != nil {
 		return exitWith(verifyError, err)
 	}
+	client.HTTP.Timeout = 0 // each call is bounded by ctx and the server
 	req := deploy.VerifyRequest{Service: c.service, Version: c.version, Baseline: c.baseline, Environment: c.environment}
 	if c.window > 0 {
 		req.Window = c.window.String()
 	}
-	client := deploy.Client{URL: c.server, HTTP: &http.Client{Transport: rt}}
 	deadline := time.Now().Add(time.Duration(c.wait))
 	first, err := client.Verify(ctx, req)
 	if err != nil {
 		return exitWith(verifyError, err)
 	}
 	r := first
+	var last string // the last progress line printed
 	for {
 		if r.Error != "" {
 			fmt.Fprintf(c.stderr, "evaluation failed: %s\n", r.Error)
 		} else if v := r.Verdict; v != nil && !r.Final {
-			c.progress(term, v)
+			last = c.progress(term, v, last)
 		}
 		if r.Final || !time.Now().Before(deadline) {
 			break
@@ -93,7 +97,7 @@ func (c *verifyCommand) run() error {
 		select {
 		case <-ctx.Done():
 			return exitWith(verifyError, errors.New("interrupted"))
-		case <-time.After(time.Duration(c.interval)):
+		case <-time.After(min(time.Duration(c.interval), time.Until(deadline)+time.Millisecond)):
 		}
 		if r, err = client.Status(ctx, first.ID); err != nil {
 			return exitWith(verifyError, err)
@@ -107,13 +111,11 @@ func (c *verifyCommand) run() error {
 		return exitWith(verifyError, errors.New("the server returned no verdict"))
 	}
 	if c.output == "json" {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+		if err := writeJSONTo(c.stdout, v); err != nil {
 			return exitWith(verifyError, err)
 		}
 	} else {
-		renderVerdict(c.stdout, v, !r.Final)
+		report{server: c.flags.server}.write(c.stdout, v, !r.Final)
 	}
 	switch {
 	case !r.Final && r.Error != "":
@@ -131,79 +133,17 @@ func (c *verifyCommand) run() error {
 	}
 }
 
-// progress shows where the analysis is: rewritten in place on a terminal,
-// one line per poll otherwise.
-func (c *verifyCommand) progress(t terminal, v *verdict.Verdict) {
-	line := fmt.Sprintf("%s %s vs %s: %.0fs of %.0fs traffic analysed, %s", v.Service, v.Version, v.Baseline, v.TrafficSeconds, v.WindowSeconds, v.Reason)
-	if v.NeedSecs > 0 {
-		line += fmt.Sprintf(" (needs about %.0fs more)", v.NeedSecs)
-	}
-	if t.tty {
+// progress shows where the analysis is: rewritten in place on a terminal;
+// otherwise (CI logs) one line per poll that brings news — the verdict is
+// re-evaluated once a step, so a poll between two steps prints nothing.
+// It returns the line shown.
+func (c *verifyCommand) progress(t terminal, v *verdict.Verdict, last string) string {
+	line := plain.Progress(v)
+	switch {
+	case t.tty:
 		fmt.Fprintf(c.stderr, "\r\033[K%s", truncate(line, max(t.width-1, 20)))
-		return
+	case line != last:
+		fmt.Fprintln(c.stderr, line)
 	}
-	fmt.Fprintln(c.stderr, line)
-}
-
-// renderVerdict prints the verdict as a person reads it.
-func renderVerdict(w io.Writer, v *verdict.Verdict, timedOut bool) {
-	decision := strings.ToUpper(string(v.Decision))
-	if timedOut {
-		decision += " (gave up waiting)"
-	}
-	env := ""
-	if v.Environment != "" {
-		env = " in " + v.Environment
-	}
-	fmt.Fprintf(w, "%s %s%s: %s (score %.2f)\n", v.Service, v.Version, env, decision, v.Score)
-	fmt.Fprintf(w, "  %s\n", v.Reason)
-	fmt.Fprintf(w, "  baseline %s (%s), %.0fs of traffic analysed of a %.0fs window\n", v.Baseline, v.BaselineMode, v.TrafficSeconds, v.WindowSeconds)
-	if v.NeedSecs > 0 {
-		fmt.Fprintf(w, "  needs about %.0fs more traffic\n", v.NeedSecs)
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SIGNAL\tSTATUS\tBASELINE\tCANARY\tEFFECT\tP-VALUE\tWHY")
-	for _, s := range v.Signals {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Status, num(s.Baseline), num(s.Canary), pct(s.EffectSize), num(s.PValue), s.Reason)
-	}
-	_ = tw.Flush()
-	if len(v.ErrorLogs) > 0 {
-		fmt.Fprintf(w, "\nTop error logs of %s:\n", v.Version)
-		for _, l := range v.ErrorLogs {
-			mark := ""
-			if l.New {
-				mark = " [new]"
-			}
-			trace := ""
-			if l.TraceID != "" {
-				trace = "  trace " + l.TraceID
-			}
-			fmt.Fprintf(w, "  %4d× %s%s%s\n", l.Count, truncate(l.Body, 100), mark, trace)
-		}
-	}
-	if len(v.ErrorTraces) > 0 {
-		fmt.Fprintf(w, "\nExample error traces of %s:\n", v.Version)
-		for _, tr := range v.ErrorTraces {
-			fmt.Fprintf(w, "  %s  %s  %s\n", tr.TraceID, tr.Span, tr.Message)
-		}
-	}
-	fmt.Fprintln(w, "\nPromQL of the new version's signals (links to query_range in -o json):")
-	for _, s := range v.Signals {
-		fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Query)
-	}
-}
-
-func num(p *float64) string {
-	if p == nil {
-		return "-"
-	}
-	return fmt.Sprintf("%.4g", *p)
-}
-
-func pct(p *float64) string {
-	if p == nil {
-		return "-"
-	}
-	return fmt.Sprintf("%+.0f%%", 100**p)
+	return line
 }

@@ -82,7 +82,7 @@ func TestVerifyE2E(t *testing.T) {
 	if good.code != verifyPromote {
 		t.Errorf("verify healthy cart v2: exit %d, want %d\n%s\n%s", good.code, verifyPromote, good.stdout, good.stderr)
 	}
-	for _, want := range []string{"cart v2 in production: PROMOTE", "baseline v1 (concurrent)", "SIGNAL", "error_ratio", "latency_p99"} {
+	for _, want := range []string{"cart v2 in production: PROMOTE", "compared with v1 (running alongside)", "SIGNAL", "error_ratio", "latency_p99"} {
 		if !strings.Contains(good.stdout, want) {
 			t.Errorf("promote report lacks %q:\n%s", want, good.stdout)
 		}
@@ -135,17 +135,30 @@ func TestVerifyE2E(t *testing.T) {
 }
 
 // TestDemo runs `vigil demo` as a newcomer would: it must show a promote
-// and a rollback with their evidence, in under two minutes.
+// and a rollback with their evidence, in under two minutes; each verdict as
+// soon as it is final (the bad version's, decided in seconds, first) with
+// progress lines while it waits; and never a pending signal next to a
+// final decision.
 func TestDemo(t *testing.T) {
 	start := time.Now()
 	stdout, stderr, code := runVigil(t, "demo")
 	if code != 0 {
 		t.Fatalf("vigil demo: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"checkout v2 in production: PROMOTE", "payments v2 in production: ROLLBACK", "SIGNAL", "[new]", "Example error traces of v2"} {
+	for _, want := range []string{"checkout v2 in production: PROMOTE", "payments v2 in production: ROLLBACK", "SIGNAL", "[new]", "Example error traces of v2", "waiting: "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
+	}
+	rollback, promote := strings.Index(stdout, "payments v2 in production: ROLLBACK"), strings.Index(stdout, "checkout v2 in production: PROMOTE")
+	if rollback < 0 || promote < 0 || rollback > promote {
+		t.Errorf("the bad version's verdict (decided first) is not printed first:\n%s", stdout)
+	}
+	if w := strings.Index(stdout, "waiting: "); w < 0 || w > promote {
+		t.Errorf("no progress line before the healthy version's verdict:\n%s", stdout)
+	}
+	if strings.Contains(stdout, "pending") {
+		t.Errorf("the demo shows a pending signal:\n%s", stdout)
 	}
 	if d := time.Since(start); d > 2*time.Minute {
 		t.Errorf("demo took %s, want under 2 minutes", d)

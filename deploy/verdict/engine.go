@@ -249,7 +249,9 @@ type fetched struct {
 	// per signal: canary and baseline points (ratio signals: the bad
 	// events) and the totals of a ratio signal.
 	canary, baseline, canaryTotal, baselineTotal [][]Point
-	traffic                                      int // the signal that tells the baseline's traffic (-1: none)
+	// per signal with a Presence query: its points on each side.
+	canaryPresent, baselinePresent [][]Point
+	traffic                        int // the signal that tells the baseline's traffic (-1: none)
 }
 
 // span is what one run analyses.
@@ -409,7 +411,8 @@ func (e *Engine) render(q string, v Vars, req Request) string {
 func (e *Engine) fetch(ctx context.Context, req Request, signals []Signal, cv, bv Vars, cFrom, end, bFrom, bTo time.Time) (*fetched, error) {
 	step := e.cfg.Step
 	n := len(signals)
-	f := &fetched{traffic: -1, canary: make([][]Point, n), baseline: make([][]Point, n), canaryTotal: make([][]Point, n), baselineTotal: make([][]Point, n)}
+	f := &fetched{traffic: -1, canary: make([][]Point, n), baseline: make([][]Point, n), canaryTotal: make([][]Point, n), baselineTotal: make([][]Point, n),
+		canaryPresent: make([][]Point, n), baselinePresent: make([][]Point, n)}
 	withBaseline := !req.FirstDeploy && bTo.After(bFrom)
 	for i, sig := range signals {
 		sig = sig.withDefaults()
@@ -433,6 +436,16 @@ func (e *Engine) fetch(ctx context.Context, req Request, signals []Signal, cv, b
 			if withBaseline {
 				if f.baselineTotal[i], err = e.q.QueryRange(ctx, e.render(sig.Total, bv, req), bFrom, bTo, step); err != nil {
 					return nil, fmt.Errorf("signal %s baseline total: %w", sig.Name, err)
+				}
+			}
+		}
+		if sig.Kind == KindRatio && sig.Presence != "" {
+			if f.canaryPresent[i], err = e.q.QueryRange(ctx, e.render(sig.Presence, cv, req), cFrom, end, step); err != nil {
+				return nil, fmt.Errorf("signal %s presence: %w", sig.Name, err)
+			}
+			if withBaseline {
+				if f.baselinePresent[i], err = e.q.QueryRange(ctx, e.render(sig.Presence, bv, req), bFrom, bTo, step); err != nil {
+					return nil, fmt.Errorf("signal %s baseline presence: %w", sig.Name, err)
 				}
 			}
 		}
@@ -480,6 +493,10 @@ func (e *Engine) judgeAt(f *fetched, req Request, sp span, t time.Time) (Judgeme
 		samples[i] = Samples{Signal: sig,
 			Canary: within(f.canary[i], cLo, tm), Baseline: within(f.baseline[i], math.MinInt64, tm),
 			CanaryTotal: within(f.canaryTotal[i], cLo, tm), BaselineTotal: within(f.baselineTotal[i], math.MinInt64, tm)}
+		if sig.Presence != "" {
+			samples[i].CanaryAbsent = len(within(f.canaryPresent[i], cLo, tm)) == 0
+			samples[i].BaselineAbsent = len(within(f.baselinePresent[i], math.MinInt64, tm)) == 0
+		}
 	}
 	elapsed := t.Sub(sp.origin).Seconds()
 	prog := Progress{Elapsed: elapsed, Window: sp.window, Step: e.cfg.Step.Seconds(), Overlap: 1, BoundsOnly: req.FirstDeploy}

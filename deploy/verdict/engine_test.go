@@ -210,7 +210,7 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		labels SeriesLabels
-		bad    float64 // canary log errors counted
+		bad    float64 // canary log errors counted (-1: as written; 0: none selected, no data)
 		query  string  // in the log signal's query
 	}{
 		{"labels unknown: the matcher selects nothing", nil, 0, `cluster="eu-1"`},
@@ -231,10 +231,21 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 				got[s.Name] = s
 			}
 			logs, calls := got["log_error_ratio"], got["error_ratio"]
+			if !strings.Contains(logs.Query, tc.query) || !strings.Contains(calls.Query, `cluster="eu-1"`) {
+				t.Errorf("queries:\n  %s\n  %s\nwant the log one to contain %s and the span one the matcher", logs.Query, calls.Query, tc.query)
+			}
+			if tc.bad == 0 {
+				// The matcher selects no log records at all: the log
+				// signal has no input, which is no data, not zero errors.
+				if logs.Status != StatusNoData || logs.Counts != nil || calls.Counts == nil {
+					t.Errorf("log signal %s counts %v, want no data with no counts\n%s", logs.Status, logs.Counts, describe(v))
+				}
+				return
+			}
 			if logs.Counts == nil || calls.Counts == nil {
 				t.Fatalf("no counts:\n%s", describe(v))
 			}
-			if tc.bad != 0 {
+			if tc.bad < 0 {
 				// The canary's samples start a step after the deploy: its
 				// count is what the counter gained from its first flush, at
 				// the deploy, until the verdict was reached.
@@ -250,9 +261,6 @@ func TestEvaluateCatalogMatchers(t *testing.T) {
 			}
 			if logs.Counts[0].Total == 0 || logs.Counts[0].Total != calls.Counts[0].Total {
 				t.Errorf("log signal total %v, want the requests in cluster eu-1 (%v)", logs.Counts[0].Total, calls.Counts[0].Total)
-			}
-			if !strings.Contains(logs.Query, tc.query) || !strings.Contains(calls.Query, `cluster="eu-1"`) {
-				t.Errorf("queries:\n  %s\n  %s\nwant the log one to contain %s and the span one the matcher", logs.Query, calls.Query, tc.query)
 			}
 			if tc.bad > 0 && (v.Decision != Rollback || logs.Status != StatusFail) {
 				t.Errorf("20 times the error logs: %s, log signal %s\n%s", v.Decision, logs.Status, describe(v))

@@ -119,6 +119,9 @@ type Samples struct {
 	Signal                     Signal
 	Canary, Baseline           []float64
 	CanaryTotal, BaselineTotal []float64
+	// CanaryAbsent and BaselineAbsent: the signal's Presence query had no
+	// sample on that side, which then has no data.
+	CanaryAbsent, BaselineAbsent bool
 }
 
 // SignalResult is one signal's part of the verdict.

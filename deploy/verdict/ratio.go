@@ -143,6 +143,25 @@ func judgeRatio(p Policy, sig Signal, s Samples, r *SignalResult, final bool) fl
 	if ratioBoundBroken(p, sig, cc, r) {
 		return 0
 	}
+	if s.CanaryAbsent || s.BaselineAbsent {
+		// The bad events' source sent nothing: not zero bad events.
+		r.Status = StatusNoData
+		side := "either version"
+		switch {
+		case !s.CanaryAbsent:
+			side = "the baseline"
+		case !s.BaselineAbsent:
+			side = "the new version"
+		}
+		if s.CanaryAbsent {
+			r.Canary, r.Counts = nil, nil
+		}
+		if s.BaselineAbsent {
+			r.Baseline = nil
+		}
+		r.Reason = "no input from " + side + " (its presence query has no data)"
+		return 0
+	}
 	if cc.Total <= 0 || bc.Total <= 0 {
 		r.Status = StatusNoData
 		r.Reason = fmt.Sprintf("%.0f canary and %.0f baseline events, some needed on each side", cc.Total, bc.Total)

@@ -116,6 +116,10 @@ func TestJudgeRatio(t *testing.T) {
 	samples := func(sig Signal, cBad, cTotal, bBad, bTotal float64, n int) Samples {
 		return Samples{Signal: sig, Canary: steps(cBad, n), CanaryTotal: steps(cTotal, n), Baseline: steps(bBad, 40), BaselineTotal: steps(bTotal, 40)}
 	}
+	absent := func(s Samples, canary, baseline bool) Samples {
+		s.CanaryAbsent, s.BaselineAbsent = canary, baseline
+		return s
+	}
 	tests := []struct {
 		name    string
 		s       Samples
@@ -130,6 +134,9 @@ func TestJudgeRatio(t *testing.T) {
 		{"same errors with much traffic passes", samples(sig, 3, 150, 6, 300, 40), false, StatusPass, "", "within tolerance", 3.0 / 150, true},
 		{"same errors, little traffic, is pending", samples(sig, 1, 150, 2, 300, 2), false, StatusPending, "", "decides", 1.0 / 150, true},
 		{"no canary events is no data", samples(sig, 0, 0, 2, 300, 4), false, StatusNoData, "", "events", math.NaN(), false},
+		{"no input from the new version is no data, not zero errors", absent(samples(sig, 0, 150, 2, 300, 40), true, false), false, StatusNoData, "", "no input from the new version", math.NaN(), false},
+		{"no input from either version is no data", absent(samples(sig, 0, 150, 0, 300, 40), true, true), false, StatusNoData, "", "no input from either version", math.NaN(), false},
+		{"no input from the baseline is no data", absent(samples(sig, 5, 150, 0, 300, 4), false, true), false, StatusNoData, "", "no input from the baseline", 5.0 / 150, false},
 		{"window over, no evidence of a regression", samples(sig, 1, 150, 2, 300, 4), true, StatusPending, "", "no evidence", 1.0 / 150, true},
 		{"window over, leaning to the regression", samples(sig, 4, 150, 3, 300, 3), true, StatusPending, FindingSuspect, "suspect", 4.0 / 150, true},
 		{"an SLO broken significantly fails at once", samples(slo, 6, 150, 6, 150, 3), false, StatusFail, FindingBound, "absolute bound broken", 6.0 / 150, true},

@@ -54,7 +54,14 @@ type Signal struct {
 	Query string `yaml:"query" json:"query"`
 	Kind  Kind   `yaml:"kind" json:"kind,omitempty"`
 	// Total counts all events in each step, for a ratio signal.
-	Total     string    `yaml:"total" json:"total,omitempty"`
+	Total string `yaml:"total" json:"total,omitempty"`
+	// Presence, for a ratio signal whose bad events come from another
+	// source than its total (log_error_ratio: error log records per
+	// request), has data for a version whenever that source sends any
+	// (all its log records, whatever the severity). A side with no sample
+	// of it has no data for the signal rather than zero bad events: a
+	// service that sends no logs is not judged on its log errors.
+	Presence  string    `yaml:"presence" json:"presence,omitempty"`
 	Direction Direction `yaml:"direction" json:"direction,omitempty"`
 	// Tolerance is the relative worsening accepted (0.2: 20% worse than
 	// baseline). For a ratio signal it is the regression the test is built
@@ -94,8 +101,8 @@ func (s Signal) Validate() error {
 	}
 	switch s.Kind {
 	case "", KindCompare, KindTraffic, KindAlert:
-		if s.Total != "" {
-			return fmt.Errorf("signal %s: total is only for kind ratio", s.Name)
+		if s.Total != "" || s.Presence != "" {
+			return fmt.Errorf("signal %s: total and presence are only for kind ratio", s.Name)
 		}
 	case KindRatio:
 		if s.Total == "" {
@@ -106,6 +113,11 @@ func (s Signal) Validate() error {
 		}
 		if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Total, vars)); err != nil {
 			return fmt.Errorf("signal %s: total %q: %w", s.Name, s.Total, err)
+		}
+		if s.Presence != "" {
+			if _, err := parser.NewParser(parser.Options{}).ParseExpr(Render(s.Presence, vars)); err != nil {
+				return fmt.Errorf("signal %s: presence %q: %w", s.Name, s.Presence, err)
+			}
 		}
 	default:
 		return fmt.Errorf("signal %s: kind %q is not compare, ratio, traffic or alert", s.Name, s.Kind)
@@ -173,7 +185,7 @@ func DefaultSignals() []Signal {
 		{Name: "error_ratio", Kind: KindRatio, Query: red.StepErrors(sel, step), Total: calls, Tolerance: 0.5, Floor: 0.002, Weight: 2},
 		{Name: "latency_p50", Query: LatencyQuery(0.5), Tolerance: 0.1, Floor: 0.002},
 		{Name: "latency_p99", Query: LatencyQuery(0.99), Tolerance: 0.25, Floor: 0.005},
-		{Name: "log_error_ratio", Kind: KindRatio, Query: red.StepLogErrors(sel, step), Total: calls, Tolerance: 0.5, Floor: 0.002},
+		{Name: "log_error_ratio", Kind: KindRatio, Query: red.StepLogErrors(sel, step), Total: calls, Presence: red.StepLogs(sel, step), Tolerance: 0.5, Floor: 0.002},
 		{Name: "critical_alerts", Kind: KindAlert, Query: `ALERTS{alertstate="firing",severity="critical",$service}`, Critical: true},
 	}
 }

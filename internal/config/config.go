@@ -35,6 +35,7 @@ import (
 	"github.com/vigilhq/vigil/query"
 	"github.com/vigilhq/vigil/storage"
 	"github.com/vigilhq/vigil/storage/otlpforward"
+	"github.com/vigilhq/vigil/ui"
 )
 
 // Config is the whole of vigil.yml. Every section is optional; what is left
@@ -79,6 +80,16 @@ type WebConfig struct {
 	// authentication (no auth.tokens, no basic-auth users, no client
 	// certificates). Without it, Vigil refuses to start so.
 	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+	// TraceURLTemplate links the trace ids of the web UI's verdict pages to
+	// a tracing UI: {trace_id} in it is replaced by the id, e.g.
+	// http://jaeger:16686/trace/{trace_id}.
+	TraceURLTemplate string `yaml:"trace_url_template"`
+	// GrafanaURL, when set, sends the UI's /graph links (Alertmanager's
+	// "Source", the verdicts' queries) to Grafana's Explore on the
+	// datasource GrafanaDatasourceUID ("vigil", as `vigil gen dashboards`
+	// provisions it).
+	GrafanaURL           string `yaml:"grafana_url"`
+	GrafanaDatasourceUID string `yaml:"grafana_datasource_uid"`
 	// AdminTokenFile is no longer supported (auth.tokens replaces it); the
 	// key is kept only to say so.
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
@@ -102,6 +113,8 @@ func DefaultConfig() Config {
 			MaxConnections:  512,
 			ShutdownTimeout: model.Duration(30 * time.Second),
 			EnableLifecycle: true,
+
+			GrafanaDatasourceUID: "vigil",
 		},
 		Storage: storage.DefaultConfig(),
 		Query:   query.DefaultConfig(),
@@ -197,6 +210,14 @@ func (w WebConfig) Validate() error {
 	if w.ExternalURL != "" {
 		if u, err := url.Parse(w.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
 			return fmt.Errorf("external_url %q must be an absolute URL", w.ExternalURL)
+		}
+	}
+	if err := ui.ValidateTraceURLTemplate(w.TraceURLTemplate); err != nil {
+		return err
+	}
+	if w.GrafanaURL != "" {
+		if u, err := url.Parse(w.GrafanaURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("grafana_url %q must be an absolute URL", w.GrafanaURL)
 		}
 	}
 	if w.AdminTokenFile != "" {

@@ -162,4 +162,9 @@ func StepLogErrors(sel, step string) string {
 	return StepIncrease(semconv.LogRecords, ErrorLogs(sel), step)
 }
 
+// StepLogs counts the log records of sel, of any severity, in each step.
+func StepLogs(sel, step string) string {
+	return StepIncrease(semconv.LogRecords, sel, step)
+}
+
 func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
