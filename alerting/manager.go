@@ -277,10 +277,3 @@ func CheckRuleFiles(patterns []string) ([]string, error) {
 	}
 	return files, nil
 }
-
-// Files returns the rule files loaded now.
-func (m *Manager) Files() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.files)
-}

@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/prometheus/util/compression"
 )
 
-// Config configures the embedded TSDB. Zero values are replaced by the
-// defaults of DefaultConfig when the storage is opened.
+// Config configures the embedded TSDB. Start from DefaultConfig: Open
+// validates the config as given and fills in nothing.
 type Config struct {
 	// Path is the data directory; the TSDB and Vigil's own state live below it.
 	Path string `yaml:"path"`

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -39,7 +38,9 @@ import (
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 
+	"github.com/vigilhq/vigil/internal/config"
 	"github.com/vigilhq/vigil/internal/peers"
+	"github.com/vigilhq/vigil/internal/yamlconf"
 )
 
 const (
@@ -554,46 +555,18 @@ func checkRevisionHistory(r *rendered) []error {
 	return errs
 }
 
-// vigilConfig is the part of vigil.yml the manifests depend on.
-type vigilConfig struct {
-	Web struct {
-		ListenAddress string `yaml:"listen_address"`
-	} `yaml:"web"`
-	Auth struct {
-		Tokens []struct {
-			Name      string   `yaml:"name"`
-			TokenFile string   `yaml:"token_file"`
-			Scopes    []string `yaml:"scopes"`
-		} `yaml:"tokens"`
-	} `yaml:"auth"`
-	Storage struct {
-		Path string `yaml:"path"`
-	} `yaml:"storage"`
-	Ingest struct {
-		MaxSeries int64 `yaml:"max_series"`
-	} `yaml:"ingest"`
-	Receivers struct {
-		OTLP struct {
-			GRPC struct {
-				ListenAddress string `yaml:"listen_address"`
-			} `yaml:"grpc"`
-			HTTP struct {
-				ListenAddress string `yaml:"listen_address"`
-			} `yaml:"http"`
-		} `yaml:"otlp"`
-	} `yaml:"receivers"`
-	RemoteWrite []struct {
-		URL           string `yaml:"url"`
-		Authorization struct {
-			CredentialsFile string `yaml:"credentials_file"`
-		} `yaml:"authorization"`
-	} `yaml:"remote_write"`
-}
+// vigilConfig is the vigil.yml of a rendered ConfigMap, read as Vigil
+// reads it: over the defaults, strictly (an unknown key is an error), and
+// validated.
+type vigilConfig = config.Config
 
 func parseConfig(cm corev1.ConfigMap) (vigilConfig, error) {
-	var c vigilConfig
-	if err := yaml.Unmarshal([]byte(cm.Data[path.Base(configPath)]), &c); err != nil {
+	c := config.DefaultConfig()
+	if err := yamlconf.Decode([]byte(cm.Data[path.Base(configPath)]), &c); err != nil {
 		return c, fmt.Errorf("ConfigMap %s: parse %s: %w", cm.Name, path.Base(configPath), err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("ConfigMap %s: %s: %w", cm.Name, path.Base(configPath), err)
 	}
 	return c, nil
 }
@@ -958,10 +931,7 @@ func TestForwardingTargetsTheStore(t *testing.T) {
 	if len(cfg.RemoteWrite) == 0 {
 		t.Fatalf("ConfigMap %s: the collectors forward nowhere (no remote_write)", cm.Name)
 	}
-	u, err := url.Parse(cfg.RemoteWrite[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := cfg.RemoteWrite[0].URL.URL
 	ns := r.namespaces[0].Name
 	svcName, ok := strings.CutSuffix(u.Hostname(), "."+ns+".svc")
 	svc, found := r.services[svcName]

@@ -25,7 +25,7 @@ func checkTokens(r *rendered, w workload, cmName string, cfg vigilConfig) []erro
 	var files []string
 	for _, t := range cfg.Auth.Tokens {
 		for _, s := range t.Scopes {
-			covered[s] = true
+			covered[string(s)] = true
 		}
 		files = append(files, t.TokenFile)
 	}
@@ -35,7 +35,8 @@ func checkTokens(r *rendered, w workload, cmName string, cfg vigilConfig) []erro
 		}
 	}
 	for _, rw := range cfg.RemoteWrite {
-		if f := rw.Authorization.CredentialsFile; f != "" {
+		if a := rw.HTTPClientConfig.Authorization; a != nil && a.CredentialsFile != "" {
+			f := a.CredentialsFile
 			files = append(files, f)
 		}
 	}

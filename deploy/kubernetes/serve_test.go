@@ -57,7 +57,7 @@ func localize(t *testing.T, cfg vigilConfig, raw, forwardURL string, value func(
 	}
 	if forwardURL != "" {
 		for _, rw := range cfg.RemoteWrite {
-			out = strings.ReplaceAll(out, rw.URL, forwardURL)
+			out = strings.ReplaceAll(out, rw.URL.String(), forwardURL)
 		}
 	}
 	return out

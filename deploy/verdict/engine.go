@@ -217,9 +217,6 @@ func New(cfg Config, q Querier, ev Evidence) (*Engine, error) {
 	return &Engine{cfg: cfg, q: q, ev: ev}, nil
 }
 
-// Step is the engine's sample step.
-func (e *Engine) Step() time.Duration { return e.cfg.Step }
-
 // maxHistory bounds the steps a live evaluation judges and keeps in each
 // signal's History: every step of a window of up to maxHistory steps (the
 // default 10m/15s has 40), evenly spaced steps beyond.

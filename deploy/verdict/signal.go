@@ -1,7 +1,10 @@
 // Package verdict decides whether a new version of a service should be
 // promoted or rolled back by comparing its health signals with a baseline
 // (the previous version running alongside it, or the service before the
-// deploy) with a Mann-Whitney U test plus an effect-size tolerance.
+// deploy): ratio signals (errors among requests) with Wald's sequential
+// probability ratio test on their counts, other signals per step with a
+// Mann-Whitney U test plus an effect-size tolerance, and absolute bounds
+// (SLOs) on both; a first deploy is judged on its bounds alone.
 package verdict
 
 import (
