@@ -46,7 +46,7 @@ type derivedGuard struct {
 
 func (g *derivedGuard) check(ls labels.Labels) error {
 	if name := ls.Get(model.MetricNameLabel); semconv.Derived(name) {
-		return fmt.Errorf("%w: %s is Vigil's own (span metrics, service graph, log metrics, deployments, verdicts); %q may not write it unless listed in ingest.accept_derived_series_from", collector.ErrDerivedSeries, name, g.writer)
+		return fmt.Errorf("%w: %s is Vigil's own (span metrics, service graph, log metrics, deployments, verdicts, alerts, deploy-health recordings); %q may not write it unless listed in ingest.accept_derived_series_from", collector.ErrDerivedSeries, name, g.writer)
 	}
 	return nil
 }

@@ -149,7 +149,7 @@ func tsOf(name string, v float64, at time.Time, kv ...string) prompb.TimeSeries 
 // series of its request are stored, and the refusals are counted as
 // derived_series. A listed writer's are stored.
 func TestDerivedSeriesRefused(t *testing.T) {
-	forged := []string{semconv.SpanCalls, semconv.SpanDuration + "_bucket", semconv.ServiceGraphRequests, semconv.LogRecords, semconv.DeploymentInfo, semconv.VerdictInfo}
+	forged := []string{semconv.SpanCalls, semconv.SpanDuration + "_bucket", semconv.ServiceGraphRequests, semconv.LogRecords, semconv.DeploymentInfo, semconv.VerdictInfo, semconv.Alerts, semconv.AlertsForState, semconv.DeployErrorRatio}
 	for _, tc := range []struct {
 		name      string
 		accept    []string
@@ -185,7 +185,7 @@ func TestDerivedSeriesRefused(t *testing.T) {
 				if writer == "" {
 					writer = "anonymous"
 				}
-				if code != http.StatusBadRequest || !strings.Contains(body, "derived_series: 6") || !strings.Contains(body, `"`+writer+`" may not write it`) {
+				if code != http.StatusBadRequest || !strings.Contains(body, "derived_series: 9") || !strings.Contains(body, `"`+writer+`" may not write it`) {
 					t.Errorf("answer %d %q, want 400 naming derived_series and the writer", code, body)
 				}
 				if rejected != float64(len(forged)) {

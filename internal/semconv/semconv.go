@@ -126,6 +126,19 @@ const (
 	LabelDecision        = "decision"
 )
 
+// Alert series written by Vigil's rule evaluation, as Prometheus names
+// them (rules.AlertMetricName, rules.AlertForStateMetricName).
+const (
+	// Alerts is 1 for each pending or firing alert. Labels: alertname,
+	// alertstate (pending, firing) and the alert's labels. The verdict's
+	// critical_alerts signal fails a version when one with
+	// severity="critical" fires for its service.
+	Alerts = "ALERTS"
+	// AlertsForState is when each active alert went pending, in Unix
+	// seconds: what restores an alert's `for` clock after a restart.
+	AlertsForState = "ALERTS_FOR_STATE"
+)
+
 // Series the generated rules record (`vigil gen rules`), which the
 // dashboards read.
 const (
@@ -146,7 +159,13 @@ const (
 
 // Derived reports whether a metric name is one Vigil derives itself: the
 // span metrics (with the classic histogram's _bucket, _sum and _count), the
-// service graph, the log metrics and the deployment and verdict series.
+// service graph, the log metrics, the deployment and verdict series, the
+// alert series of Vigil's rule evaluation (ALERTS, ALERTS_FOR_STATE) and
+// the deploy-health series the generated rules record, from which their
+// critical alerts fire (the rules manager writes these two kinds to
+// storage directly, not through ingest). The SLO recordings (slo:...) are
+// not among them: they feed no critical alert, and share their names with
+// Sloth's, which a Prometheus may remote-write.
 // The verdict and the generated rules trust these series, so only writers
 // listed in ingest.accept_derived_series_from (Vigil's own collector
 // replicas) may send them over remote_write or OTLP.
@@ -154,7 +173,9 @@ func Derived(name string) bool {
 	switch name {
 	case SpanCalls, SpanDuration, SpanDuration + "_bucket", SpanDuration + "_sum", SpanDuration + "_count",
 		ServiceGraphRequests, ServiceGraphFailed, LogRecords,
-		DeploymentInfo, DeploymentStarted, VerdictInfo, VerdictTimestamp:
+		DeploymentInfo, DeploymentStarted, VerdictInfo, VerdictTimestamp,
+		Alerts, AlertsForState,
+		DeployErrorRatio, DeployLatencyP99, DeployRequestRate:
 		return true
 	}
 	return false
