@@ -34,7 +34,7 @@ OTELCOL_LB_MANIFEST  := internal/peers/otelcol/builder.yaml
 OTELCOL_LB_VERSION   := $(shell sed -n 's/^  version: //p' $(OTELCOL_LB_MANIFEST))
 
 TEST_TIMEOUT ?= 20m
-# The whole suite runs under the race detector (measured: 10.5 min on 2 busy cores).
+# The whole suite runs under the race detector (measured: 13 min for .ci/run on 2 busy cores).
 RACE         ?= -race
 FUZZTIME     ?= 30s
 
