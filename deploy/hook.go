@@ -277,7 +277,7 @@ func (h *Hook) Run(ctx context.Context) {
 }
 
 func (h *Hook) writeSeries(ctx context.Context) {
-	if err := h.series.write(ctx, h.store.Current(), h.now()); err != nil {
+	if err := h.series.writeLatest(ctx, h.store.Current, h.now); err != nil {
 		h.logger.Warn("Writing deployment series failed", "err", err)
 	}
 }

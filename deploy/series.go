@@ -49,10 +49,19 @@ type seriesWriter struct {
 	// oldest go, ended by a staleness marker (0: no bound).
 	maxVerdicts int
 
+	// writeMu serialises writeLatest from its snapshot to its commit (only
+	// writers take it): two writes whose snapshots were taken in one order
+	// and committed in the other lose the staleness markers of the later
+	// one, refused as out of order, and the series they should have ended
+	// stay visible for five minutes — beyond deploy.max_deployments under
+	// a flood of events.
+	writeMu sync.Mutex
+
 	mu       sync.Mutex
 	verdicts map[string]verdict.Verdict // latest per service/environment/version
-	started  map[string]bool            // started series already begun
+	started  map[string]bool            // started series begun, of the last write
 	written  map[uint64]labels.Labels   // the series of the last write
+	last     int64                      // the timestamp of the last write, in ms
 }
 
 func newSeriesWriter(out storage.AppendableV2, interval time.Duration) *seriesWriter {
@@ -206,11 +215,21 @@ func (w *seriesWriter) series(current []Deployment, emit func(ls labels.Labels, 
 	return out
 }
 
+// writeLatest writes the current deployments and the time, both taken
+// once the writes before it are committed, so that each write supersedes
+// the one before it.
+func (w *seriesWriter) writeLatest(ctx context.Context, current func() []Deployment, now func() time.Time) error {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	return w.write(ctx, current(), now())
+}
+
 // write appends one sample of every series at now, and a staleness marker
-// to each series of the last write that is no longer written.
+// to each series of the last write that is no longer written. A write in
+// the same millisecond as the last one is written a millisecond after it,
+// so that its staleness markers are not refused as duplicate samples.
 func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time.Time) error {
 	app := w.out.AppenderV2(ctx)
-	t := now.UnixMilli()
 	var errs int
 	appendOne := func(ls labels.Labels, t int64, v float64) {
 		if _, err := app.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{}); err != nil {
@@ -218,15 +237,22 @@ func (w *seriesWriter) write(ctx context.Context, current []Deployment, now time
 		}
 	}
 	w.mu.Lock()
+	t := max(now.UnixMilli(), w.last+1)
+	w.last = t
+	// started holds the started series of this write only: one that
+	// comes back later (a version deployed again) begins again with a 0.
+	started := map[string]bool{}
 	written := w.series(current, func(ls labels.Labels, v float64) {
 		if ls.Get(model.MetricNameLabel) == DeploymentStarted {
-			if k := ls.String(); !w.started[k] {
-				w.started[k] = true
+			k := ls.String()
+			if !w.started[k] {
 				appendOne(ls, t-1, 0)
 			}
+			started[k] = true
 		}
 		appendOne(ls, t, v)
 	})
+	w.started = started
 	for h, ls := range w.written {
 		if _, ok := written[h]; !ok {
 			appendOne(ls, t, math.Float64frombits(value.StaleNaN))

@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +143,66 @@ func TestSeriesStaleAtOnce(t *testing.T) {
 	if got := db.instant(`vigil_deployment_info`, now.Add(time.Second)); len(got) != 1 || !strings.Contains(got[0], `version="v4"`) {
 		t.Errorf("after a restart and a new deployment: %v, want v4 only", got)
 	}
+}
+
+// TestSeriesBoundedUnderConcurrentEvents: deployment events recorded from
+// several goroutines at once (a flood, issue 14) each re-write the series;
+// afterwards vigil_deployment_info shows exactly the current deployment of
+// each service kept — never more than max_deployments — and the writer
+// remembers only the series of its last write.
+func TestSeriesBoundedUnderConcurrentEvents(t *testing.T) {
+	db := newSeriesDB(t)
+	cfg := DefaultConfig()
+	cfg.MaxDeployments = 10
+	h, err := New(Options{Config: cfg, Dir: t.TempDir(), Out: db.store, Querier: PromQL{Engine: db.engine, Queryable: db.store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	const senders, perSender = 4, 150
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range perSender {
+				n := g*perSender + i
+				d := Deployment{Service: fmt.Sprintf("svc-%d", n%40), Environment: "production", Version: fmt.Sprintf("v%d", n), StartedAt: time.Now(), Source: FormatGeneric}
+				d.assignID()
+				if _, _, err := h.RecordDeployment(context.Background(), d); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var want []string
+	for _, d := range h.Store().Current() {
+		want = append(want, d.Service+" "+d.Version)
+	}
+	sort.Strings(want)
+	var got []string
+	for _, s := range db.instant(DeploymentInfo, time.Now().Add(time.Second)) {
+		got = append(got, labelValue(s, "service")+" "+labelValue(s, "version"))
+	}
+	sort.Strings(got)
+	if len(want) == 0 || len(want) > cfg.MaxDeployments {
+		t.Fatalf("%d current deployments, want 1..%d", len(want), cfg.MaxDeployments)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%d %s series after %d concurrent events, want the %d current deployments:\n got  %v\n want %v",
+			len(got), DeploymentInfo, senders*perSender, len(want), got, want)
+	}
+	h.series.mu.Lock()
+	started := len(h.series.started)
+	h.series.mu.Unlock()
+	if started != len(want) {
+		t.Errorf("the writer remembers %d started series, want the %d of its last write", started, len(want))
+	}
+}
+
+// labelValue reads name="value" out of an instant result of seriesDB.
+func labelValue(s, name string) string {
+	_, v, _ := strings.Cut(s, ", "+name+`="`)
+	v, _, _ = strings.Cut(v, `"`)
+	return v
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -228,7 +232,10 @@ func grpcExport(t *testing.T, addr, method string, body []byte) error {
 // overflow: a 63 KB gzipped OTLP/JSON log whose body nests a million arrays,
 // the same nesting in service.name on traces, three million protobuf levels
 // over OTLP/gRPC and OTLP/HTTP, and a deep Loki push. Each is refused with
-// 400 / InvalidArgument naming the limit; the process stays up and ready.
+// 400 / InvalidArgument naming the limit; the process stays up and ready;
+// and a well-behaved writer sending small requests over remote_write,
+// OTLP/HTTP and OTLP/gRPC all along is acknowledged every time, each of its
+// samples queryable afterwards.
 func TestAttackDeepNesting(t *testing.T) {
 	v := peers.StartVigil(t, "")
 	const jsonLevels, protoLevels = 1_000_000, 3_000_000
@@ -256,6 +263,7 @@ func TestAttackDeepNesting(t *testing.T) {
 		{"OTLP-HTTP protobuf traces on the main port, service.name nested 3,000,000 levels", v.URL() + "/otlp/v1/traces", "application/x-protobuf", "gzip", gzipped(t, protoTraces, gzip.BestSpeed), 400, "64"},
 		{"Loki JSON push nested 1,000,000 levels, gzip", v.URL() + "/loki/api/v1/push", "application/json", "gzip", gzipped(t, lokiJSON, gzip.BestSpeed), 400, "limit of 32 levels"},
 	}
+	writer := startGoodWriter(t, v)
 	for _, tc := range httpCases {
 		t.Run(tc.name, func(t *testing.T) {
 			probe := startReadyProbe(t, v.URL())
@@ -290,6 +298,7 @@ func TestAttackDeepNesting(t *testing.T) {
 			}
 		})
 	}
+	writer.check(t, v)
 
 	// The server still takes well-formed telemetry on every transport.
 	code, msg := post(t, "http://"+v.OTLPHTTP+"/v1/logs", "application/json", "",
@@ -304,6 +313,185 @@ func TestAttackDeepNesting(t *testing.T) {
 	for _, want := range []string{`vigil_ingest_refused_requests_total{reason="too_deep",receiver="otlp"} 6`, `vigil_ingest_refused_requests_total{reason="too_deep",receiver="loki"} 1`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// --- a well-behaved writer -----------------------------------------------
+
+// postRemoteWrite sends req as a remote_write 1.0 request and returns the
+// status and the response body.
+func postRemoteWrite(client *http.Client, url string, req *prompb.WriteRequest) (int, string, error) {
+	raw, err := req.Marshal()
+	if err != nil {
+		return 0, "", err
+	}
+	hreq, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
+	if err != nil {
+		return 0, "", err
+	}
+	hreq.Header.Set("Content-Type", "application/x-protobuf")
+	hreq.Header.Set("Content-Encoding", "snappy")
+	hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := client.Do(hreq)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(bytes.TrimSpace(b)), nil
+}
+
+// goodWriters are the transports of goodWriter, each with the metric its
+// samples go to.
+var goodWriters = []struct{ transport, metric string }{
+	{"remote_write", "good_writer_remote_write"},
+	{"OTLP/HTTP", "good_writer_otlp_http"},
+	{"OTLP/gRPC", "good_writer_otlp_grpc"},
+}
+
+// goodWriter is a well-behaved client: every 20 ms, until stopped, it
+// writes one sample in a small valid request, in turn over remote_write
+// (main port), OTLP/HTTP and OTLP/gRPC, each transport to a metric of its
+// own, at strictly increasing timestamps, with a 10 s client timeout.
+type goodWriter struct {
+	stop, done chan struct{}
+	began      time.Time
+
+	mu       sync.Mutex
+	acked    map[string]int // by metric
+	refusals []string
+}
+
+func startGoodWriter(t *testing.T, v *peers.Vigil) *goodWriter {
+	t.Helper()
+	conn, err := grpc.NewClient(v.OTLPGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &goodWriter{stop: make(chan struct{}), done: make(chan struct{}), began: time.Now(), acked: map[string]int{}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	grpcClient := pmetricotlp.NewGRPCClient(conn)
+	go func() {
+		defer close(w.done)
+		defer conn.Close()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		var last int64
+		for k := 0; ; k++ {
+			ts := max(time.Now().UnixMilli(), last+1)
+			last = ts
+			gw := goodWriters[k%len(goodWriters)]
+			var refusal string
+			switch gw.transport {
+			case "remote_write":
+				code, body, err := postRemoteWrite(client, v.URL()+"/api/v1/write", &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+					Labels:  []prompb.Label{{Name: "__name__", Value: gw.metric}},
+					Samples: []prompb.Sample{{Value: float64(k), Timestamp: ts}},
+				}}})
+				if err != nil {
+					refusal = err.Error()
+				} else if code/100 != 2 {
+					refusal = fmt.Sprintf("%d %s", code, body)
+				}
+			default:
+				md := pmetric.NewMetrics()
+				rm := md.ResourceMetrics().AppendEmpty()
+				rm.Resource().Attributes().PutStr("service.name", "good-writer")
+				m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+				m.SetName(gw.metric)
+				dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+				dp.SetTimestamp(pcommon.Timestamp(ts * int64(time.Millisecond)))
+				dp.SetDoubleValue(float64(k))
+				req := pmetricotlp.NewExportRequestFromMetrics(md)
+				resp := pmetricotlp.NewExportResponse()
+				var err error
+				if gw.transport == "OTLP/gRPC" {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					resp, err = grpcClient.Export(ctx, req)
+					cancel()
+				} else {
+					body, _ := req.MarshalProto()
+					var code int
+					var answer string
+					code, answer, err = postProtobuf(client, "http://"+v.OTLPHTTP+"/v1/metrics", body)
+					if err == nil && code/100 != 2 {
+						err = fmt.Errorf("%d %s", code, answer)
+					} else if err == nil {
+						err = resp.UnmarshalProto([]byte(answer))
+					}
+				}
+				if err != nil {
+					refusal = err.Error()
+				} else if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 0 {
+					refusal = fmt.Sprintf("%d points rejected: %s", ps.RejectedDataPoints(), ps.ErrorMessage())
+				}
+			}
+			w.mu.Lock()
+			if refusal == "" {
+				w.acked[gw.metric]++
+			} else {
+				w.refusals = append(w.refusals, fmt.Sprintf("%s %s: %s", time.Now().Format("15:04:05.000"), gw.transport, refusal))
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(w.halt)
+	return w
+}
+
+// postProtobuf POSTs a protobuf body and returns the status and the response body.
+func postProtobuf(client *http.Client, url string, body []byte) (int, string, error) {
+	resp, err := client.Post(url, "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func (w *goodWriter) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// check stops the writer and fails t unless every one of its requests was
+// acknowledged and every sample it wrote is queryable, exactly.
+func (w *goodWriter) check(t *testing.T, v *peers.Vigil) {
+	t.Helper()
+	w.halt()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Logf("the well-behaved writer: %v acknowledged, %d refused", w.acked, len(w.refusals))
+	if len(w.refusals) > 0 {
+		t.Errorf("the well-behaved writer was refused %d times under attack: %q", len(w.refusals), w.refusals)
+	}
+	window := fmt.Sprintf("%ds", int(time.Since(w.began).Seconds())+60)
+	for _, gw := range goodWriters {
+		if w.acked[gw.metric] == 0 {
+			t.Errorf("the well-behaved writer never wrote over %s", gw.transport)
+			continue
+		}
+		// instant queries at whole seconds: the next one holds every sample.
+		d := instant(t, v.URL(), "sum(count_over_time("+gw.metric+"["+window+"]))", time.Now().Add(time.Second))
+		var res []struct {
+			Value [2]any `json:"value"`
+		}
+		if err := json.Unmarshal(d.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 1 || res[0].Value[1] != strconv.Itoa(w.acked[gw.metric]) {
+			t.Errorf("%s samples written over %s: queried %s, want %d", gw.metric, gw.transport, d.Result, w.acked[gw.metric])
 		}
 	}
 }
@@ -399,31 +587,19 @@ func TestAttackSlowBodies(t *testing.T) {
 	var acked, refused int
 	var refusals []string
 	for k := 0; k < 25; k++ {
-		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		code, body, err := postRemoteWrite(client, v.URL()+"/api/v1/write", &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
 			Labels:  []prompb.Label{{Name: "__name__", Value: "good_writer"}, {Name: "k", Value: strconv.Itoa(k)}},
 			Samples: []prompb.Sample{{Value: float64(k), Timestamp: time.Now().UnixMilli()}},
-		}}}
-		raw, err := req.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hreq, _ := http.NewRequest(http.MethodPost, v.URL()+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
-		hreq.Header.Set("Content-Type", "application/x-protobuf")
-		hreq.Header.Set("Content-Encoding", "snappy")
-		hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-		resp, err := client.Do(hreq)
-		if err != nil {
+		}}})
+		switch {
+		case err != nil:
 			refused++
 			refusals = append(refusals, err.Error())
-		} else {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
-				acked++
-			} else {
-				refused++
-				refusals = append(refusals, fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b)))
-			}
+		case code/100 == 2:
+			acked++
+		default:
+			refused++
+			refusals = append(refusals, fmt.Sprintf("%d %s", code, body))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
