@@ -11,7 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -192,6 +195,44 @@ func podTemplate(obj *unstructured.Unstructured) (map[string]any, error) {
 		return nil, fmt.Errorf("%s %s/%s has no spec.template", strings.ToLower(obj.GetKind()), obj.GetNamespace(), obj.GetName())
 	}
 	return tmpl, nil
+}
+
+// owned lists the objects of res (ReplicaSets, ControllerRevisions) that
+// the workload's selector selects and the workload controls: its history.
+func (a KubernetesActor) owned(ctx context.Context, res schema.GroupVersionResource, workload *unstructured.Unstructured, w workloadRef) ([]unstructured.Unstructured, error) {
+	selMap, found, err := unstructured.NestedMap(workload.Object, "spec", "selector")
+	if err != nil || !found {
+		return nil, fmt.Errorf("%s has no spec.selector", w.target)
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(selMap, &ls); err != nil {
+		return nil, fmt.Errorf("%s selector: %w", w.target, err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil {
+		return nil, fmt.Errorf("%s selector: %w", w.target, err)
+	}
+	list, err := a.Client.Resource(res).Namespace(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list %s of %s: %w", res.Resource, w.target, err)
+	}
+	var out []unstructured.Unstructured
+	for _, o := range list.Items {
+		if controlledBy(&o, workload) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// rollsBackTo: an earlier revision's template is one to roll back to when
+// it differs from the current one and does not run the condemned version.
+func (w workloadRef) rollsBackTo(tmpl, current map[string]any, condemned string) bool {
+	if equality.Semantic.DeepEqual(tmpl, current) {
+		return false
+	}
+	v, _, err := templateVersion(tmpl, w.container, w.service)
+	return err != nil || v != condemned
 }
 
 func controlledBy(obj, owner *unstructured.Unstructured) bool {

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -53,32 +51,17 @@ func (a KubernetesActor) undoDeployment(ctx context.Context, w workloadRef, cond
 	if paused, _, _ := unstructured.NestedBool(d.Object, "spec", "paused"); paused {
 		return "", fmt.Errorf("%s is paused; resume it before rolling back", w.target)
 	}
-	selMap, found, err := unstructured.NestedMap(d.Object, "spec", "selector")
-	if err != nil || !found {
-		return "", fmt.Errorf("%s has no spec.selector", w.target)
-	}
-	var ls metav1.LabelSelector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(selMap, &ls); err != nil {
-		return "", fmt.Errorf("%s selector: %w", w.target, err)
-	}
-	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	rss, err := a.owned(ctx, replicaSetsResource, d, w)
 	if err != nil {
-		return "", fmt.Errorf("%s selector: %w", w.target, err)
-	}
-	rss, err := a.Client.Resource(replicaSetsResource).Namespace(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return "", fmt.Errorf("list replicasets of %s: %w", w.target, err)
+		return "", err
 	}
 	// The newest ReplicaSet of this Deployment whose template differs from
 	// the Deployment's and runs another version than the condemned one.
 	var prev *unstructured.Unstructured
 	var prevTmpl map[string]any
 	var prevRev int64
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		if !controlledBy(rs, d) {
-			continue
-		}
+	for i := range rss {
+		rs := &rss[i]
 		r := revision(rs.GetAnnotations())
 		if r <= prevRev {
 			continue
@@ -88,10 +71,7 @@ func (a KubernetesActor) undoDeployment(ctx context.Context, w workloadRef, cond
 			continue
 		}
 		unstructured.RemoveNestedField(tmpl, "metadata", "labels", podTemplateHashLabel)
-		if equality.Semantic.DeepEqual(tmpl, current) {
-			continue
-		}
-		if v, _, err := templateVersion(tmpl, w.container, w.service); err == nil && v == condemned {
+		if !w.rollsBackTo(tmpl, current, condemned) {
 			continue
 		}
 		prev, prevTmpl, prevRev = rs, tmpl, r

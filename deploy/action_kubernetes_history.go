@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -32,30 +30,15 @@ func (a KubernetesActor) undoFromHistory(ctx context.Context, res schema.GroupVe
 	if err := checkRunning(w.target, current, w.container, w.service, condemned); err != nil {
 		return "", err
 	}
-	selMap, found, err := unstructured.NestedMap(obj.Object, "spec", "selector")
-	if err != nil || !found {
-		return "", fmt.Errorf("%s has no spec.selector", w.target)
-	}
-	var ls metav1.LabelSelector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(selMap, &ls); err != nil {
-		return "", fmt.Errorf("%s selector: %w", w.target, err)
-	}
-	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	revs, err := a.owned(ctx, controllerRevisionsResource, obj, w)
 	if err != nil {
-		return "", fmt.Errorf("%s selector: %w", w.target, err)
-	}
-	revs, err := a.Client.Resource(controllerRevisionsResource).Namespace(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return "", fmt.Errorf("list controllerrevisions of %s: %w", w.target, err)
+		return "", err
 	}
 	var prevData map[string]any
 	var prevTmpl map[string]any
 	var prevRev int64
-	for i := range revs.Items {
-		cr := &revs.Items[i]
-		if !controlledBy(cr, obj) {
-			continue
-		}
+	for i := range revs {
+		cr := &revs[i]
 		r, _, _ := unstructured.NestedInt64(cr.Object, "revision")
 		if r <= prevRev {
 			continue
@@ -69,10 +52,7 @@ func (a KubernetesActor) undoFromHistory(ctx context.Context, res schema.GroupVe
 			continue
 		}
 		delete(tmpl, "$patch")
-		if equality.Semantic.DeepEqual(tmpl, current) {
-			continue
-		}
-		if v, _, err := templateVersion(tmpl, w.container, w.service); err == nil && v == condemned {
+		if !w.rollsBackTo(tmpl, current, condemned) {
 			continue
 		}
 		prevData, prevTmpl, prevRev = data, tmpl, r
