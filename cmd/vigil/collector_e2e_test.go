@@ -282,6 +282,7 @@ func TestTelemetrygen(t *testing.T) {
 			t.Fatalf("telemetrygen %v: %v\n%s", args, err, out)
 		}
 	}
+	collisions := 0
 	for _, transport := range []string{"grpc", "http"} {
 		t.Run(transport, func(t *testing.T) {
 			service := "tg-" + transport
@@ -300,15 +301,23 @@ func TestTelemetrygen(t *testing.T) {
 				run(t, append([]string{"metrics", "--metrics", "1", "--metric-type", typ, "--otlp-metric-name", "tg_" + strings.ToLower(typ)}, common...)...)
 			}
 			// Four points of a cumulative sum. telemetrygen reads the clock
-			// before its rate limiter waits, so its first two points share a
-			// millisecond; the TSDB keeps milliseconds, so the second cannot
-			// be stored. Vigil says so in an OTLP partial success (which
-			// telemetrygen treats as fatal) rather than drop it silently.
+			// before its rate limiter waits, so its first two points usually
+			// share a millisecond (not always on a loaded machine); the TSDB
+			// keeps milliseconds, so the second cannot be stored. Vigil then
+			// says so in an OTLP partial success (which telemetrygen treats
+			// as fatal) rather than drop it silently: every point is stored
+			// or reported.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, bin, append([]string{"metrics", "--metrics", "4", "--metric-type", "Sum", "--otlp-metric-name", "tg_requests"}, common...)...).CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "OTLP partial success: duplicate_timestamp: 1") {
-				t.Errorf("telemetrygen with colliding timestamps: err %v, output:\n%s", err, out)
+			stored := 4
+			switch {
+			case err == nil:
+				t.Logf("telemetrygen's points did not collide this time: all 4 stored")
+			case strings.Contains(string(out), "OTLP partial success: duplicate_timestamp: 1"):
+				stored, collisions = 3, collisions+1
+			default:
+				t.Errorf("telemetrygen metrics: err %v, output:\n%s", err, out)
 			}
 
 			sel := fmt.Sprintf(`service=%q,version="v9"`, service)
@@ -321,13 +330,13 @@ func TestTelemetrygen(t *testing.T) {
 			waitValue(t, base, fmt.Sprintf(`tg_sum_total{%s}`, job), 0)
 			waitValue(t, base, fmt.Sprintf(`count(tg_histogram_bucket{%s})`, job), 16) // telemetrygen's 15 bounds and +Inf
 			waitValue(t, base, fmt.Sprintf(`count(histogram_count(tg_exponentialhistogram{%s}) > 0)`, job), 1)
-			// Of the sum's 0,1,2,3 the three storable points arrive.
+			// Of the sum's 0,1,2,3 the storable points arrive.
 			waitValue(t, base, fmt.Sprintf(`max(tg_requests_total{job=%q})`, service), 3)
-			waitValue(t, base, fmt.Sprintf(`count_over_time(tg_requests_total{job=%q}[10m])`, service), 3)
+			waitValue(t, base, fmt.Sprintf(`count_over_time(tg_requests_total{job=%q}[10m])`, service), float64(stored))
 		})
 	}
-	if got := selfMetric(t, base, `vigil_ingest_rejected_samples_total{reason="duplicate_timestamp",receiver="otlp"}`); got != 2 {
-		t.Errorf("duplicate-timestamp rejections = %v, want 2 (one per telemetrygen metrics run)", got)
+	if got := selfMetric(t, base, `vigil_ingest_rejected_samples_total{reason="duplicate_timestamp",receiver="otlp"}`); got != float64(collisions) {
+		t.Errorf("duplicate-timestamp rejections = %v, want %d (one per telemetrygen run whose points collided)", got, collisions)
 	}
 }
 

@@ -106,6 +106,22 @@ ingest:
 	c1 := collectors[1]
 	direct := newShopLoad(t, sent, c1.OTLPGRPC, single.OTLPGRPC)
 	direct.round(90, []string{"v1"}, healthy)
+	// Every span sent so far has reached a replica: the tier queues and
+	// retries, and a replica stopped while spans of a trace are still on
+	// their way would split the trace across its two lives and lose the
+	// edge — a scale-in during traffic, which this test does not set out to
+	// show (docs/scaling.md says edges in flight are lost then).
+	spansSent := 0
+	for _, n := range sent.want().spans {
+		spansSent += int(n)
+	}
+	eventually(t, 30*time.Second, "every span sent so far on the replicas", func() bool {
+		got := 0.0
+		for _, c := range collectors {
+			got += selfMetric(t, c.URL(), "vigil_span_metrics_spans_total")
+		}
+		return got == float64(spansSent)
+	})
 	if got := vector(t, store.URL(), `count({collector="collector-1"})`, ""); len(got) != 0 {
 		t.Fatalf("collector-1 flushed before it stopped (%v): the test would not show its last flush", got)
 	}
